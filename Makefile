@@ -1,0 +1,59 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# Everything they need is installed here, into a virtualenv (.venv).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv run test unit integration proto proto-check bench clean system-deps
+
+help:
+	@echo "make run          start the embedded local cluster (master, 2 slaves)"
+	@echo "make test         set everything up and run the whole test suite"
+	@echo "make bench        run the benchmarks under bench/ (JSON on stdout)"
+	@echo "make proto        regenerate offerd/proto/offerd_pb2.py"
+	@echo "make proto-check  fail if the committed generated module is stale"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# System packages the tests use: iproute2 for network-namespace hosts.
+# Installed only where missing and only when we are root (CI, fresh machines).
+system-deps:
+	@if ! command -v ip >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq iproute2; \
+	fi
+
+run: venv
+	$(VENV)/bin/offerd local --slaves 2
+
+test: venv system-deps proto-check
+	$(PY) -m pytest -q
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+integration: venv
+	$(PY) -m pytest -q tests/integration
+
+proto: venv
+	$(PY) -m grpc_tools.protoc -Iofferd/proto --python_out=offerd/proto offerd/proto/offerd.proto
+
+proto-check: venv
+	@tmp=$$(mktemp -d) && \
+	$(PY) -m grpc_tools.protoc -Iofferd/proto --python_out=$$tmp offerd/proto/offerd.proto && \
+	if ! diff -q $$tmp/offerd_pb2.py offerd/proto/offerd_pb2.py >/dev/null; then \
+		echo "offerd/proto/offerd_pb2.py is stale: run 'make proto' and commit it"; rm -rf $$tmp; exit 1; \
+	fi; rm -rf $$tmp; echo "proto-check: generated module is up to date"
+
+bench: venv
+	$(PY) bench/launch_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
