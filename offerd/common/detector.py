@@ -1,0 +1,63 @@
+"""Finding the leading master from what a user typed (``--master``).
+
+Users name a master by its HTTP address (``host:5050``), as with Mesos; the
+ZeroMQ endpoint is learned from the master's ``/master/info`` (its MasterInfo
+as JSON, the same document Mesos writes into ZooKeeper).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from offerd.common.http import get_json
+
+
+class DetectorError(RuntimeError):
+    pass
+
+
+def split_host_port(text: str, default_port: int = 5050) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("http://"):
+        text = text[len("http://"):]
+    text = text.rstrip("/")
+    if not text:
+        raise DetectorError("empty master address: use HOST:PORT, e.g. 127.0.0.1:5050")
+    host, _, port = text.rpartition(":")
+    if not host:
+        return text, default_port
+    try:
+        return host, int(port)
+    except ValueError:
+        raise DetectorError(f"invalid master address {text!r}: use HOST:PORT, e.g. 127.0.0.1:5050") from None
+
+
+def master_info(master: str, timeout: float = 5.0) -> dict:
+    """MasterInfo JSON of the leading master named by `master`."""
+    if master.startswith("zk://") or master.startswith("file://"):
+        raise DetectorError(
+            f"{master}: ZooKeeper master detection is not available in this build; "
+            "name the master by HOST:PORT"
+        )
+    host, port = split_host_port(master)
+    try:
+        return get_json(f"http://{host}:{port}/master/info", timeout=timeout)
+    except OSError as exc:
+        raise DetectorError(f"cannot reach the master at {host}:{port}: {exc}") from None
+
+
+def zmq_endpoint(info: dict) -> str:
+    """The ``tcp://ip:port`` a client connects to, from MasterInfo JSON."""
+    address = info.get("address") or {}
+    ip = address.get("ip")
+    if not ip and "ip" in info:
+        ip = socket.inet_ntoa(struct.pack("<I", int(info["ip"])))
+    zmq_port = info.get("zmq_port")
+    if not ip or not zmq_port:
+        raise DetectorError(f"master info has no ZeroMQ address: {info}")
+    return f"tcp://{ip}:{zmq_port}"
+
+
+def resolve_master(master: str, timeout: float = 5.0) -> str:
+    return zmq_endpoint(master_info(master, timeout))
