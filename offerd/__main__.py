@@ -1,0 +1,3 @@
+from offerd.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""`offerd master` and `offerd slave`: run one daemon until a signal stops it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from offerd.common.flags import FlagError, add_flags, resolve_flags
+from offerd.common.logs import setup_logging
+
+log = logging.getLogger("offerd")
+
+
+def _flag_list(command: str):
+    if command == "master":
+        from offerd.master.flags import MASTER_FLAGS
+
+        return MASTER_FLAGS
+    from offerd.slave.flags import SLAVE_FLAGS
+
+    return SLAVE_FLAGS
+
+
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    add_flags(parser, _flag_list(command))
+    parser.set_defaults(handler=run_master if command == "master" else run_slave)
+
+
+def wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.wait(3600):
+        pass
+
+
+def _resolve(args, command: str):
+    try:
+        return resolve_flags(args, _flag_list(command), "slave" if command == "agent" else command)
+    except FlagError as exc:
+        print(f"offerd {command}: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def run_master(args) -> int:
+    flags = _resolve(args, "master")
+    setup_logging(flags.logging_level)
+    from offerd.master.daemon import Master
+
+    master = Master(flags)
+    try:
+        master.start()
+    except OSError as exc:
+        log.error("cannot start the master: %s (is another master using port %s?)", exc, flags.port)
+        return 1
+    info = master.master_info
+    log.info("master %s serving http://%s:%d (ZeroMQ tcp://%s:%d)",
+             info.id, info.address.ip, master.http_port, info.address.ip, master.zmq_port)
+    try:
+        wait_for_signal()
+    finally:
+        master.stop()
+    return 0
+
+
+def run_slave(args) -> int:
+    command = args.command
+    flags = _resolve(args, command)
+    setup_logging(flags.logging_level)
+    if not flags.master:
+        print(f"offerd {command}: --master HOST:PORT is required (the master's HTTP address, e.g. 127.0.0.1:5050)",
+              file=sys.stderr)
+        return 2
+    if getattr(flags, "simulate", 0):
+        from offerd.slave.simulate import SimulatedFleet
+
+        daemon = SimulatedFleet(flags, int(flags.simulate))
+        what = f"{flags.simulate} simulated slaves"
+    else:
+        from offerd.slave.daemon import Slave
+
+        daemon = Slave(flags)
+        what = "slave"
+    try:
+        daemon.start()
+    except OSError as exc:
+        log.error("cannot start the %s: %s", what, exc)
+        return 1
+    log.info("%s started, registering with the master at %s", what, flags.master)
+    try:
+        wait_for_signal()
+    finally:
+        daemon.stop()
+    return 0

@@ -1,0 +1,161 @@
+"""`offerd execute`: run one command as a task and wait for it, like mesos-execute.
+
+A tiny framework on the public SDK: it takes the first offer that holds the
+task's resources, launches the task, prints each status update and exits 0
+when the task finishes (1 otherwise, 2 for bad flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+import threading
+import time
+
+from offerd.common.flags import Flag, FlagError, add_flags, duration, resolve_flags
+from offerd.common.logs import setup_logging
+from offerd.common.resources import Resources, ResourceError
+from offerd.proto import offerd_pb2 as pb
+
+TERMINAL = {pb.TASK_FINISHED, pb.TASK_FAILED, pb.TASK_KILLED, pb.TASK_ERROR, pb.TASK_LOST,
+            pb.TASK_DROPPED, pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR}
+
+EXECUTE_FLAGS = [
+    Flag("master", "127.0.0.1:5050", "The master's HTTP address, HOST:PORT."),
+    Flag("name", "offerd-execute", "Name of the task (also its id, made unique)."),
+    Flag("command", None, "Shell command to run (required)."),
+    Flag("resources", "cpus:0.1;mem:32", "Resources of the task in Mesos text format."),
+    Flag("role", "*", "Role the framework subscribes with."),
+    Flag("user", None, "User the task runs as (default: you)."),
+    Flag("env", None, "Environment of the task as JSON, e.g. '{\"A\": \"1\"}'."),
+    Flag("kill_after", None, "Kill the task after this long, e.g. 30secs.", duration),
+    Flag("timeout", "5mins", "Give up if the task has not ended after this long.", duration),
+    Flag("logging_level", "WARNING", "INFO, WARNING or ERROR."),
+]
+
+
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    add_flags(parser, EXECUTE_FLAGS)
+    parser.set_defaults(handler=run)
+
+
+class ExecuteScheduler:
+    """Launch one task on the first offer that fits, then report until it ends."""
+
+    def __init__(self, task_name: str, command: pb.CommandInfo, resources: Resources, kill_after):
+        self.task_id = f"{task_name}-{int(time.time() * 1000)}"
+        self.task_name = task_name
+        self.command = command
+        self.resources = resources
+        self.kill_after = kill_after
+        self.launched = False
+        self.final_state = None
+        self.message = ""
+        self.done = threading.Event()
+
+    # Scheduler callbacks (the SDK calls them on its driver thread).
+    def registered(self, driver, framework_id, master_info):
+        print(f"Subscribed with ID {framework_id.value}", flush=True)
+
+    def reregistered(self, driver, master_info):
+        pass
+
+    def disconnected(self, driver):
+        print("Disconnected from the master; waiting for it to come back", flush=True)
+
+    def resourceOffers(self, driver, offers):
+        for offer in offers:
+            offered = Resources.from_protos(offer.resources)
+            if self.launched or not offered.contains(self.resources):
+                driver.declineOffer(offer.id, pb.Filters(refuse_seconds=5 if not self.launched else 3600))
+                continue
+            task = pb.TaskInfo(name=self.task_name)
+            task.task_id.value = self.task_id
+            task.slave_id.CopyFrom(offer.slave_id)
+            task.command.CopyFrom(self.command)
+            task.resources.extend(self.resources.to_protos())
+            driver.launchTasks(offer.id, [task])
+            self.launched = True
+            print(f"Submitted task '{self.task_id}' to slave {offer.slave_id.value} ({offer.hostname})", flush=True)
+            driver.suppressOffers()
+            if self.kill_after:
+                threading.Timer(self.kill_after, driver.killTask, args=(task.task_id,)).start()
+
+    def offerRescinded(self, driver, offer_id):
+        pass
+
+    def statusUpdate(self, driver, status):
+        if status.task_id.value != self.task_id:
+            return
+        line = f"Received status update {pb.TaskState.Name(status.state)} for task '{self.task_id}'"
+        if status.message:
+            line += f"\n  message: '{status.message}'"
+        if status.HasField("reason"):
+            line += f"\n  reason: {pb.TaskStatus.Reason.Name(status.reason)}"
+        print(line, flush=True)
+        if status.state in TERMINAL:
+            self.final_state = status.state
+            self.message = status.message
+            self.done.set()
+
+    def frameworkMessage(self, driver, executor_id, slave_id, data):
+        pass
+
+    def slaveLost(self, driver, slave_id):
+        pass
+
+    def executorLost(self, driver, executor_id, slave_id, status):
+        pass
+
+    def error(self, driver, message):
+        print(f"Error from the master: {message}", file=sys.stderr, flush=True)
+        self.message = message
+        self.done.set()
+
+
+def run(args) -> int:
+    try:
+        flags = resolve_flags(args, EXECUTE_FLAGS, "execute")
+        if not flags.command:
+            raise FlagError("--command is required, e.g. --command 'echo hello'")
+        resources = Resources.parse(flags.resources)
+    except (FlagError, ResourceError) as exc:
+        print(f"offerd execute: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(flags.logging_level)
+    from offerd.framework_sdk import MesosSchedulerDriver
+
+    command = pb.CommandInfo(value=flags.command, shell=True)
+    if flags.env:
+        import json
+
+        try:
+            env = json.loads(flags.env)
+            if not isinstance(env, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            print(f"offerd execute: --env: {exc}", file=sys.stderr)
+            return 2
+        for key, value in env.items():
+            command.environment.variables.add(name=str(key), value=str(value))
+    framework = pb.FrameworkInfo(name="offerd-execute", user=flags.user or getpass.getuser(),
+                                 role=flags.role, roles=[flags.role])
+    framework.capabilities.add(type=pb.FrameworkInfo.Capability.MULTI_ROLE)
+    scheduler = ExecuteScheduler(flags.name, command, resources, flags.kill_after)
+    driver = MesosSchedulerDriver(scheduler, framework, flags.master)
+    driver.start()
+    try:
+        if not scheduler.done.wait(flags.timeout):
+            print(f"offerd execute: the task did not end within {flags.timeout:g}s; killing it", file=sys.stderr)
+            task_id = pb.TaskID(value=scheduler.task_id)
+            driver.killTask(task_id)
+            scheduler.done.wait(10)
+    except KeyboardInterrupt:
+        driver.killTask(pb.TaskID(value=scheduler.task_id))
+        scheduler.done.wait(10)
+    finally:
+        driver.stop()
+        driver.join()
+    return 0 if scheduler.final_state == pb.TASK_FINISHED else 1

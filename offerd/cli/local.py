@@ -1,0 +1,240 @@
+"""`offerd local`: a whole cluster on this machine, as a tree of real processes.
+
+The master and each slave run as child processes, exactly as they would on
+separate machines, so what works here works on a real cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from offerd.common.flags import Flag, FlagError, add_flags, duration, positive_int, resolve_flags
+from offerd.common.logs import setup_logging
+
+log = logging.getLogger("offerd.local")
+
+LOCAL_FLAGS = [
+    Flag("slaves", 2, "Number of slaves to start.", positive_int, "N"),
+    Flag("ip", "127.0.0.1", "Address every daemon binds and advertises."),
+    Flag("port", 5050, "HTTP port of the master (web UI, endpoints); slaves take the next ports.", int),
+    Flag("work_dir", None, "Directory for the master's and slaves' state (default: a new temporary directory)."),
+    Flag("resources", None, "Resources of each slave in Mesos text format, e.g. 'cpus:4;mem:4096' "
+                            "(default: detected from this machine and split between the slaves)."),
+    Flag("containerizer", "posix", "Containerizer of the slaves: posix (real processes) or simulated.", str),
+    Flag("allocation_interval", "1secs", "How often the master runs a full allocation.", duration),
+    Flag("logging_level", "INFO", "INFO, WARNING or ERROR."),
+    Flag("startup_timeout", "60secs", "How long to wait for every slave to register.", duration),
+]
+
+
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    add_flags(parser, LOCAL_FLAGS)
+    parser.set_defaults(handler=run)
+
+
+def _default_slave_resources(count: int) -> str:
+    """Split this machine between the slaves so offers do not promise it twice."""
+    import psutil
+
+    cpus = max(1.0, (os.cpu_count() or 1) / max(1, count))
+    mem = max(256, int(psutil.virtual_memory().total / 2**20 * 0.75 / max(1, count)))
+    return f"cpus:{cpus:g};mem:{mem};disk:10240"
+
+
+def _wait_http(url: str, deadline: float, check=lambda doc: True) -> dict | None:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                doc = json.loads(response.read())
+            if check(doc):
+                return doc
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    return None
+
+
+class LocalCluster:
+    """Start and stop the process tree; used by `offerd local`, tests and benchmarks."""
+
+    def __init__(self, slaves=2, ip="127.0.0.1", port=5050, work_dir=None, resources=None,
+                 containerizer="posix", allocation_interval=1.0, logging_level="INFO",
+                 master_args=(), slave_args=(), log_dir=None, simulate=0):
+        self.slave_count = slaves
+        self.ip = ip
+        self.port = port
+        self.work_dir = work_dir or tempfile.mkdtemp(prefix="offerd-local-")
+        self.resources = resources or _default_slave_resources(slaves)
+        self.containerizer = containerizer
+        self.allocation_interval = allocation_interval
+        self.logging_level = logging_level
+        self.master_args = list(master_args)
+        self.slave_args = list(slave_args)
+        self.log_dir = log_dir
+        # With simulate=N the slaves are N simulated ones hosted by one process.
+        self.simulate = simulate
+        self.master_proc: subprocess.Popen | None = None
+        self.slave_procs: list[subprocess.Popen | None] = []
+
+    @property
+    def master(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def master_url(self) -> str:
+        return f"http://{self.ip}:{self.port}"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "offerd", *args]
+        out = None
+        if self.log_dir:
+            os.makedirs(self.log_dir, exist_ok=True)
+            out = open(os.path.join(self.log_dir, f"{name}.log"), "ab")
+        # Each daemon leads its own session so a terminal's Ctrl-C reaches only us,
+        # and we stop the children in order.
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                start_new_session=True)
+
+    def start_master(self) -> None:
+        self.master_proc = self._spawn("master", [
+            "master", f"--ip={self.ip}", f"--port={self.port}",
+            f"--work_dir={os.path.join(self.work_dir, 'master')}",
+            f"--allocation_interval={self.allocation_interval}",
+            f"--logging_level={self.logging_level}", *self.master_args,
+        ])
+
+    def slave_port(self, index: int) -> int:
+        return self.port + 1 + index
+
+    def start_slave(self, index: int) -> subprocess.Popen:
+        proc = self._spawn(f"slave{index}", [
+            "slave", f"--master={self.master}", f"--ip={self.ip}", f"--hostname={self.ip}",
+            f"--port={self.slave_port(index)}",
+            f"--work_dir={os.path.join(self.work_dir, f'slave{index}')}",
+            f"--resources={self.resources}", f"--containerizer={self.containerizer}",
+            f"--logging_level={self.logging_level}", *self.slave_args,
+        ])
+        while len(self.slave_procs) <= index:
+            self.slave_procs.append(None)
+        self.slave_procs[index] = proc
+        return proc
+
+    def start_simulated_fleet(self) -> subprocess.Popen:
+        proc = self._spawn("simulated-slaves", [
+            "slave", f"--master={self.master}", f"--ip={self.ip}", f"--port={self.slave_port(0)}",
+            f"--work_dir={os.path.join(self.work_dir, 'simulated')}", f"--simulate={self.simulate}",
+            "--containerizer=simulated", f"--resources={self.resources}",
+            f"--logging_level={self.logging_level}", *self.slave_args,
+        ])
+        self.slave_procs = [proc]
+        return proc
+
+    def start(self, timeout: float = 60.0) -> "LocalCluster":
+        deadline = time.monotonic() + timeout
+        self.start_master()
+        if _wait_http(f"{self.master_url}/master/info", deadline) is None:
+            self.stop()
+            raise RuntimeError(f"the master did not start on {self.master_url} within {timeout:.0f}s")
+        if self.simulate:
+            self.start_simulated_fleet()
+        else:
+            for index in range(self.slave_count):
+                self.start_slave(index)
+        expected = self.simulate or self.slave_count
+        if not self.wait_for_slaves(expected, deadline - time.monotonic()):
+            self.stop()
+            raise RuntimeError(f"not all {expected} slaves registered within {timeout:.0f}s")
+        return self
+
+    def state(self) -> dict:
+        with urllib.request.urlopen(f"{self.master_url}/master/state", timeout=5) as response:
+            return json.loads(response.read())
+
+    def wait_for_slaves(self, count: int, timeout: float) -> bool:
+        doc = _wait_http(f"{self.master_url}/master/state", time.monotonic() + timeout,
+                         lambda doc: doc.get("activated_slaves", 0) >= count)
+        return doc is not None
+
+    def kill_slave(self, index: int, sig=signal.SIGKILL) -> None:
+        proc = self.slave_procs[index]
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(30)
+
+    def stop(self) -> None:
+        for proc in [*self.slave_procs, self.master_proc]:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.slave_procs, self.master_proc]:
+            if proc is None:
+                continue
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args) -> int:
+    try:
+        flags = resolve_flags(args, LOCAL_FLAGS, "local")
+    except FlagError as exc:
+        print(f"offerd local: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(flags.logging_level)
+    cluster = LocalCluster(
+        slaves=flags.slaves, ip=flags.ip, port=flags.port, work_dir=flags.work_dir,
+        resources=flags.resources, containerizer=flags.containerizer,
+        allocation_interval=flags.allocation_interval, logging_level=flags.logging_level,
+    )
+    log.info("starting a local cluster: 1 master, %d slave(s); state in %s", flags.slaves, cluster.work_dir)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        cluster.start(flags.startup_timeout)
+    except RuntimeError as exc:
+        log.error("%s; see the log lines above", exc)
+        return 1
+    print(
+        f"\nofferd local cluster is up: 1 master, {flags.slaves} slave(s)\n"
+        f"  web UI and endpoints   {cluster.master_url}/\n"
+        f"  cluster state (JSON)   {cluster.master_url}/master/state\n"
+        f"  metrics                {cluster.master_url}/metrics/snapshot\n"
+        f"  run a task             offerd execute --master {cluster.master} --name hello --command 'echo hello'\n"
+        f"  work directory         {cluster.work_dir}\n"
+        f"Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+    try:
+        while True:
+            for index, proc in enumerate(cluster.slave_procs):
+                if proc is not None and proc.poll() is not None:
+                    log.warning("slave %d exited with status %s; restarting it", index, proc.returncode)
+                    cluster.start_slave(index)
+            if cluster.master_proc.poll() is not None:
+                log.error("the master exited with status %s; stopping", cluster.master_proc.returncode)
+                return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        log.info("stopping the local cluster")
+    finally:
+        cluster.stop()
+    return 0
