@@ -93,14 +93,15 @@ def _check_role(role: str) -> None:
             raise _Bad(f"role {role!r} cannot have {part!r} as a component")
         if part[0] == "-":
             raise _Bad(f"role {role!r} has a component starting with '-'")
-        try:
-            _check_token(part, "role")
-        except _Bad:
-            raise _Bad(f"invalid character in role {role!r}") from None
+        _check_token(part, "role")
 
 
 def _to_millis(value: Decimal | float, name: str) -> int:
-    """Round a validated non-negative number to fixed point, half away from zero."""
+    """Validate a scalar and round it to fixed point, half away from zero."""
+    if not math.isfinite(value):
+        raise _Bad(f"non-finite scalar value {value} for {name!r}")
+    if value < 0:
+        raise _Bad(f"negative scalar value {value} for {name!r}")
     if value > _MAX_SCALAR:
         raise _Bad(f"scalar value {value} for {name!r} exceeds {_MAX_SCALAR}")
     if type(value) is float:
@@ -126,14 +127,6 @@ def _text_scalar(text: str, name: str) -> int:
     except ValueError:
         finite = True
     raise _Bad(f"{'bad number' if finite else 'non-finite scalar value'} {text!r} for {name!r}")
-
-
-def _float_scalar(value: float, name: str) -> int:
-    if not math.isfinite(value):
-        raise _Bad(f"non-finite scalar value {value} for {name!r}")
-    if value < 0:
-        raise _Bad(f"negative scalar value {value} for {name!r}")
-    return _to_millis(value, name)
 
 
 def _norm_ranges(pairs: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -171,7 +164,7 @@ def _parse_compound(text: str):
     return _norm_ranges(pairs)
 
 
-def _items(text: str, error: type[ValueError]) -> list[str]:
+def _split_items(text: str, error: type[ValueError]) -> list[str]:
     """The non-empty ';'-separated items of `text`, split outside brackets."""
     parts, stack, start = [], [], 0
     for i, ch in enumerate(text):
@@ -310,7 +303,7 @@ class Resources:
         if text.startswith("["):
             return cls._parse_json(text, default_role)
         builder = _Builder()
-        for item in _items(text, ResourceError):
+        for item in _split_items(text, ResourceError):
             try:
                 head, colon, value = (s.strip() for s in item.partition(":"))
                 if not colon:
@@ -352,7 +345,11 @@ class Resources:
 
     @classmethod
     def from_protos(cls, protos: Iterable[pb.Resource], default_role: str = "*") -> Resources:
-        """Validate and convert protobuf Resources (e.g. from a TaskInfo)."""
+        """Validate and convert protobuf Resources (e.g. from a TaskInfo).
+
+        Only name, type, value and role are modelled: allocation_info (echoed
+        by MULTI_ROLE frameworks), disk info and reservation principals/labels
+        are dropped."""
         builder = _Builder()
         for r in protos:
             try:
@@ -367,7 +364,7 @@ class Resources:
                 if not r.HasField(field):
                     raise _Bad(f"missing {field} value for {name!r}")
                 if field == "scalar":
-                    value = _float_scalar(r.scalar.value, name)
+                    value = _to_millis(r.scalar.value, name)
                 elif field == "ranges":
                     value = _norm_ranges((x.begin, x.end) for x in r.ranges.range)
                 else:
@@ -625,7 +622,7 @@ Resources.parse_min_allocatable = staticmethod(parse_min_allocatable)
 def parse_attributes(text: str) -> list[pb.Attribute]:
     """Parse ``rack:2;zone:us-east-1a;r:[1-5];s:{a,b}`` into Attribute protos."""
     out, seen = [], set()
-    for item in _items(text.strip(), AttributeParseError):
+    for item in _split_items(text.strip(), AttributeParseError):
         try:
             name, colon, value = (s.strip() for s in item.partition(":"))
             if not colon:

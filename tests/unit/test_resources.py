@@ -120,7 +120,7 @@ def test_constructor_accepts_text():
         ("cpus(..):1", "\"cpus(..):1\": role '..' cannot have '..'"),
         ("cpus(-x):1", "\"cpus(-x):1\": role '-x' has a component starting with '-'"),
         ("cpus(a/-x):1", "component starting with '-'"),
-        ("cpus(a b):1", "\"cpus(a b):1\": invalid character in role 'a b'"),
+        ("cpus(a b):1", "\"cpus(a b):1\": invalid character ' ' in role 'a b'"),
         ("cpus(a//b):1", "\"cpus(a//b):1\": role 'a//b' has an empty component"),
         ("cpus(/a):1", "cannot start or end with '/'"),
         ("cpus(a/):1", "cannot start or end with '/'"),
