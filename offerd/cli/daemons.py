@@ -29,8 +29,9 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run_master if command == "master" else run_slave)
 
 
-def wait_for_signal() -> None:
-    stop = threading.Event()
+def wait_for_signal(done: threading.Event | None = None) -> None:
+    """Block until SIGINT/SIGTERM, or until `done` is set (the daemon ended itself)."""
+    stop = done or threading.Event()
 
     def on_signal(signum, _frame):
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -38,7 +39,7 @@ def wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    while not stop.wait(3600):
+    while not stop.wait(1):
         pass
 
 
@@ -91,12 +92,16 @@ def run_slave(args) -> int:
         what = "slave"
     try:
         daemon.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         log.error("cannot start the %s: %s", what, exc)
         return 1
     log.info("%s started, registering with the master at %s", what, flags.master)
     try:
-        wait_for_signal()
+        wait_for_signal(daemon.stopped)
     finally:
         daemon.stop()
+    reason = getattr(daemon, "shutdown_reason", None)
+    if reason:
+        log.warning("the master shut this slave down: %s", reason)
+        return 1
     return 0

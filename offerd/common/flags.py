@@ -111,7 +111,11 @@ def resolve_flags(
                 with open(path) as handle:
                     raw, source = handle.read().strip(), f"config file {path}"
         if raw is None:
-            setattr(namespace, flag.name, flag.default)
+            # Defaults written as text ("15secs") go through the same parser.
+            default = flag.default
+            if isinstance(default, str) and flag.type is not str:
+                default = flag.type(default)
+            setattr(namespace, flag.name, default)
             continue
         try:
             setattr(namespace, flag.name, flag.type(raw))

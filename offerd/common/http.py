@@ -27,7 +27,7 @@ class HttpServer:
             clear_untrusted_proxy_headers=True, channel_timeout=300,
             max_request_body_size=16 * 1024 * 1024,
         )
-        self.port = self._server.effective_port
+        self.port = int(self._server.effective_port)
         self.host = host
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 

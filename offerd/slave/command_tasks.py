@@ -1,0 +1,102 @@
+"""Command tasks: the slave is their executor (DESIGN.md §7).
+
+Mesos starts a command executor process per command task; here the slave
+supervises the task's process itself, so a task costs one process launch and no
+interpreter. The lifecycle it reports is the command executor's:
+TASK_STARTING, TASK_RUNNING once the process runs, then TASK_FINISHED (exit 0),
+TASK_FAILED (any other exit, or the launch failing) or, after a kill (TERM, then
+KILL after the kill policy's grace), TASK_KILLED, preceded by TASK_KILLING for
+frameworks with that capability.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+
+from offerd.proto import offerd_pb2 as pb
+from offerd.slave.containerizer import LaunchSpec, Termination
+from offerd.slave.sandbox import sandbox_directory
+from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, seconds
+
+log = logging.getLogger(__name__)
+
+Reason = pb.TaskStatus
+KILLING = pb.FrameworkInfo.Capability.TASK_KILLING_STATE
+
+
+class CommandTasks:
+    def __init__(self, core):
+        self.core = core
+
+    def run_task(self, framework: Framework, info: pb.TaskInfo) -> None:
+        core = self.core
+        task_id = info.task_id.value
+        if task_id in framework.executors:
+            core.refuse(framework.id, info, pb.TASK_ERROR, Reason.REASON_TASK_INVALID,
+                        f"executor id {task_id!r} is in use on this slave; a command task's executor takes its task id")
+            return
+        container_id = str(uuid.uuid4())
+        directory = sandbox_directory(core.work_dir, core.slave_id, framework.id, task_id, container_id)
+        executor = Executor(task_id, framework, None, container_id, directory)
+        task = Task(info, framework.id, executor)
+        core.add_task(executor, task)
+        if not core.containerizer.simulated:
+            core.send_status(task, pb.TASK_STARTING)
+        if info.HasField("max_completion_time"):
+            executor.timer = core.actor.call_later(seconds(info.max_completion_time), self._out_of_time, task)
+        environment = core.environment({
+            "SANDBOX": directory, "DIRECTORY": directory, "TASK_ID": task_id,
+            "FRAMEWORK_ID": framework.id, "EXECUTOR_ID": task_id, "SLAVE_ID": core.slave_id,
+        }, info.command)
+        # Everything above is in place before launch(): a containerizer may call back from inside it.
+        core.containerizer.launch(
+            LaunchSpec(container_id, info.command, directory, environment),
+            functools.partial(self._started, task), functools.partial(self._exited, task),
+        )
+
+    def kill(self, task: Task, policy: pb.KillPolicy | None) -> None:
+        if task.terminal:
+            return
+        if not task.kill_requested:
+            task.kill_requested = True
+            if task.executor.framework.capable(KILLING):
+                self.core.send_status(task, pb.TASK_KILLING)
+        self.core.containerizer.kill(task.executor.container_id, task.kill_grace(policy))
+
+    def _started(self, task: Task, pid: int | None) -> None:
+        executor = task.executor
+        executor.pid = pid
+        executor.state = ExecutorState.RUNNING
+        if not task.kill_requested and not task.terminal:
+            self.core.send_status(task, pb.TASK_RUNNING)
+
+    def _out_of_time(self, task: Task) -> None:
+        task.executor.timer = None
+        if not task.terminal:
+            log.info("task %s reached its max_completion_time; killing it", task.id)
+            task.failure_reason = Reason.REASON_MAX_COMPLETION_TIME_REACHED
+            self.kill(task, None)
+
+    def _exited(self, task: Task, termination: Termination) -> None:
+        core = self.core
+        executor = task.executor
+        if executor.timer is not None:
+            executor.timer.cancel()
+            executor.timer = None
+        if not task.terminal and not core.stopped:
+            log.log(core.task_log_level, "%s: task %s of framework %s ended: %s", core.name, task.id,
+                    task.framework_id, termination.message)
+            if termination.launch_error is not None:
+                core.send_status(task, pb.TASK_FAILED, termination.message,
+                                 Reason.REASON_CONTAINER_LAUNCH_FAILED, source=Reason.SOURCE_SLAVE)
+            elif task.failure_reason is not None:
+                core.send_status(task, pb.TASK_FAILED, "Task reached its max_completion_time", task.failure_reason)
+            elif task.kill_requested:
+                core.send_status(task, pb.TASK_KILLED, termination.message)
+            elif termination.succeeded:
+                core.send_status(task, pb.TASK_FINISHED, termination.message)
+            else:
+                core.send_status(task, pb.TASK_FAILED, termination.message)
+        core.executor_terminated(executor)

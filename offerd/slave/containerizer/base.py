@@ -1,0 +1,84 @@
+"""The containerizer contract.
+
+A slave asks for a container (a command in a sandbox with an environment) and
+hears back twice, on the actor thread: `on_started(pid)` once the command runs,
+then `on_exited(termination)` exactly once when it has ended. A container that
+could not be started gets only `on_exited`, with `launch_error` set. Methods are
+called on the actor thread and never block it.
+"""
+
+from __future__ import annotations
+
+import abc
+import signal
+from dataclasses import dataclass, field
+from typing import Callable
+
+from offerd.proto import offerd_pb2 as pb
+
+
+@dataclass
+class LaunchSpec:
+    container_id: str
+    command: pb.CommandInfo
+    directory: str
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Termination:
+    returncode: int | None = None    # subprocess style: -N means killed by signal N
+    launch_error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0 and self.launch_error is None
+
+    @property
+    def wait_status(self) -> int:
+        """The raw wait(2) status, which is what Mesos reports in ExitedExecutor."""
+        if self.returncode is None:
+            return -1
+        return -self.returncode if self.returncode < 0 else self.returncode << 8
+
+    @property
+    def message(self) -> str:
+        if self.launch_error is not None:
+            return self.launch_error
+        if self.returncode is None:
+            return "Command ended with an unknown status"
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = str(-self.returncode)
+            return f"Command terminated with signal {name}"
+        return f"Command exited with status {self.returncode}"
+
+
+OnStarted = Callable[[int | None], None]
+OnExited = Callable[[Termination], None]
+
+
+class Containerizer(abc.ABC):
+    """Each method documents what an implementation must do."""
+
+    #: True when no process runs: tasks only pretend (benchmarks).
+    simulated = False
+
+    @abc.abstractmethod
+    def launch(self, spec: LaunchSpec, on_started: OnStarted, on_exited: OnExited) -> None:
+        """Start `spec` without blocking; report through the two callbacks."""
+
+    @abc.abstractmethod
+    def kill(self, container_id: str, grace: float) -> None:
+        """Ask the container to stop (SIGTERM), and force it (SIGKILL) after
+        `grace` seconds; grace <= 0 forces it at once. Repeating a kill may only
+        shorten the grace. Unknown ids are ignored."""
+
+    @abc.abstractmethod
+    def destroy_all(self) -> None:
+        """Kill every container at once (the slave is going away)."""
+
+    def close(self) -> None:
+        """Release threads; called after the actor has stopped."""

@@ -1,0 +1,420 @@
+"""One slave's behaviour: the master's events in, tasks and status updates out.
+
+A `SlaveCore` lives on an actor thread and owns its books (tasks.py), its
+status update manager and its connection to the master. The daemon
+(daemon.py) hosts one; a simulated fleet (simulate.py) hosts many on one actor.
+How tasks run is delegated: command tasks to command_tasks.py, custom
+executors to executors.py, processes to a containerizer.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import Callable
+
+from offerd.common.actor import Actor
+from offerd.common.detector import resolve_master
+from offerd.common.transport import Client
+from offerd.proto import offerd_pb2 as pb
+from offerd.slave import checkpoint
+from offerd.slave.command_tasks import CommandTasks
+from offerd.slave.containerizer import Containerizer
+from offerd.slave.executors import CustomExecutors
+from offerd.slave.registration import Registrar
+from offerd.slave.sandbox import container_environment
+from offerd.slave.status_updates import StatusUpdateManager, is_terminal
+from offerd.slave.tasks import MAX_COMPLETED_FRAMEWORKS, Executor, ExecutorState, Framework, Task, valid_id
+
+log = logging.getLogger(__name__)
+
+Event = pb.SlaveEvent
+MAX_STATUSES_PER_TASK = 16
+
+
+def validate_task(task: pb.TaskInfo) -> str | None:
+    """Why the slave cannot run `task`, or None. The master validates first;
+    this guards the sandbox paths and the command the slave itself runs."""
+    if not valid_id(task.task_id.value):
+        return f"invalid task id {task.task_id.value!r}"
+    if task.HasField("executor") == task.HasField("command"):
+        return "a task needs exactly one of 'command' and 'executor'"
+    command = task.executor.command if task.HasField("executor") else task.command
+    if task.HasField("executor") and not valid_id(task.executor.executor_id.value):
+        return f"invalid executor id {task.executor.executor_id.value!r}"
+    if not command.value and not command.arguments:
+        return "the command to run is empty"
+    return None
+
+
+class SlaveCore:
+    def __init__(
+        self,
+        actor: Actor,
+        flags,
+        slave_info: pb.SlaveInfo,
+        work_dir: str,
+        containerizer: Containerizer,
+        executor_server=None,
+        executor_endpoint: str | None = None,
+        on_shutdown: Callable[[str], None] | None = None,
+        on_registered: Callable[[str], None] | None = None,
+        name: str = "slave",
+        base_environment: dict[str, str] | None = None,
+    ):
+        self.actor = actor
+        self.flags = flags
+        self.name = name
+        self.work_dir = work_dir
+        self.containerizer = containerizer
+        self.on_shutdown = on_shutdown or (lambda reason: None)
+        self.on_registered = on_registered or (lambda slave_id: None)
+        self._info = slave_info
+        self._base_env = base_environment or {}
+        saved = checkpoint.read_slave_info(work_dir)
+        self.slave_id: str | None = saved.id.value if saved is not None else None
+        self.registered = False
+        self.stopped = False
+        self.start_time = time.time()
+        self.frameworks: dict[str, Framework] = {}
+        self.completed_frameworks: collections.deque[Framework] = collections.deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
+        self.stats = collections.Counter()
+        self.master_info: pb.MasterInfo | None = None
+        # Per-task logging would swamp a simulated fleet's log at thousands of tasks/s.
+        self.task_log_level = logging.DEBUG if containerizer.simulated else logging.INFO
+
+        self.client = Client(
+            actor, resolve=lambda: resolve_master(flags.master),
+            accepted=[pb.SlaveEvent, pb.ProtocolError], on_message=self._on_message,
+            on_connected=self._on_connected, on_disconnected=self._on_disconnected,
+            heartbeat_interval=flags.heartbeat_interval, name=name,
+        )
+        self.updates = StatusUpdateManager(
+            self.client.send, actor.call_later,
+            retry_interval=flags.status_update_retry_interval, retry_max=flags.status_update_retry_max,
+        )
+        self.updates.slave_id = self.slave_id
+        self.registrar = Registrar(self, flags.registration_backoff_factor)
+        self.commands = CommandTasks(self)
+        # Simulated slaves run every task like a command task: there is no process to subscribe.
+        self.executors = None
+        if executor_server is not None and not containerizer.simulated:
+            self.executors = CustomExecutors(self, executor_server, executor_endpoint)
+        self._handlers = {
+            Event.REGISTERED: self._on_registered,
+            Event.REREGISTERED: self._on_reregistered,
+            Event.RUN_TASK: self._on_run_task,
+            Event.KILL_TASK: self._on_kill_task,
+            Event.ACKNOWLEDGE: self._on_acknowledge,
+            Event.FRAMEWORK_MESSAGE: self._on_framework_message,
+            Event.SHUTDOWN_FRAMEWORK: self._on_shutdown_framework,
+            Event.SHUTDOWN_EXECUTOR: self._on_shutdown_executor,
+            Event.ERROR: self._on_error,
+            Event.SHUTDOWN: self._on_shutdown,
+        }
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.slave_id:
+            log.info("%s: found checkpointed slave id %s in %s", self.name, self.slave_id, self.work_dir)
+        self.client.start()
+
+    def stop(self) -> None:
+        """Kill everything this slave runs and close its connection."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.registered = False
+        self.registrar.stop()
+        self.updates.pause()
+        self.containerizer.destroy_all()
+        for framework in self.frameworks.values():
+            for executor in framework.executors.values():
+                if executor.timer is not None:
+                    executor.timer.cancel()
+        self.client.close()
+
+    def slave_info(self) -> pb.SlaveInfo:
+        info = pb.SlaveInfo()
+        info.CopyFrom(self._info)
+        if self.slave_id:
+            info.id.value = self.slave_id
+        return info
+
+    # -- connection and registration ---------------------------------------------
+
+    def _on_connected(self) -> None:
+        self.registrar.connected()
+
+    def _on_disconnected(self) -> None:
+        if self.registered:
+            log.warning("%s: lost the master; holding status updates until reregistered", self.name)
+        self.registered = False
+        self.registrar.stop()
+        self.updates.pause()
+
+    def _on_registered(self, event: pb.SlaveEvent) -> None:
+        slave_id = event.registered.slave_id.value
+        if self.registered and slave_id == self.slave_id:
+            return  # an answer to a retried REGISTER
+        if not valid_id(slave_id):
+            log.error("%s: the master sent an unusable slave id %r", self.name, slave_id)
+            return
+        if self.slave_id and slave_id != self.slave_id:
+            log.warning("%s: the master gave a new id %s instead of %s", self.name, slave_id, self.slave_id)
+        self.slave_id = slave_id
+        checkpoint.write_slave_info(self.work_dir, self.slave_info())
+        log.info("%s: registered with the master as %s", self.name, slave_id)
+        self._now_registered(event)
+
+    def _on_reregistered(self, event: pb.SlaveEvent) -> None:
+        if self.registered:
+            return
+        log.info("%s: reregistered with the master as %s", self.name, self.slave_id)
+        self._now_registered(event)
+
+    def _now_registered(self, event: pb.SlaveEvent) -> None:
+        self.registered = True
+        self.registrar.stop()
+        if event.registered.HasField("master_info"):
+            self.master_info = event.registered.master_info
+        self.updates.slave_id = self.slave_id
+        self.updates.resume()
+        self.on_registered(self.slave_id)
+
+    def _on_shutdown(self, event: pb.SlaveEvent) -> None:
+        reason = event.error.message or "the master removed this slave"
+        log.warning("%s: the master asked this slave to shut down (%s); killing all tasks and forgetting "
+                    "slave id %s", self.name, reason, self.slave_id)
+        self.stop()
+        checkpoint.forget_slave(self.work_dir)
+        self.slave_id = None
+        self.on_shutdown(reason)
+
+    def _on_error(self, event: pb.SlaveEvent) -> None:
+        log.error("%s: error from the master: %s", self.name, event.error.message)
+
+    # -- master events --------------------------------------------------------------
+
+    def _on_message(self, message) -> None:
+        if isinstance(message, pb.ProtocolError):
+            log.warning("%s: the master refused a frame (%s): %s", self.name, message.kind, message.message)
+            return
+        handler = self._handlers.get(message.type)
+        if handler is None:
+            self.stats["invalid_master_events"] += 1
+            log.warning("%s: ignoring a SlaveEvent of unknown type %d", self.name, message.type)
+            return
+        handler(message)
+
+    def _on_run_task(self, event: pb.SlaveEvent) -> None:
+        runs = ([event.run_task] if event.HasField("run_task") else []) + list(event.run_tasks)
+        if not self.registered:
+            log.warning("%s: ignoring %d task(s) sent before this slave is registered", self.name, len(runs))
+            return
+        for run in runs:
+            self.run_task(run.framework_info, run.task)
+
+    def run_task(self, framework_info: pb.FrameworkInfo, task: pb.TaskInfo) -> None:
+        framework_id = framework_info.id.value
+        if not valid_id(framework_id):
+            log.warning("%s: ignoring task %s of a framework without a valid id", self.name, task.task_id.value)
+            return
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            framework = self.frameworks[framework_id] = Framework(framework_info)
+        elif framework.terminating:
+            log.warning("%s: ignoring task %s: framework %s is shutting down", self.name,
+                        task.task_id.value, framework_id)
+            return
+        else:
+            framework.info = framework_info
+        error = validate_task(task)
+        if error is None and task.task_id.value in framework.tasks:
+            log.warning("%s: ignoring task %s of framework %s: a task with that id is already here",
+                        self.name, task.task_id.value, framework_id)
+            return
+        if error is not None:
+            self.refuse(framework_id, task, pb.TASK_ERROR, pb.TaskStatus.REASON_TASK_INVALID, error)
+        else:
+            self.stats["tasks_launched"] += 1
+            log.log(self.task_log_level, "%s: launching task %s of framework %s", self.name,
+                    task.task_id.value, framework_id)
+            command = task.executor.command if task.HasField("executor") else task.command
+            if command.uris:
+                log.warning("%s: task %s names URIs to fetch, which this slave does not download yet",
+                            self.name, task.task_id.value)
+            if task.HasField("executor") and self.executors is not None:
+                self.executors.run_task(framework, task)
+            else:
+                self.commands.run_task(framework, task)
+        if task.task_id.value not in framework.tasks:  # refused: keep no empty framework around
+            self._maybe_remove_framework(framework)
+
+    def _on_kill_task(self, event: pb.SlaveEvent) -> None:
+        kill = event.kill_task
+        framework_id, task_id = kill.framework_id.value, kill.task_id.value
+        framework = self.frameworks.get(framework_id)
+        task = framework.tasks.get(task_id) if framework is not None else None
+        if task is None:
+            if not self._completed_here(framework_id, task_id):
+                # The master believes the task is here (a RUN_TASK lost on the way?): say it is not.
+                state = framework.dropped_state() if framework is not None else pb.TASK_LOST
+                self.refuse(framework_id, pb.TaskInfo(task_id=kill.task_id), state,
+                            pb.TaskStatus.REASON_TASK_UNKNOWN, "Attempted to kill a task unknown to the slave")
+            return
+        if task.terminal:
+            return
+        policy = kill.kill_policy if kill.HasField("kill_policy") else None
+        log.log(self.task_log_level, "%s: killing task %s of framework %s", self.name, task_id, framework_id)
+        if task.executor.is_command:
+            self.commands.kill(task, policy)
+        else:
+            self.executors.kill_task(task, policy)
+
+    def _on_acknowledge(self, event: pb.SlaveEvent) -> None:
+        ack = event.acknowledge
+        framework_id, task_id = ack.framework_id.value, ack.task_id.value
+        status = self.updates.acknowledge(framework_id, task_id, ack.uuid)
+        if status is not None and is_terminal(status.state):
+            self._task_done(framework_id, task_id)
+
+    def _on_framework_message(self, event: pb.SlaveEvent) -> None:
+        message = event.framework_message
+        executor = self.find_executor(message.framework_id.value, message.executor_id.value)
+        if executor is None or executor.is_command or self.executors is None:
+            self.stats["dropped_framework_messages"] += 1
+            log.warning("%s: dropping a framework message for unknown executor %s of framework %s",
+                        self.name, message.executor_id.value, message.framework_id.value)
+            return
+        self.executors.message(executor, message.data)
+
+    def _on_shutdown_framework(self, event: pb.SlaveEvent) -> None:
+        framework = self.frameworks.get(event.shutdown_framework.framework_id.value)
+        if framework is None:
+            return
+        log.info("%s: shutting down framework %s", self.name, framework.id)
+        framework.terminating = True
+        for executor in list(framework.executors.values()):
+            self.shutdown_executor(executor)
+            self._maybe_remove_executor(executor)
+        self._maybe_remove_framework(framework)
+
+    def _on_shutdown_executor(self, event: pb.SlaveEvent) -> None:
+        request = event.shutdown_executor
+        executor = self.find_executor(request.framework_id.value, request.executor_id.value)
+        if executor is None:
+            log.warning("%s: ignoring shutdown of unknown executor %s of framework %s", self.name,
+                        request.executor_id.value, request.framework_id.value)
+            return
+        self.shutdown_executor(executor)
+
+    def shutdown_executor(self, executor: Executor) -> None:
+        if executor.is_command:
+            for task in executor.tasks.values():
+                if not task.terminal:
+                    self.commands.kill(task, None)
+        elif self.executors is not None:
+            self.executors.shutdown(executor)
+
+    # -- services for command_tasks / executors ----------------------------------
+
+    def find_executor(self, framework_id: str, executor_id: str) -> Executor | None:
+        framework = self.frameworks.get(framework_id)
+        return framework.executors.get(executor_id) if framework is not None else None
+
+    def add_task(self, executor: Executor, task: Task) -> None:
+        framework = executor.framework
+        framework.executors[executor.id] = executor
+        framework.tasks[task.id] = task
+        executor.tasks[task.id] = task
+
+    def environment(self, variables: dict[str, str], command: pb.CommandInfo | None) -> dict[str, str]:
+        if self.containerizer.simulated:
+            return {}
+        return container_environment(self._base_env, variables, command)
+
+    def send_status(self, task: Task, state: int, message: str | None = None, reason: int | None = None,
+                    source: int = pb.TaskStatus.SOURCE_EXECUTOR) -> None:
+        status = pb.TaskStatus(task_id=task.info.task_id, state=state, source=source)
+        if message:
+            status.message = message
+        if reason is not None:
+            status.reason = reason
+        if not task.executor.is_command:
+            status.executor_id.value = task.executor.id
+        self.forward_status(task, status)
+
+    def forward_status(self, task: Task, status: pb.TaskStatus) -> bool:
+        """Hand an update to the status update manager; False for a duplicate."""
+        if not self.updates.update(task.framework_id, status):
+            return False
+        task.state = status.state
+        if len(task.statuses) >= MAX_STATUSES_PER_TASK:
+            del task.statuses[0]
+        task.statuses.append(status)
+        return True
+
+    def refuse(self, framework_id: str, task: pb.TaskInfo, state: int, reason: int, message: str) -> None:
+        """A terminal update for a task the slave will not run (no record is kept)."""
+        log.warning("%s: task %s of framework %s: %s", self.name, task.task_id.value, framework_id, message)
+        status = pb.TaskStatus(task_id=task.task_id, state=state, reason=reason, message=message,
+                               source=pb.TaskStatus.SOURCE_SLAVE)
+        if task.HasField("executor"):
+            status.executor_id.CopyFrom(task.executor.executor_id)
+        self.updates.update(framework_id, status)
+
+    def send_to_master(self, call: pb.SlaveCall) -> None:
+        if self.slave_id and not self.stopped:
+            call.slave_id.value = self.slave_id
+            self.client.send(call)
+
+    def executor_terminated(self, executor: Executor) -> None:
+        executor.state = ExecutorState.TERMINATED
+        executor.pid = None
+        self._maybe_remove_executor(executor)
+
+    # -- retiring records ---------------------------------------------------------------
+
+    def _task_done(self, framework_id: str, task_id: str) -> None:
+        framework = self.frameworks.get(framework_id)
+        task = framework.tasks.pop(task_id, None) if framework is not None else None
+        if task is None:
+            return
+        executor = task.executor
+        executor.tasks.pop(task_id, None)
+        executor.completed_tasks.append(task)
+        self._maybe_remove_executor(executor)
+
+    def _maybe_remove_executor(self, executor: Executor) -> None:
+        if not executor.terminated:
+            return
+        framework = executor.framework
+        if framework.terminating:
+            # The master removed the framework: no acknowledgement will ever come.
+            for task in executor.tasks.values():
+                framework.tasks.pop(task.id, None)
+                executor.completed_tasks.append(task)
+            executor.tasks.clear()
+        if executor.tasks or framework.executors.get(executor.id) is not executor:
+            return
+        del framework.executors[executor.id]
+        framework.completed_executors.append(executor)
+        self._maybe_remove_framework(framework)
+
+    def _completed_here(self, framework_id: str, task_id: str) -> bool:
+        frameworks = [f for f in (self.frameworks.get(framework_id), *self.completed_frameworks)
+                      if f is not None and f.id == framework_id]
+        return any(f.completed(task_id) for f in frameworks)
+
+    def _maybe_remove_framework(self, framework: Framework) -> None:
+        if framework.executors or self.frameworks.get(framework.id) is not framework:
+            return
+        if framework.terminating:
+            self.updates.cleanup(framework.id)
+            log.info("%s: framework %s is gone", self.name, framework.id)
+        del self.frameworks[framework.id]
+        if framework.completed_executors:  # not one that only had tasks refused
+            self.completed_frameworks.append(framework)

@@ -1,0 +1,172 @@
+"""The slave daemon: one SlaveCore on an actor, an executor ROUTER and an HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from offerd.common.actor import Actor
+from offerd.common.flags import flags_as_dict
+from offerd.common.http import HttpServer
+from offerd.common.transport import Server
+from offerd.proto import offerd_pb2 as pb
+from offerd.slave import containerizer as containerizers
+from offerd.slave import state as slave_state
+from offerd.slave.containerizer.posix import cleanup_orphans, process_statistics
+from offerd.slave.core import SlaveCore
+from offerd.slave.flags import SLAVE_FLAGS, unimplemented_isolators, validate
+from offerd.slave.http_api import create_app
+from offerd.slave.machine import default_hostname, load_attributes, load_resources
+from offerd.slave.registration import build_slave_info
+
+log = logging.getLogger(__name__)
+
+EXECUTOR_PORT_OFFSET = 1000
+# Executors heartbeat like any transport client; this is how long a silent one
+# keeps its place before it counts as disconnected (its process may still run).
+EXECUTOR_PEER_TIMEOUT = 30.0
+
+
+class Slave:
+    """`start()` brings the slave up and registers it; `stop()` kills its tasks and
+    takes it down. `slave_id` is None until the master has (re)registered it."""
+
+    def __init__(self, flags):
+        self.flags = flags
+        self.http_port: int | None = None
+        self.executor_port: int | None = None
+        self.slave_id: str | None = None
+        self.shutdown_reason: str | None = None
+        self.actor: Actor | None = None
+        self.core: SlaveCore | None = None
+        self._http: HttpServer | None = None
+        self._containerizer = None
+        self._executor_server: Server | None = None
+        self._stop_lock = threading.Lock()
+        self._stopping = False
+        self._running = False  # the actor thread is up
+        self.stopped = threading.Event()
+
+    def start(self) -> "Slave":
+        flags = validate(self.flags)
+        os.makedirs(flags.work_dir, exist_ok=True)
+        resources = load_resources(flags.resources, flags.work_dir)
+        attributes = load_attributes(flags.attributes)
+        for name in unimplemented_isolators(flags):
+            log.warning("isolator %s is not available in this build: the slave runs without it", name)
+
+        self.actor = actor = Actor("slave")
+        if flags.containerizer == "posix":
+            cleanup_orphans(flags.work_dir)
+        self._containerizer = containerizers.create(flags.containerizer, actor, flags.work_dir)
+        try:
+            endpoint = self._open_endpoints(actor)
+        except Exception:
+            self.stop()
+            raise
+        info = build_slave_info(flags.hostname or default_hostname(flags.ip), flags.ip, self.http_port,
+                                resources, attributes)
+        self.core = SlaveCore(
+            actor, flags, info, flags.work_dir, self._containerizer,
+            executor_server=self._executor_server, executor_endpoint=endpoint,
+            on_shutdown=self._shut_down_by_master, on_registered=self._registered,
+            base_environment=dict(os.environ),
+        )
+        self.core.start()
+        actor.start()
+        self._running = True
+        self._http.start()
+        log.info("slave listening on http://%s:%d%s, resources %s", flags.ip, self.http_port,
+                 f", executors on {endpoint}" if endpoint else "", resources)
+        return self
+
+    def _open_endpoints(self, actor: Actor) -> str | None:
+        """Bind the HTTP server and, unless simulated, the executor ROUTER."""
+        flags = self.flags
+        self._http = HttpServer(create_app(_View(self)), flags.ip, flags.port, name="slave-http")
+        self.http_port = int(self._http.port)  # waitress reports it as a string
+        if self._containerizer.simulated:
+            return None
+        port = flags.executor_port or (flags.port + EXECUTOR_PORT_OFFSET if flags.port else 0)
+        self._executor_server = Server(
+            actor, f"tcp://{flags.ip}:{port}", [pb.ExecutorCall],
+            on_message=lambda peer, call: self.core.executors.on_call(peer, call),
+            on_peer_lost=lambda peer: self.core.executors.on_peer_lost(peer),
+            peer_timeout=EXECUTOR_PEER_TIMEOUT,
+        )
+        self.executor_port = self._executor_server.port
+        return f"tcp://{flags.ip}:{self.executor_port}"
+
+    def stop(self) -> None:
+        """Kill every task and executor, then stop. Safe from any thread, repeatable."""
+        if self._running and self.actor.in_actor_thread():
+            # The actor cannot wait for itself to stop.
+            threading.Thread(target=self.stop, name="slave-stop", daemon=True).start()
+            return
+        with self._stop_lock:
+            if self._stopping:
+                return
+            self._stopping = True
+        try:
+            if self._running:
+                try:
+                    self.actor.call(self.core.stop, timeout=5.0)
+                except TimeoutError:
+                    log.warning("the slave's actor did not answer; stopping anyway")
+                self.actor.stop()
+                self.actor.join(5.0)
+            elif self._executor_server is not None:
+                self._executor_server.close()
+            if self._http is not None:
+                self._http.close()
+            if self._containerizer is not None:
+                self._containerizer.close()
+        finally:
+            self.stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the slave has stopped (e.g. the master shut it down)."""
+        return self.stopped.wait(timeout)
+
+    # -- actor thread ---------------------------------------------------------
+
+    def _registered(self, slave_id: str) -> None:
+        self.slave_id = slave_id
+
+    def _shut_down_by_master(self, reason: str) -> None:
+        self.shutdown_reason = reason
+        self.slave_id = None
+        self.stop()
+
+
+class _View:
+    """What the HTTP API reads, fetched from the actor thread."""
+
+    def __init__(self, slave: Slave):
+        self._slave = slave
+        self.work_dir = slave.flags.work_dir
+
+    def _call(self, fn, *args):
+        return self._slave.actor.call(fn, self._slave.core, *args)
+
+    def state(self, index: int | None) -> dict | None:
+        if index not in (None, 1):
+            return None
+        return self._call(slave_state.slave_state, self._slave.http_port, self.flags())
+
+    def flags(self) -> dict:
+        return flags_as_dict(self._slave.flags, SLAVE_FLAGS)
+
+    def metrics(self) -> dict:
+        return self._call(slave_state.metrics)
+
+    def statistics(self) -> list[dict]:
+        targets = self._call(slave_state.usage_targets)
+        out = []
+        for target in targets:
+            pid = target.pop("pid")
+            # psutil runs here, on the HTTP thread: reading /proc must not stall the actor.
+            target["statistics"] = process_statistics(pid)
+            out.append(target)
+        return out

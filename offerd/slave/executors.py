@@ -1,0 +1,279 @@
+"""Custom executors: their processes and the executor protocol (docs/protocol.md).
+
+One process per (framework, executor id), started with ExecutorInfo.command in
+its sandbox. It connects a DEALER to the slave's executor ROUTER
+(MESOS_SLAVE_ENDPOINT) and SUBSCRIBEs; tasks that arrive before that wait in
+the executor's queue and are sent as LAUNCH events once it has. Its status
+updates enter the slave's status update manager and are acknowledged to it at
+once. If it does not subscribe within --executor_registration_timeout, or after
+a SHUTDOWN does not exit within its grace period, its process group is killed.
+When it exits, its unfinished tasks fail and the master hears EXITED_EXECUTOR.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+
+from offerd.common.transport import Server
+from offerd.proto import offerd_pb2 as pb
+from offerd.slave.containerizer import LaunchSpec, Termination
+from offerd.slave.sandbox import sandbox_directory
+from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, seconds
+
+log = logging.getLogger(__name__)
+
+Call = pb.ExecutorCall
+ExecEvent = pb.ExecutorEvent
+Reason = pb.TaskStatus
+SOURCE_SLAVE = pb.TaskStatus.SOURCE_SLAVE
+_WAITING = (ExecutorState.LAUNCHING, ExecutorState.REGISTERING)
+
+
+class CustomExecutors:
+    def __init__(self, core, server: Server, endpoint: str):
+        self.core = core
+        self.server = server
+        self.endpoint = endpoint
+        self._handlers = {Call.SUBSCRIBE: self._subscribe, Call.UPDATE: self._update, Call.MESSAGE: self._message}
+
+    # -- from the master ----------------------------------------------------------
+
+    def run_task(self, framework: Framework, info: pb.TaskInfo) -> None:
+        core = self.core
+        executor_id = info.executor.executor_id.value
+        executor = framework.executors.get(executor_id)
+        if executor is not None and executor.is_command:
+            core.refuse(framework.id, info, pb.TASK_ERROR, Reason.REASON_TASK_INVALID,
+                        f"executor id {executor_id!r} is in use by a command task on this slave")
+            return
+        if executor is not None and executor.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
+            core.refuse(framework.id, info, framework.dropped_state(), Reason.REASON_EXECUTOR_TERMINATED,
+                        f"executor {executor_id} is terminating")
+            return
+        if executor is None:
+            executor_info = pb.ExecutorInfo()
+            executor_info.CopyFrom(info.executor)
+            executor_info.framework_id.value = framework.id
+            executor = self._launch(framework, executor_info)
+        task = Task(info, framework.id, executor)
+        core.add_task(executor, task)
+        if executor.state is ExecutorState.RUNNING:
+            self._send_launch(executor, task)
+
+    def kill_task(self, task: Task, policy: pb.KillPolicy | None) -> None:
+        executor = task.executor
+        if not task.launched:
+            self.core.send_status(task, pb.TASK_KILLED, "Killed before it was delivered to its executor",
+                                  Reason.REASON_TASK_KILLED_DURING_LAUNCH, source=SOURCE_SLAVE)
+            # An executor launched only for tasks that are now all killed would idle forever.
+            if executor.state in _WAITING and all(t.terminal for t in executor.tasks.values()):
+                self.shutdown(executor)
+            return
+        if executor.state is ExecutorState.TERMINATED:
+            return
+        event = ExecEvent(type=ExecEvent.KILL)
+        event.kill.task_id.CopyFrom(task.info.task_id)
+        if policy is not None:
+            event.kill.kill_policy.CopyFrom(policy)
+        elif task.info.HasField("kill_policy"):
+            event.kill.kill_policy.CopyFrom(task.info.kill_policy)
+        self._send(executor, event)
+
+    def message(self, executor: Executor, data: bytes) -> None:
+        if executor.peer is None or executor.state is not ExecutorState.RUNNING:
+            self.core.stats["dropped_framework_messages"] += 1
+            log.warning("dropping a framework message for executor %s: it is not subscribed", executor.id)
+            return
+        event = ExecEvent(type=ExecEvent.MESSAGE)
+        event.message.data = data
+        self._send(executor, event)
+
+    def shutdown(self, executor: Executor) -> None:
+        """SHUTDOWN to the executor, then kill it after its grace period."""
+        if executor.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
+            return
+        was_running = executor.state is ExecutorState.RUNNING
+        executor.shutdown_requested = True
+        executor.state = ExecutorState.TERMINATING
+        self._cancel_timer(executor)
+        if was_running and executor.peer is not None:
+            log.info("shutting down executor %s of framework %s", executor.id, executor.framework.id)
+            self._send(executor, ExecEvent(type=ExecEvent.SHUTDOWN))
+            executor.timer = self.core.actor.call_later(
+                self._grace(executor), self.core.containerizer.kill, executor.container_id, 0)
+        else:
+            self.core.containerizer.kill(executor.container_id, 0)
+
+    # -- process lifecycle -----------------------------------------------------------
+
+    def _grace(self, executor: Executor) -> float:
+        if executor.info.HasField("shutdown_grace_period"):
+            return seconds(executor.info.shutdown_grace_period)
+        return self.core.flags.executor_shutdown_grace_period
+
+    def _launch(self, framework: Framework, info: pb.ExecutorInfo) -> Executor:
+        core = self.core
+        executor_id = info.executor_id.value
+        container_id = str(uuid.uuid4())
+        directory = sandbox_directory(core.work_dir, core.slave_id, framework.id, executor_id, container_id)
+        executor = Executor(executor_id, framework, info, container_id, directory)
+        framework.executors[executor_id] = executor
+        environment = core.environment({
+            "FRAMEWORK_ID": framework.id, "EXECUTOR_ID": executor_id, "SLAVE_ID": core.slave_id,
+            "DIRECTORY": directory, "SANDBOX": directory,
+            "CHECKPOINT": "1" if framework.info.checkpoint else "0",
+            "SLAVE_ENDPOINT": self.endpoint,
+            "EXECUTOR_SHUTDOWN_GRACE_PERIOD": f"{self._grace(executor)}secs",
+        }, info.command)
+        environment["PYTHONUNBUFFERED"] = "1"
+        log.info("launching executor %s of framework %s in %s", executor_id, framework.id, directory)
+        executor.timer = core.actor.call_later(core.flags.executor_registration_timeout,
+                                               self._registration_timeout, executor)
+        core.containerizer.launch(
+            LaunchSpec(container_id, info.command, directory, environment),
+            functools.partial(self._started, executor), functools.partial(self._exited, executor),
+        )
+        return executor
+
+    def _started(self, executor: Executor, pid: int | None) -> None:
+        executor.pid = pid
+        if executor.state is ExecutorState.LAUNCHING:  # it may have subscribed already
+            executor.state = ExecutorState.REGISTERING
+
+    def _registration_timeout(self, executor: Executor) -> None:
+        executor.timer = None
+        if executor.state in _WAITING:
+            log.warning("executor %s of framework %s did not subscribe within %.0fs; killing it",
+                        executor.id, executor.framework.id, self.core.flags.executor_registration_timeout)
+            executor.termination_reason = Reason.REASON_EXECUTOR_REGISTRATION_TIMEOUT
+            executor.state = ExecutorState.TERMINATING
+            self.core.containerizer.kill(executor.container_id, 0)
+
+    def _exited(self, executor: Executor, termination: Termination) -> None:
+        core = self.core
+        self._cancel_timer(executor)
+        executor.peer = None
+        if core.stopped:
+            return
+        log.info("executor %s of framework %s ended: %s", executor.id, executor.framework.id, termination.message)
+        for task in list(executor.tasks.values()):
+            if task.terminal:
+                continue
+            if termination.launch_error is not None:
+                core.send_status(task, pb.TASK_FAILED, termination.message,
+                                 Reason.REASON_CONTAINER_LAUNCH_FAILED, source=SOURCE_SLAVE)
+            else:
+                state = pb.TASK_KILLED if executor.shutdown_requested else pb.TASK_FAILED
+                reason = executor.termination_reason or Reason.REASON_EXECUTOR_TERMINATED
+                core.send_status(task, state, f"Executor terminated: {termination.message}", reason,
+                                 source=SOURCE_SLAVE)
+        exited = pb.SlaveCall(type=pb.SlaveCall.EXITED_EXECUTOR)
+        exited.exited_executor.framework_id.value = executor.framework.id
+        exited.exited_executor.executor_id.value = executor.id
+        exited.exited_executor.status = termination.wait_status
+        core.send_to_master(exited)
+        core.executor_terminated(executor)
+
+    # -- the executor protocol -------------------------------------------------------
+
+    def on_call(self, peer: bytes, call: pb.ExecutorCall) -> None:
+        framework_id, executor_id = call.framework_id.value, call.executor_id.value
+        executor = self.core.find_executor(framework_id, executor_id)
+        if executor is None or executor.is_command:
+            self._error(peer, f"unknown executor {executor_id!r} of framework {framework_id!r} on this slave")
+            return
+        handler = self._handlers.get(call.type)
+        if handler is None:
+            self._error(peer, f"unknown ExecutorCall type {call.type}")
+            return
+        if call.type != Call.SUBSCRIBE and executor.peer != peer:
+            self._error(peer, f"executor {executor_id} is not subscribed on this connection")
+            return
+        handler(peer, executor, call)
+
+    def on_peer_lost(self, peer: bytes) -> None:
+        # The process exit, seen by the reaper, decides the executor's fate; a
+        # silent connection may yet come back.
+        log.debug("executor connection %s went silent", peer.hex())
+
+    def _subscribe(self, peer: bytes, executor: Executor, call: pb.ExecutorCall) -> None:
+        if executor.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
+            self._error(peer, f"executor {executor.id} is terminating")
+            return
+        if executor.peer not in (None, peer) and self.server.knows(executor.peer):
+            # Only a connection that went silent may be replaced (an executor reconnecting).
+            self._error(peer, f"executor {executor.id} is already subscribed on another connection")
+            return
+        self._cancel_timer(executor)
+        executor.peer = peer
+        executor.state = ExecutorState.RUNNING
+        log.info("executor %s of framework %s subscribed", executor.id, executor.framework.id)
+        event = ExecEvent(type=ExecEvent.SUBSCRIBED)
+        subscribed = event.subscribed
+        subscribed.executor_info.CopyFrom(executor.info)
+        subscribed.framework_info.CopyFrom(executor.framework.info)
+        subscribed.slave_info.CopyFrom(self.core.slave_info())
+        subscribed.container_id.value = executor.container_id
+        self._send(executor, event)
+        for task in executor.tasks.values():
+            if not task.launched and not task.terminal:
+                self._send_launch(executor, task)
+
+    def _update(self, peer: bytes, executor: Executor, call: pb.ExecutorCall) -> None:
+        status = call.update.status
+        task_id = status.task_id.value
+        task = executor.tasks.get(task_id)
+        if task is None or not task.launched:
+            if any(t.id == task_id for t in executor.completed_tasks):
+                self._acknowledge(executor, status)  # a resend of an update already delivered
+            else:
+                self._error(peer, f"update for task {task_id!r}, which executor {executor.id} is not running")
+            return
+        if status.state == pb.TASK_STAGING:
+            self._error(peer, "an executor may not send TASK_STAGING")
+            return
+        status.executor_id.value = executor.id
+        status.slave_id.value = self.core.slave_id or ""
+        status.source = pb.TaskStatus.SOURCE_EXECUTOR
+        self.core.forward_status(task, status)
+        self._acknowledge(executor, status)
+
+    def _message(self, peer: bytes, executor: Executor, call: pb.ExecutorCall) -> None:
+        out = pb.SlaveCall(type=pb.SlaveCall.EXECUTOR_MESSAGE)
+        out.executor_message.framework_id.value = executor.framework.id
+        out.executor_message.executor_id.value = executor.id
+        out.executor_message.data = call.message.data
+        self.core.send_to_master(out)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _acknowledge(self, executor: Executor, status: pb.TaskStatus) -> None:
+        event = ExecEvent(type=ExecEvent.ACKNOWLEDGED)
+        event.acknowledged.task_id.CopyFrom(status.task_id)
+        event.acknowledged.uuid = status.uuid
+        self._send(executor, event)
+
+    def _send_launch(self, executor: Executor, task: Task) -> None:
+        task.launched = True
+        event = ExecEvent(type=ExecEvent.LAUNCH)
+        event.launch.task.CopyFrom(task.info)
+        self._send(executor, event)
+
+    def _send(self, executor: Executor, event: pb.ExecutorEvent) -> None:
+        if executor.peer is not None:
+            self.server.send(executor.peer, event)
+
+    def _error(self, peer: bytes, message: str) -> None:
+        self.core.stats["invalid_executor_calls"] += 1
+        log.warning("refusing an executor call: %s", message)
+        event = ExecEvent(type=ExecEvent.ERROR)
+        event.error.message = message
+        self.server.send(peer, event)
+
+    @staticmethod
+    def _cancel_timer(executor: Executor) -> None:
+        if executor.timer is not None:
+            executor.timer.cancel()
+            executor.timer = None
