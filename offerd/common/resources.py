@@ -96,6 +96,14 @@ def _check_role(role: str) -> None:
         _check_token(part, "role")
 
 
+def validate_role(role: str) -> None:
+    """Raise ResourceError if `role` is not a valid Mesos role name."""
+    try:
+        _check_role(role)
+    except _Bad as exc:
+        raise ResourceError(str(exc)) from None
+
+
 def _to_millis(value: Decimal | float, name: str) -> int:
     """Validate a scalar and round it to fixed point, half away from zero."""
     if not math.isfinite(value):

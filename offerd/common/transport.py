@@ -7,7 +7,7 @@ Both live on an :class:`~offerd.common.actor.Actor` and call back on its thread.
 Frame layout (see docs/protocol.md):
 
     data       [MAGIC, <protobuf full name>, <serialized message>]
-    heartbeat  [MAGIC, b"~hb"]
+    heartbeat  [MAGIC, b"~hb"]  (the server's echo adds its 8-byte incarnation id)
     goodbye    [MAGIC, b"~bye"]
 
 A ROUTER sees the DEALER's identity as an extra first frame. Heartbeats flow from
@@ -133,6 +133,9 @@ class Server:
         self.default_peer_timeout = peer_timeout
         self.stats = TransportStats()
         self._decoder = _Decoder(accepted, max_message_bytes, self.stats)
+        # Echoed with every heartbeat so clients notice a restarted server on the
+        # same address, which ZeroMQ's silent reconnection would otherwise hide.
+        self.incarnation = os.urandom(8)
         self._last_seen: dict[bytes, float] = {}
         self._peer_timeouts: dict[bytes, float] = {}
 
@@ -200,7 +203,7 @@ class Server:
             self._last_seen[peer] = now
             if len(body) == 2 and body[0] == MAGIC:
                 if body[1] == HEARTBEAT:
-                    self._send_frames(peer, [MAGIC, HEARTBEAT])
+                    self._send_frames(peer, [MAGIC, HEARTBEAT, self.incarnation])
                     continue
                 if body[1] == GOODBYE:
                     self.forget(peer)
@@ -285,6 +288,7 @@ class Client:
         self.endpoint: str | None = None
         self.connected = False
         self._last_heard = 0.0
+        self._server_incarnation: bytes | None = None
         self._heartbeat_timer: Timer | None = None
         self._reconnect_timer: Timer | None = None
         self._generation = 0
@@ -365,6 +369,7 @@ class Client:
         sock.connect(endpoint)
         self.socket = sock
         self.endpoint = endpoint
+        self._server_incarnation = None
         self._last_heard = time.monotonic()
         self.actor.add_socket(sock, self._on_readable)
         log.debug("%s: connecting to %s", self.name, endpoint)
@@ -420,7 +425,12 @@ class Client:
                 self.backoff.reset()
                 log.debug("%s: connected to %s", self.name, self.endpoint)
                 self.actor._guard(self.on_connected)
-            if len(frames) == 2 and frames[0] == MAGIC and frames[1] == HEARTBEAT:
+            if len(frames) == 3 and frames[0] == MAGIC and frames[1] == HEARTBEAT:
+                if self._server_incarnation is None:
+                    self._server_incarnation = frames[2]
+                elif frames[2] != self._server_incarnation:
+                    self._drop("the server restarted")
+                    return
                 continue
             message, error = self._decoder.decode(frames)
             if error is not None:

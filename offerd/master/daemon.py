@@ -1,0 +1,359 @@
+"""The master daemon: wiring of the actor, the ZeroMQ server, HTTP and handlers.
+
+One actor thread owns every record (`MasterState`), the allocator and the
+ROUTER socket. Messages are dispatched on their type to one ``on_<type>``
+handler in the module of their family (frameworks, slaves, offers, updates).
+HTTP threads get immutable snapshots and post commands through the actor's
+mailbox; they never read the records themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import struct
+import time
+from typing import Callable, Iterable
+
+import zmq
+
+from offerd import __version__
+from offerd.allocator import Allocator, create_allocator
+from offerd.common.actor import Actor, Timer
+from offerd.common.flags import duration
+from offerd.common.http import HttpServer
+from offerd.common.ids import IdGenerator, new_master_id
+from offerd.common.resources import parse_min_allocatable
+from offerd.common.transport import Server, encode
+from offerd.master import events
+from offerd.master.flags import MASTER_FLAGS, normalize_flags, optional_duration
+from offerd.master.frameworks import Frameworks
+from offerd.master.http_api import create_app
+from offerd.master.metrics import CALL_COUNTERS, SLAVE_CALL_COUNTERS, Metrics
+from offerd.master.metrics import snapshot as metrics_snapshot
+from offerd.master.offers import Offers
+from offerd.master.slaves import Slaves
+from offerd.master.snapshot import Snapshot, build, message_json
+from offerd.master.state import Framework, MasterState, Slave
+from offerd.master.updates import Updates
+from offerd.proto import offerd_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+# Mesos' period of HEARTBEAT events, announced in SUBSCRIBED. Liveness itself is
+# the transport's business (client heartbeats, echoed); these events are for
+# schedulers written against Mesos that watch for them.
+HEARTBEAT_INTERVAL = 15.0
+
+
+class Master:
+    """A master process: ``Master(flags).start()`` serves until ``stop()``."""
+
+    def __init__(self, flags: argparse.Namespace, allocator: Allocator | None = None, rng=None,
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL):
+        self.flags = normalize_flags(flags)
+        self.master_id = new_master_id()
+        self.ids = IdGenerator(self.master_id)
+        self.allocator = allocator or create_allocator(
+            self.flags.allocator,
+            min_allocatable_resources=parse_min_allocatable(self.flags.min_allocatable_resources),
+            rng=rng,
+        )
+        self.state = MasterState(self.flags.max_completed_frameworks)
+        self.metrics = Metrics()
+        self.heartbeat_interval = heartbeat_interval
+        self.frameworks = Frameworks(self)
+        self.slaves = Slaves(self)
+        self.offers = Offers(self)
+        self.updates = Updates(self)
+        self.actor: Actor | None = None
+        self.server: Server | None = None
+        self.http: HttpServer | None = None
+        self.http_port: int | None = None
+        self.zmq_port: int | None = None
+        self.master_info: pb.MasterInfo | None = None
+        self.start_time = time.time()
+        # Bumped by every message and timer; a snapshot is rebuilt only when it moved.
+        self.version = 0
+        self._snapshot: Snapshot | None = None
+        self._snapshot_version = -1
+        self._allocation_pending = False
+        self._allocate_all = False
+        self._allocation_slaves: set[str] = set()
+        self._context: zmq.Context | None = None
+        self._info_json: dict | None = None
+        self._flags_json = self._render_flags()
+        C, S = pb.Call, pb.SlaveCall
+        self._call_handlers: dict[int, Callable[[Framework, pb.Call], None]] = {
+            C.TEARDOWN: self.frameworks.on_teardown,
+            C.ACCEPT: self.offers.on_accept,
+            C.DECLINE: self.offers.on_decline,
+            C.REVIVE: self.offers.on_revive,
+            C.SUPPRESS: self.offers.on_suppress,
+            C.KILL: self.updates.on_kill,
+            C.SHUTDOWN: self.updates.on_shutdown,
+            C.ACKNOWLEDGE: self.updates.on_acknowledge,
+            C.RECONCILE: self.updates.on_reconcile,
+            C.MESSAGE: self.updates.on_message,
+            C.REQUEST: self._on_request,
+        }
+        self._slave_handlers: dict[int, Callable[[Slave, pb.SlaveCall], None]] = {
+            S.UPDATE: self.updates.on_update,
+            S.EXECUTOR_MESSAGE: self.updates.on_executor_message,
+            S.EXITED_EXECUTOR: self.updates.on_exited_executor,
+            S.UNREGISTER: self.slaves.on_unregister,
+        }
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> "Master":
+        """Bind HTTP and ZeroMQ, start the actor; returns once both serve."""
+        flags = self.flags
+        self._context = zmq.Context()
+        self.actor = Actor("master", self._context)
+        self.start_time = time.time()
+        self.http = HttpServer(create_app(self), flags.ip, flags.port, name="master-http")
+        self.http_port = int(self.http.port)  # waitress reports it as a string
+        zmq_port = flags.zmq_port or (0 if flags.port == 0 else self.http_port + 1000)
+        try:
+            self.server = Server(
+                self.actor, f"tcp://{flags.ip}:{zmq_port}", [pb.Call, pb.SlaveCall],
+                self._on_message, on_peer_lost=self._on_peer_lost,
+                # Unbound peers are harmless when dropped; a short default only
+                # makes the liveness sweep fine-grained enough for the real timeouts.
+                peer_timeout=min(flags.framework_timeout, self.slaves.timeout),
+                max_message_bytes=flags.max_message_bytes,
+            )
+        except zmq.ZMQError:
+            self.http.close()
+            raise
+        self.zmq_port = self.server.port
+        self.master_info = self._make_master_info()
+        self._info_json = message_json(self.master_info)
+        self.actor.call_every(flags.allocation_interval, self._periodic_allocation)
+        self.actor.call_every(self.heartbeat_interval, self._send_heartbeats)
+        self.actor.start()
+        self.http.start()
+        self.actor.call(lambda: None)
+        log.info("master %s serving HTTP on %s:%d and ZeroMQ on port %d", self.master_id, flags.ip,
+                 self.http_port, self.zmq_port)
+        if flags.zk:
+            log.warning("--zk=%s: leader election is not implemented yet; this master leads alone", flags.zk)
+        return self
+
+    def stop(self) -> None:
+        if self.http is not None:
+            self.http.close()
+        if self.actor is not None:
+            self.actor.stop()
+            self.actor.join(10)
+        if self._context is not None:
+            self._context.destroy(linger=0)
+            self._context = None
+
+    def _make_master_info(self) -> pb.MasterInfo:
+        ip = self.flags.ip
+        if ip in ("0.0.0.0", ""):
+            try:
+                ip = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                ip = "127.0.0.1"
+        hostname = self.flags.hostname or socket.gethostname()
+        info = pb.MasterInfo(
+            id=self.master_id,
+            # Mesos writes the in-memory (network order) bytes as a host uint32.
+            ip=struct.unpack("<I", socket.inet_aton(ip))[0],
+            port=self.http_port,
+            pid=f"master@{ip}:{self.http_port}",
+            hostname=hostname,
+            version=__version__,
+            zmq_port=self.zmq_port,
+        )
+        info.address.hostname = hostname
+        info.address.ip = ip
+        info.address.port = self.http_port
+        return info
+
+    # -- used by the handlers (actor thread) -------------------------------------------
+
+    def touch(self) -> None:
+        self.version += 1
+
+    def later(self, delay: float, fn: Callable, *args) -> Timer:
+        def run():
+            self.version += 1
+            fn(*args)
+        return self.actor.call_later(delay, run)
+
+    def send_event(self, framework: Framework, event: pb.Event) -> bool:
+        if framework.peer is None or not self.server.send(framework.peer, event):
+            self.metrics.inc("master/dropped_messages")
+            return False
+        return True
+
+    def send_slave(self, slave: Slave, event: pb.SlaveEvent) -> bool:
+        if slave.peer is None or not slave.connected or not self.server.send(slave.peer, event):
+            self.metrics.inc("master/dropped_messages")
+            return False
+        return True
+
+    def send_to_peer(self, peer: bytes, message) -> bool:
+        return self.server.send(peer, message)
+
+    def request_allocation(self, slaves: Iterable[str] | None = None) -> None:
+        """Run the allocator soon, once for all requests made meanwhile."""
+        if slaves is None:
+            self._allocate_all = True
+        else:
+            self._allocation_slaves.update(slaves)
+        if not self._allocation_pending:
+            self._allocation_pending = True
+            self.actor.call_soon(self._requested_allocation)
+
+    def _requested_allocation(self) -> None:
+        self._allocation_pending = False
+        slaves = None if self._allocate_all else self._allocation_slaves
+        self._allocate_all = False
+        self._allocation_slaves = set()
+        if slaves is None or slaves:
+            self.offers.allocate(slaves)
+
+    def _periodic_allocation(self) -> None:
+        self.offers.allocate(None)
+
+    def _send_heartbeats(self) -> None:
+        frames = encode(pb.Event(type=pb.Event.HEARTBEAT))
+        for framework in self.state.frameworks.values():
+            if framework.peer is not None:
+                self.server.send_raw(framework.peer, frames)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _on_message(self, peer: bytes, message) -> None:
+        self.version += 1
+        if type(message) is pb.Call:
+            self._on_call(peer, message)
+        else:
+            self._on_slave_call(peer, message)
+
+    def _on_call(self, peer: bytes, call: pb.Call) -> None:
+        kind = call.type
+        counter = CALL_COUNTERS.get(kind)
+        if counter is not None:
+            self.metrics.counters[counter] += 1
+        if kind == pb.Call.SUBSCRIBE:
+            self.frameworks.on_subscribe(peer, call)
+            return
+        handler = self._call_handlers.get(kind)
+        if handler is None:
+            self.metrics.inc("master/invalid_calls")
+            log.warning("call of unknown type %d from peer %s", kind, peer.hex())
+            self.send_to_peer(peer, events.error(f"Unknown call type {kind}: this master accepts "
+                                                 + ", ".join(pb.Call.Type.keys()[1:])))
+            return
+        framework_id = call.framework_id.value
+        framework = self.state.framework_for_peer(peer, framework_id)
+        if framework is None:
+            self.metrics.inc("master/invalid_calls")
+            self.send_to_peer(peer, events.error(
+                f"Framework {framework_id or '(no framework_id)'} is not subscribed on this connection; "
+                f"{pb.Call.Type.Name(kind)} refused"))
+            return
+        handler(framework, call)
+
+    def _on_slave_call(self, peer: bytes, call: pb.SlaveCall) -> None:
+        kind = call.type
+        counter = SLAVE_CALL_COUNTERS.get(kind)
+        if counter is not None:
+            self.metrics.counters[counter] += 1
+        if kind == pb.SlaveCall.REGISTER:
+            self.slaves.on_register(peer, call)
+            return
+        if kind == pb.SlaveCall.REREGISTER:
+            self.slaves.on_reregister(peer, call)
+            return
+        handler = self._slave_handlers.get(kind)
+        if handler is None:
+            self.metrics.inc("master/invalid_calls")
+            log.warning("slave call of unknown type %d from peer %s", kind, peer.hex())
+            self.send_to_peer(peer, events.slave_error(
+                f"Unknown slave call type {kind}: this master accepts "
+                + ", ".join(pb.SlaveCall.Type.keys()[1:])))
+            return
+        slave = self.state.slave_for_peer(peer)
+        if slave is None or (call.slave_id.value and call.slave_id.value != slave.slave_id):
+            if kind == pb.SlaveCall.UPDATE:
+                self.metrics.inc("master/invalid_status_updates")
+            else:
+                self.metrics.inc("master/invalid_calls")
+            self.send_to_peer(peer, events.slave_error(
+                f"Slave {call.slave_id.value or '(no slave_id)'} is not registered on this connection; "
+                "reregister"))
+            return
+        handler(slave, call)
+
+    def _on_request(self, framework: Framework, call: pb.Call) -> None:
+        # Mesos never acted on resource requests either; the allocator decides.
+        log.debug("framework %s sent a resource request; ignored", framework.framework_id)
+
+    def _on_peer_lost(self, peer: bytes) -> None:
+        self.version += 1
+        for framework_id in list(self.state.peer_frameworks.get(peer, ())):
+            framework = self.state.frameworks.get(framework_id)
+            if framework is not None and framework.peer == peer:
+                self.frameworks.disconnected(framework)
+        self.state.peer_frameworks.pop(peer, None)
+        slave = self.state.slave_for_peer(peer)
+        if slave is not None and slave.peer == peer:
+            self.slaves.disconnected(slave)
+
+    # -- for HTTP threads ------------------------------------------------------------------
+
+    def read_snapshot(self) -> Snapshot:
+        return self.actor.call(self._current_snapshot)
+
+    def _current_snapshot(self) -> Snapshot:
+        if self._snapshot is None or self._snapshot_version != self.version:
+            self._snapshot = build(self)
+            self._snapshot_version = self.version
+        return self._snapshot
+
+    def read_metrics(self) -> dict:
+        return self.actor.call(metrics_snapshot, self)
+
+    def info_json(self) -> dict:
+        return self._info_json
+
+    def flags_json(self) -> dict:
+        return self._flags_json
+
+    def redirect_url(self) -> str:
+        return f"http://{self.master_info.hostname}:{self.http_port}/"
+
+    def teardown(self, framework_id: str) -> str | None:
+        """Operator teardown; returns an error text or None."""
+        return self.actor.call(self._teardown, framework_id)
+
+    def _teardown(self, framework_id: str) -> str | None:
+        self.version += 1
+        framework = self.state.frameworks.get(framework_id)
+        if framework is None:
+            return f"No framework found with specified ID {framework_id}"
+        log.info("operator tears down framework %s", framework_id)
+        self.frameworks.remove(framework)
+        return None
+
+    def _render_flags(self) -> dict[str, str]:
+        out = {}
+        for flag in MASTER_FLAGS:
+            value = getattr(self.flags, flag.name, None)
+            if value is None:
+                continue
+            if flag.type in (duration, optional_duration):
+                out[flag.name] = f"{value:g}secs"
+            elif isinstance(value, bool):
+                out[flag.name] = str(value).lower()
+            else:
+                out[flag.name] = str(value)
+        return out

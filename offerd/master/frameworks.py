@@ -1,0 +1,202 @@
+"""Framework lifecycle: subscribe, failover, disconnect, teardown, removal."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from offerd.master import events
+from offerd.master.state import Framework, is_terminal
+from offerd.master.validation import framework_roles, validate_framework_info
+from offerd.proto import offerd_pb2 as pb
+
+if TYPE_CHECKING:
+    from offerd.master.daemon import Master
+
+log = logging.getLogger(__name__)
+
+
+class Frameworks:
+    def __init__(self, master: Master):
+        self.m = master
+        self.state = master.state
+
+    # -- calls ----------------------------------------------------------------
+
+    def on_subscribe(self, peer: bytes, call: pb.Call) -> None:
+        m = self.m
+        info = call.subscribe.framework_info
+        error = validate_framework_info(info)
+        framework_id = info.id.value or call.framework_id.value
+        roles = framework_roles(info)
+        suppressed = set(call.subscribe.suppressed_roles)
+        if error is None and info.id.value and call.framework_id.value and info.id.value != call.framework_id.value:
+            error = (f"Call.framework_id {call.framework_id.value} differs from "
+                     f"FrameworkInfo.id {info.id.value}")
+        if error is None and not suppressed <= set(roles):
+            error = f"suppressed roles {sorted(suppressed - set(roles))} are not among the framework's roles"
+        if error is None and framework_id in self.state.completed_frameworks:
+            error = f"Framework {framework_id} has been removed"
+        if error is not None:
+            m.metrics.inc("master/invalid_calls")
+            log.info("refused SUBSCRIBE from peer %s: %s", peer.hex(), error)
+            m.send_to_peer(peer, events.error(error))
+            return
+        framework = self.state.frameworks.get(framework_id) if framework_id else None
+        if framework is None:
+            self._add(peer, framework_id or m.ids.framework(), info, roles, suppressed)
+        else:
+            self._resubscribe(peer, framework, info, roles, suppressed)
+
+    def on_teardown(self, framework: Framework, call: pb.Call) -> None:
+        log.info("framework %s asked to be torn down", framework.framework_id)
+        self.remove(framework)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def _add(self, peer, framework_id, info, roles, suppressed) -> None:
+        m = self.m
+        stored = pb.FrameworkInfo()
+        stored.CopyFrom(info)
+        stored.id.value = framework_id
+        framework = Framework(framework_id, stored, roles, m.flags.max_completed_tasks_per_framework, time.time())
+        framework.suppressed_roles = suppressed
+        self.state.frameworks[framework_id] = framework
+        self._connect(framework, peer)
+        m.allocator.add_framework(framework_id, roles, active=True, suppressed_roles=suppressed)
+        log.info("framework %s (%s) subscribed with roles %s", framework_id, info.name, list(roles))
+        self._send_subscribed(framework, resubscribed=False)
+        m.request_allocation()
+
+    def _resubscribe(self, peer, framework: Framework, info, roles, suppressed) -> None:
+        m = self.m
+        old_peer = framework.peer
+        if old_peer is not None and old_peer != peer:
+            m.send_to_peer(old_peer, events.error("Framework failed over"))
+            log.info("framework %s failed over to a new connection", framework.framework_id)
+        self._unbind(framework)
+        if framework.failover_timer is not None:
+            framework.failover_timer.cancel()
+            framework.failover_timer = None
+        # Offers never survive a resubscription (the scheduler forgets them).
+        m.offers.remove_framework_offers(framework, notify=False)
+        framework.update_info(info, roles)
+        framework.recovered = False
+        framework.suppressed_roles = suppressed
+        framework.reregistered_time = time.time()
+        self._connect(framework, peer)
+        m.allocator.update_framework(framework.framework_id, roles, suppressed)
+        m.allocator.activate_framework(framework.framework_id)
+        self._send_subscribed(framework, resubscribed=True)
+        m.request_allocation()
+
+    def _connect(self, framework: Framework, peer: bytes) -> None:
+        framework.peer = peer
+        framework.connected = True
+        framework.active = True
+        self.state.peer_frameworks.setdefault(peer, set()).add(framework.framework_id)
+        self.m.server.set_peer_timeout(peer, self.m.flags.framework_timeout)
+
+    def _unbind(self, framework: Framework) -> None:
+        peer = framework.peer
+        if peer is None:
+            return
+        owned = self.state.peer_frameworks.get(peer)
+        if owned is not None:
+            owned.discard(framework.framework_id)
+            if not owned:
+                del self.state.peer_frameworks[peer]
+        framework.peer = None
+
+    def _send_subscribed(self, framework: Framework, resubscribed: bool) -> None:
+        event = pb.Event(type=pb.Event.SUBSCRIBED)
+        event.subscribed.framework_id.value = framework.framework_id
+        event.subscribed.heartbeat_interval_seconds = self.m.heartbeat_interval
+        event.subscribed.master_info.CopyFrom(self.m.master_info)
+        event.subscribed.resubscribed = resubscribed
+        self.m.send_event(framework, event)
+
+    def disconnected(self, framework: Framework) -> None:
+        """The scheduler's connection is gone; its failover timeout starts."""
+        m = self.m
+        self._unbind(framework)
+        framework.connected = False
+        framework.active = False
+        m.allocator.deactivate_framework(framework.framework_id)
+        m.offers.remove_framework_offers(framework, notify=False)
+        timeout = framework.info.failover_timeout
+        log.info("framework %s disconnected; removing it in %.3gs unless it resubscribes",
+                 framework.framework_id, timeout)
+        framework.failover_timer = m.later(timeout, self._failover_expired, framework.framework_id)
+
+    def _failover_expired(self, framework_id: str) -> None:
+        framework = self.state.frameworks.get(framework_id)
+        if framework is not None and not framework.connected:
+            log.info("framework %s did not come back within its failover timeout", framework_id)
+            self.remove(framework)
+
+    def remove(self, framework: Framework) -> None:
+        """Kill everything of the framework and keep it as a completed framework."""
+        m = self.m
+        framework_id = framework.framework_id
+        if framework.failover_timer is not None:
+            framework.failover_timer.cancel()
+            framework.failover_timer = None
+        m.offers.remove_framework_offers(framework, notify=False, recover=False)
+        now = time.time()
+        slaves_to_tell = set()
+        for task in framework.tasks.values():
+            slaves_to_tell.add(task.slave_id)
+            slave = self.state.slaves.get(task.slave_id)
+            if slave is not None:
+                slave.tasks.pop((framework_id, task.task_id), None)
+            if not is_terminal(task.state):
+                self.state.set_task_state(task, pb.TASK_KILLED)
+                task.statuses.append((pb.TASK_KILLED, now))
+            framework.add_completed(task)
+        framework.tasks.clear()
+        for slave in self.state.slaves.values():
+            if slave.executors.pop(framework_id, None) is not None:
+                slaves_to_tell.add(slave.slave_id)
+        for slave_id in slaves_to_tell:
+            slave = self.state.slaves.get(slave_id)
+            if slave is not None:
+                m.send_slave(slave, events.shutdown_framework(framework_id))
+        # The allocator drops every allocation of the framework at once, so
+        # tasks are not recovered one by one.
+        m.allocator.remove_framework(framework_id)
+        self._unbind(framework)
+        framework.connected = False
+        framework.active = False
+        framework.unregistered_time = now
+        del self.state.frameworks[framework_id]
+        self.state.add_completed_framework(framework)
+        m.metrics.inc("master/frameworks_removed")
+        log.info("removed framework %s", framework_id)
+        m.request_allocation()
+
+    def recovered(self, framework_id: str, info: pb.FrameworkInfo | None) -> Framework | None:
+        """The framework of a task a reregistering slave reports; a placeholder
+        (inactive, no scheduler) when the master has not seen it. None if the
+        framework was removed: its tasks must go."""
+        framework = self.state.frameworks.get(framework_id)
+        if framework is not None:
+            return framework
+        if framework_id in self.state.completed_frameworks:
+            return None
+        stored = pb.FrameworkInfo()
+        if info is not None:
+            stored.CopyFrom(info)
+        if not stored.name:
+            stored.name = "(recovered)"
+        stored.id.value = framework_id
+        roles = framework_roles(stored)
+        framework = Framework(framework_id, stored, roles, self.m.flags.max_completed_tasks_per_framework,
+                              time.time())
+        framework.recovered = True
+        self.state.frameworks[framework_id] = framework
+        self.m.allocator.add_framework(framework_id, roles, active=False)
+        log.info("framework %s recovered from a reregistering slave; waiting for its scheduler",
+                 framework_id)
+        return framework

@@ -1,0 +1,173 @@
+"""The master's HTTP API (Flask app factory), in Mesos' paths and JSON shapes.
+
+Views never touch the actor's records. Read-only views read the immutable
+snapshot the actor hands out; the one mutating view (teardown) posts a
+command to the actor and waits for its answer. Errors are plain text, as
+Mesos sends them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Protocol
+
+from flask import Blueprint, Flask, Response, current_app, redirect, request
+
+from offerd import __version__
+
+_CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]*$")
+
+
+class MasterView(Protocol):
+    """What the views need from the master; each call is safe from any thread."""
+
+    def read_snapshot(self): ...
+    def read_metrics(self) -> dict: ...
+    def info_json(self) -> dict: ...
+    def flags_json(self) -> dict: ...
+    def teardown(self, framework_id: str) -> str | None: ...
+    def redirect_url(self) -> str: ...
+
+
+def _master() -> MasterView:
+    return current_app.config["OFFERD_MASTER"]
+
+
+def _text(message: str, status: int) -> Response:
+    return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def _json(data: Any = None, encoded: bytes | None = None) -> Response:
+    body = encoded if encoded is not None else json.dumps(data).encode()
+    callback = request.args.get("jsonp")
+    if callback:
+        # The web UI polls with ?jsonp=; only a plain identifier is echoed back.
+        if not _CALLBACK.match(callback):
+            return _text(f"invalid jsonp callback {callback!r}", 400)
+        return Response(callback.encode() + b"(" + body + b");", mimetype="application/javascript")
+    return Response(body, mimetype="application/json")
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    value = int(raw)  # ValueError -> 400 by the handler below
+    if value < 0:
+        raise ValueError(f"'{name}' must not be negative")
+    return value
+
+
+reads = Blueprint("reads", __name__)
+
+
+@reads.get("/master/info")
+def info():
+    return _json(_master().info_json())
+
+
+@reads.get("/master/state")
+@reads.get("/master/state.json")
+@reads.get("/state")
+@reads.get("/state.json")
+def state():
+    return _json(encoded=_master().read_snapshot().state_json())
+
+
+@reads.get("/master/state-summary")
+@reads.get("/state-summary")
+def state_summary():
+    return _json(_master().read_snapshot().summary())
+
+
+@reads.get("/master/frameworks")
+@reads.get("/frameworks")
+def frameworks():
+    return _json(_master().read_snapshot().frameworks(request.args.get("framework_id")))
+
+
+@reads.get("/master/slaves")
+@reads.get("/slaves")
+def slaves():
+    return _json(_master().read_snapshot().slaves(request.args.get("slave_id")))
+
+
+@reads.get("/master/tasks")
+@reads.get("/tasks")
+def tasks():
+    try:
+        limit = _int_arg("limit", 100)
+        offset = _int_arg("offset", 0)
+    except ValueError as exc:
+        return _text(f"Failed to parse query parameters: {exc}", 400)
+    order = request.args.get("order", "asc")
+    if order not in ("asc", "desc"):
+        return _text(f"Failed to parse query parameters: 'order' must be asc or desc, not {order!r}", 400)
+    found = _master().read_snapshot().tasks(request.args.get("framework_id"), request.args.get("task_id"))
+    found.sort(key=lambda t: t["statuses"][0]["timestamp"] if t["statuses"] else 0.0, reverse=order == "desc")
+    return _json({"tasks": found[offset:offset + limit]})
+
+
+@reads.get("/health")
+@reads.get("/master/health")
+def health():
+    return Response(b"", status=200)
+
+
+@reads.get("/version")
+def version():
+    return _json({"version": __version__, "build_date": "", "build_time": 0, "build_user": "",
+                  "git_sha": "", "git_branch": "", "git_tag": ""})
+
+
+@reads.get("/master/redirect")
+def redirect_to_leader():
+    return redirect(_master().redirect_url(), code=307)
+
+
+@reads.get("/master/flags")
+@reads.get("/flags")
+def flags():
+    return _json({"flags": _master().flags_json()})
+
+
+@reads.get("/metrics/snapshot")
+def metrics():
+    return _json(_master().read_metrics())
+
+
+operator = Blueprint("operator", __name__)
+
+
+@operator.post("/master/teardown")
+@operator.post("/teardown")
+def teardown():
+    framework_id = request.form.get("frameworkId") or request.values.get("frameworkId")
+    if not framework_id:
+        return _text("Missing 'frameworkId' query parameter in the request body", 400)
+    error = _master().teardown(framework_id)
+    if error is not None:
+        return _text(error, 400)
+    return Response(b"", status=200)
+
+
+def create_app(master: MasterView) -> Flask:
+    app = Flask("offerd.master")
+    app.config["OFFERD_MASTER"] = master
+    app.register_blueprint(reads)
+    app.register_blueprint(operator)
+
+    @app.errorhandler(404)
+    def not_found(_):
+        return _text(f"No endpoint {request.path}", 404)
+
+    @app.errorhandler(405)
+    def not_allowed(_):
+        return _text(f"Expecting a different method for {request.path}", 405)
+
+    @app.errorhandler(TimeoutError)
+    def busy(exc):
+        return _text(f"Master is busy: {exc}", 503)
+
+    return app

@@ -1,0 +1,312 @@
+"""Slave lifecycle: register, reregister, disconnect, unreachable, unregister.
+
+A slave whose connection is lost is first only *disconnected*: no offers are
+made on it and its tasks are left alone. If it does not come back within
+`--slave_ping_timeout`, it is marked *unreachable*: frameworks hear FAILURE
+and, per task, TASK_UNREACHABLE (partition-aware) or TASK_LOST, and the slave
+leaves the allocator. When an unreachable slave reregisters, the tasks of
+partition-aware frameworks carry on; those of the others, already reported
+LOST, are killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from offerd.common.resources import ResourceError, Resources
+from offerd.master import events
+from offerd.master.state import Executor, Slave, Task, UnreachableSlave, copy_message, is_terminal
+from offerd.master.validation import validate_id, validate_slave_info
+from offerd.proto import offerd_pb2 as pb
+
+if TYPE_CHECKING:
+    from offerd.master.daemon import Master
+
+log = logging.getLogger(__name__)
+
+Reason = pb.TaskStatus
+MAX_UNREACHABLE_SLAVES = 100_000
+
+
+class Slaves:
+    def __init__(self, master: Master):
+        self.m = master
+        self.state = master.state
+        # Slaves that unregistered: they must not come back with the same id.
+        self.removed: set[str] = set()
+
+    @property
+    def timeout(self) -> float:
+        return self.m.flags.slave_ping_timeout * self.m.flags.max_slave_ping_timeouts
+
+    # -- calls ----------------------------------------------------------------
+
+    def on_register(self, peer: bytes, call: pb.SlaveCall) -> None:
+        m = self.m
+        existing = self.state.slave_for_peer(peer)
+        if existing is not None:
+            # A retry of a registration whose answer was lost.
+            self._send_registered(existing, pb.SlaveEvent.REGISTERED)
+            return
+        info = call.register.slave_info
+        error = validate_slave_info(info)
+        if error is not None:
+            m.metrics.inc("master/invalid_slave_registrations")
+            m.send_to_peer(peer, events.slave_error(f"Registration refused: {error}"))
+            return
+        slave_id = m.ids.slave()
+        slave = self._admit(peer, slave_id, info, call.register.version)
+        m.allocator.add_slave(slave_id, slave.total, hostname=slave.hostname, attributes=info.attributes)
+        m.metrics.inc("master/slave_registrations")
+        log.info("registered slave %s at %s with %s", slave_id, slave.pid, slave.total)
+        self._send_registered(slave, pb.SlaveEvent.REGISTERED)
+        m.request_allocation([slave_id])
+
+    def on_reregister(self, peer: bytes, call: pb.SlaveCall) -> None:
+        m = self.m
+        message = call.reregister
+        info = message.slave_info
+        slave_id = info.id.value or call.slave_id.value
+        error = validate_slave_info(info)
+        if error is None and not slave_id:
+            error = "REREGISTER needs SlaveInfo.id; a new slave sends REGISTER"
+        if error is None:
+            error = validate_id(slave_id, "SlaveID")
+        if error is not None:
+            m.metrics.inc("master/invalid_slave_registrations")
+            m.send_to_peer(peer, events.slave_error(f"Reregistration refused: {error}"))
+            return
+        if slave_id in self.removed:
+            m.send_to_peer(peer, pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN))
+            return
+        was_unreachable = self.state.unreachable_slaves.pop(slave_id, None) is not None
+        slave = self.state.slaves.get(slave_id)
+        if slave is not None:
+            self._forget_peer(slave)
+            if slave.lost_timer is not None:
+                slave.lost_timer.cancel()
+            # Offers on it are rebuilt with the allocator's view of the slave.
+            m.offers.rescind_slave_offers(slave, recover=False)
+            m.allocator.remove_slave(slave_id)
+            slave.info.CopyFrom(info)
+            slave.total = Resources.from_protos(info.resources)
+            slave.peer = peer
+            slave.connected = slave.active = True
+            slave.version = message.version
+            self.state.peer_slaves[peer] = slave_id
+            m.server.set_peer_timeout(peer, self.timeout)
+        else:
+            slave = self._admit(peer, slave_id, info, message.version)
+        slave.reregistered_time = time.time()
+        to_kill, to_shutdown = self._merge(slave, message, was_unreachable)
+        m.allocator.add_slave(slave_id, slave.total, used=self._used(slave), hostname=slave.hostname,
+                              attributes=info.attributes)
+        m.metrics.inc("master/slave_reregistrations")
+        log.info("reregistered slave %s at %s (%d tasks)%s", slave_id, slave.pid, len(slave.tasks),
+                 " after being unreachable" if was_unreachable else "")
+        self._send_registered(slave, pb.SlaveEvent.REREGISTERED)
+        for framework_id in sorted(to_shutdown):
+            m.send_slave(slave, events.shutdown_framework(framework_id))
+        for message in to_kill:
+            m.send_slave(slave, message)
+        m.request_allocation([slave_id])
+
+    def on_unregister(self, slave: Slave, call: pb.SlaveCall) -> None:
+        log.info("slave %s unregistered", slave.slave_id)
+        self.removed.add(slave.slave_id)
+        self._remove(slave, unreachable=False, why=f"Slave {slave.slave_id} unregistered")
+
+    # -- records ----------------------------------------------------------------
+
+    def _admit(self, peer: bytes, slave_id: str, info: pb.SlaveInfo, version: str) -> Slave:
+        stored = pb.SlaveInfo()
+        stored.CopyFrom(info)
+        stored.id.value = slave_id
+        slave = Slave(slave_id, stored, Resources.from_protos(info.resources), peer, version, time.time())
+        self.state.slaves[slave_id] = slave
+        self.state.peer_slaves[peer] = slave_id
+        self.m.server.set_peer_timeout(peer, self.timeout)
+        return slave
+
+    def _send_registered(self, slave: Slave, kind: int) -> None:
+        event = pb.SlaveEvent(type=kind)
+        event.registered.slave_id.value = slave.slave_id
+        event.registered.master_info.CopyFrom(self.m.master_info)
+        self.m.send_slave(slave, event)
+
+    def _forget_peer(self, slave: Slave) -> None:
+        if slave.peer is not None and self.state.peer_slaves.get(slave.peer) == slave.slave_id:
+            del self.state.peer_slaves[slave.peer]
+        slave.peer = None
+
+    def _merge(self, slave: Slave, message: pb.SlaveCall.Reregister, was_unreachable: bool):
+        """Make the slave's tasks and executors what it reports.
+
+        Returns the KILL_TASK messages to send and the frameworks to shut down.
+        """
+        m = self.m
+        infos = {f.id.value: f for f in message.frameworks}
+        reported: dict[tuple[str, str], pb.Task] = {
+            (t.framework_id.value, t.task_id.value): t for t in message.tasks
+        }
+        to_kill: list[pb.SlaveEvent] = []
+        to_shutdown: set[str] = set()
+        for key, task in list(slave.tasks.items()):
+            if key in reported:
+                continue
+            if is_terminal(task.state):
+                m.updates.complete(task)
+                continue
+            framework = self.state.frameworks.get(task.framework_id)
+            aware = framework is not None and framework.partition_aware
+            state = pb.TASK_LOST if not aware else (
+                pb.TASK_DROPPED if task.state == pb.TASK_STAGING else pb.TASK_GONE)
+            m.updates.end_task(task, state, Reason.REASON_SLAVE_REREGISTERED,
+                               f"Task was not reported by slave {slave.slave_id} when it reregistered")
+        executors: dict[str, dict[str, Executor]] = {}
+        for state in message.executors:
+            framework_id = state.framework_id.value or state.executor_info.framework_id.value
+            if m.frameworks.recovered(framework_id, infos.get(framework_id)) is None:
+                to_shutdown.add(framework_id)
+                continue
+            try:
+                resources = Resources.from_protos(state.executor_info.resources)
+            except ResourceError as exc:
+                log.warning("slave %s reported executor %s with bad resources: %s", slave.slave_id,
+                            state.executor_info.executor_id.value, exc)
+                resources = Resources.EMPTY
+            info = copy_message(state.executor_info)
+            executors.setdefault(framework_id, {})[info.executor_id.value] = Executor(info, resources)
+        slave.executors = executors
+        for (framework_id, task_id), reported_task in reported.items():
+            framework = m.frameworks.recovered(framework_id, infos.get(framework_id))
+            if framework is None:
+                to_shutdown.add(framework_id)
+                continue
+            task = slave.tasks.get((framework_id, task_id))
+            if task is None:
+                task = self._adopt(slave, framework, reported_task)
+                if task is None:
+                    continue
+            else:
+                self.state.set_task_state(task, reported_task.state)
+            if is_terminal(task.state):
+                task.recovered = True  # not counted in what add_slave marks used
+            if task.pending_kill is not None:
+                to_kill.append(task.pending_kill)
+                task.pending_kill = None
+            elif was_unreachable and not framework.partition_aware and not is_terminal(task.state):
+                # Reported LOST when the slave became unreachable: it must not run on.
+                to_kill.append(events.kill_task(framework_id, task_id))
+        return to_kill, to_shutdown
+
+    def _adopt(self, slave: Slave, framework, reported: pb.Task) -> Task | None:
+        task_id = reported.task_id.value
+        try:
+            resources = Resources.from_protos(reported.resources)
+        except ResourceError as exc:
+            log.warning("slave %s reported task %s with bad resources: %s", slave.slave_id, task_id, exc)
+            resources = Resources.EMPTY
+        previous = framework.tasks.get(task_id)
+        if previous is not None and previous.slave_id != slave.slave_id:
+            log.warning("slave %s reports task %s of framework %s, known on slave %s; ignored",
+                        slave.slave_id, task_id, framework.framework_id, previous.slave_id)
+            return None
+        task = Task(task_id, framework.framework_id, slave.slave_id, reported.executor_id.value,
+                    reported.name, resources, state=reported.state,
+                    labels=copy_message(reported.labels) if reported.HasField("labels") else None)
+        task.statuses = [(s.state, s.timestamp) for s in reported.statuses]
+        if reported.HasField("status_update_state"):
+            task.status_update_state = reported.status_update_state
+        if reported.status_update_uuid:
+            task.status_update_uuid = reported.status_update_uuid
+        framework.unreachable_tasks.pop(task_id, None)
+        framework.completed_tasks.pop(task_id, None)
+        framework.tasks[task_id] = task
+        slave.tasks[(framework.framework_id, task_id)] = task
+        self.state.count_new_task(task)
+        return task
+
+    def _used(self, slave: Slave) -> dict[str, Resources]:
+        used: dict[str, Resources] = {}
+        for (framework_id, _), task in slave.tasks.items():
+            if not task.recovered:
+                used[framework_id] = used.get(framework_id, Resources.EMPTY) + task.resources
+        for framework_id, executors in slave.executors.items():
+            for executor in executors.values():
+                used[framework_id] = used.get(framework_id, Resources.EMPTY) + executor.resources
+        return used
+
+    # -- losing slaves ----------------------------------------------------------
+
+    def disconnected(self, slave: Slave) -> None:
+        """The slave's connection is gone; it has a grace period to come back."""
+        m = self.m
+        self._forget_peer(slave)
+        slave.connected = False
+        slave.active = False
+        m.offers.rescind_slave_offers(slave)
+        m.allocator.deactivate_slave(slave.slave_id)
+        grace = m.flags.slave_ping_timeout
+        log.info("slave %s disconnected; marking it unreachable in %.3gs unless it reregisters",
+                 slave.slave_id, grace)
+        slave.lost_timer = m.later(grace, self._grace_expired, slave.slave_id)
+
+    def _grace_expired(self, slave_id: str) -> None:
+        slave = self.state.slaves.get(slave_id)
+        if slave is not None and not slave.connected:
+            self._remove(slave, unreachable=True, why=f"Slave {slave_id} is unreachable")
+
+    def _remove(self, slave: Slave, unreachable: bool, why: str) -> None:
+        m = self.m
+        slave_id = slave.slave_id
+        if slave.lost_timer is not None:
+            slave.lost_timer.cancel()
+        m.offers.rescind_slave_offers(slave, recover=False)
+        m.allocator.remove_slave(slave_id)
+        self._forget_peer(slave)
+        del self.state.slaves[slave_id]
+        now = time.time()
+        if unreachable:
+            self.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, slave.info, now)
+            while len(self.state.unreachable_slaves) > MAX_UNREACHABLE_SLAVES:
+                self.state.unreachable_slaves.popitem(last=False)
+            m.metrics.inc("master/slave_unreachable_completed")
+        m.metrics.inc("master/slave_removals")
+        for task in slave.tasks.values():
+            self._task_lost(task, unreachable, why, now)
+        slave.tasks.clear()
+        for framework in self.state.frameworks.values():
+            if framework.connected:
+                m.send_event(framework, events.failure(slave_id))
+        log.info("%s: %s", why, "tasks reported unreachable or lost" if unreachable else "tasks lost or gone")
+
+    def _task_lost(self, task: Task, unreachable: bool, why: str, now: float) -> None:
+        m = self.m
+        framework = self.state.frameworks.get(task.framework_id)
+        if framework is None:
+            return
+        framework.tasks.pop(task.task_id, None)
+        if is_terminal(task.state):
+            # Its terminal update waits on the slave; nothing new to say.
+            framework.add_completed(task)
+            return
+        aware = framework.partition_aware
+        if unreachable and aware:
+            state = pb.TASK_UNREACHABLE
+            self.state.forget_task_count(task)
+            task.state = state
+            self.state.terminal_task_counts[state] += 1
+            framework.add_unreachable(task)
+        else:
+            state = pb.TASK_GONE if aware else pb.TASK_LOST
+            self.state.set_task_state(task, state)
+            framework.add_completed(task)
+        task.statuses.append((state, now))
+        status = events.master_status(task.task_id, state, Reason.REASON_SLAVE_REMOVED, why, task.slave_id,
+                                      task.executor_id or None, unreachable_time=now if unreachable else None)
+        m.metrics.count_terminal(status)
+        if framework.connected:
+            m.send_event(framework, events.update(status))

@@ -1,0 +1,256 @@
+"""The read-only view HTTP serves: built on the actor thread, then immutable.
+
+`build` walks the records once and returns plain dicts in Mesos' JSON shapes
+(`/master/state`); HTTP threads only read them. The master rebuilds a
+snapshot only when a request comes and something changed since the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import json_format
+
+from offerd import __version__
+from offerd.common.resources import Resources, attributes_to_json
+from offerd.master.state import Framework, Offer, Slave, Task, state_name
+from offerd.proto import offerd_pb2 as pb
+
+if TYPE_CHECKING:
+    from offerd.master.daemon import Master
+
+EMPTY = Resources.EMPTY
+
+
+def message_json(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _labels(labels) -> list[dict]:
+    return [{"key": label.key, "value": label.value} for label in labels.labels] if labels else []
+
+
+def task_json(task: Task, role: str | None = None) -> dict:
+    out = {
+        "id": task.task_id,
+        "name": task.name,
+        "framework_id": task.framework_id,
+        "executor_id": task.executor_id,
+        "slave_id": task.slave_id,
+        "state": state_name(task.state),
+        "resources": task.resources.to_json(),
+        "statuses": [{"state": state_name(s), "timestamp": ts} for s, ts in task.statuses],
+    }
+    if role is not None:
+        out["role"] = role
+    if task.labels is not None:
+        out["labels"] = _labels(task.labels)
+    return out
+
+
+def offer_json(offer: Offer) -> dict:
+    return {
+        "id": offer.offer_id,
+        "framework_id": offer.framework_id,
+        "slave_id": offer.slave_id,
+        "allocation_info": {"role": offer.role},
+        "resources": offer.resources.to_json(),
+    }
+
+
+def _sum(items) -> Resources:
+    total = EMPTY
+    for resources in items:
+        total = total + resources
+    return total
+
+
+def framework_json(framework: Framework, executors: list[dict]) -> dict:
+    info = framework.info
+    used = _sum(t.resources for t in framework.tasks.values() if not t.recovered)
+    used = used + _sum(ex["_resources"] for ex in executors)
+    offered = _sum(o.resources for o in framework.offers.values())
+    role = framework.roles[0] if framework.roles else "*"
+    out = {
+        "id": framework.framework_id,
+        "name": info.name,
+        "user": info.user,
+        "hostname": info.hostname,
+        "webui_url": info.webui_url,
+        "principal": info.principal,
+        "role": role,
+        "roles": list(framework.roles),
+        "active": framework.active,
+        "connected": framework.connected,
+        "recovered": framework.recovered,
+        "checkpoint": info.checkpoint,
+        "failover_timeout": info.failover_timeout,
+        "capabilities": [pb.FrameworkInfo.Capability.Type.Name(c.type)
+                         for c in info.capabilities if c.type in pb.FrameworkInfo.Capability.Type.values()],
+        "registered_time": framework.registered_time,
+        "resources": (used + offered).to_json(),
+        "used_resources": used.to_json(),
+        "offered_resources": offered.to_json(),
+        "tasks": [task_json(t, role) for t in framework.tasks.values()],
+        "unreachable_tasks": [task_json(t, role) for t in framework.unreachable_tasks.values()],
+        "completed_tasks": [task_json(t, role) for t in framework.completed_tasks.values()],
+        "offers": [offer_json(o) for o in framework.offers.values()],
+        "executors": [{k: v for k, v in ex.items() if k != "_resources"} for ex in executors],
+        "labels": _labels(info.labels) if info.HasField("labels") else [],
+    }
+    if framework.reregistered_time is not None:
+        out["reregistered_time"] = framework.reregistered_time
+    if framework.unregistered_time is not None:
+        out["unregistered_time"] = framework.unregistered_time
+    return out
+
+
+def slave_json(slave: Slave) -> dict:
+    total = slave.total
+    used = _sum(t.resources for t in slave.tasks.values() if not t.recovered)
+    used = used + _sum(ex.resources for exs in slave.executors.values() for ex in exs.values())
+    offered = _sum(o.resources for o in slave.offers.values())
+    out = {
+        "id": slave.slave_id,
+        "pid": slave.pid,
+        "hostname": slave.hostname,
+        "port": slave.info.port,
+        "resources": total.to_json(),
+        "used_resources": used.to_json(),
+        "offered_resources": offered.to_json(),
+        "reserved_resources": {role: total.reserved(role).to_json()
+                               for role in sorted(total.roles()) if role != "*"},
+        "unreserved_resources": total.unreserved().to_json(),
+        "attributes": attributes_to_json(slave.info.attributes),
+        "active": slave.active,
+        "connected": slave.connected,
+        "registered_time": slave.registered_time,
+        "version": slave.version,
+        "capabilities": [],
+    }
+    if slave.reregistered_time is not None:
+        out["reregistered_time"] = slave.reregistered_time
+    return out
+
+
+def _executors_by_framework(master: Master) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for slave in master.state.slaves.values():
+        for framework_id, executors in slave.executors.items():
+            for executor_id, executor in executors.items():
+                out.setdefault(framework_id, []).append({
+                    "executor_id": executor_id,
+                    "name": executor.info.name,
+                    "source": executor.info.source,
+                    "slave_id": slave.slave_id,
+                    "framework_id": framework_id,
+                    "resources": executor.resources.to_json(),
+                    "_resources": executor.resources,
+                })
+    return out
+
+
+def build(master: Master) -> Snapshot:
+    """Runs on the actor thread."""
+    state = master.state
+    executors = _executors_by_framework(master)
+    info = master.master_info
+    data: dict[str, Any] = {
+        "version": __version__,
+        "git_sha": "",
+        "build_date": "",
+        "build_time": 0,
+        "build_user": "",
+        "start_time": master.start_time,
+        "elected_time": master.start_time,
+        "id": info.id,
+        "pid": info.pid,
+        "hostname": info.hostname,
+        "activated_slaves": sum(1 for s in state.slaves.values() if s.active),
+        "deactivated_slaves": sum(1 for s in state.slaves.values() if not s.active),
+        "unreachable_slaves": len(state.unreachable_slaves),
+        "leader": info.pid,
+        "leader_info": message_json(info),
+        "flags": master.flags_json(),
+        "slaves": [slave_json(s) for s in state.slaves.values()],
+        "recovered_slaves": [],
+        "frameworks": [framework_json(f, executors.get(f.framework_id, [])) for f in state.frameworks.values()],
+        "completed_frameworks": [framework_json(f, []) for f in state.completed_frameworks.values()],
+        "orphan_tasks": [],
+        "unregistered_frameworks": [],
+    }
+    if master.flags.cluster:
+        data["cluster"] = master.flags.cluster
+    return Snapshot(data)
+
+
+class Snapshot:
+    """One immutable state document and the views cut from it."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self._encoded: bytes | None = None
+        self._lock = threading.Lock()
+
+    def state_json(self) -> bytes:
+        # Encoded once per snapshot however many clients poll it.
+        with self._lock:
+            if self._encoded is None:
+                self._encoded = json.dumps(self.state).encode()
+            return self._encoded
+
+    def frameworks(self, framework_id: str | None = None) -> dict:
+        def pick(items):
+            return [f for f in items if framework_id is None or f["id"] == framework_id]
+        return {
+            "frameworks": pick(self.state["frameworks"]),
+            "completed_frameworks": pick(self.state["completed_frameworks"]),
+            "unregistered_frameworks": [],
+        }
+
+    def slaves(self, slave_id: str | None = None) -> dict:
+        return {
+            "slaves": [s for s in self.state["slaves"] if slave_id is None or s["id"] == slave_id],
+            "recovered_slaves": [],
+        }
+
+    def tasks(self, framework_id=None, task_id=None) -> list[dict]:
+        out = []
+        for group in ("frameworks", "completed_frameworks"):
+            for framework in self.state[group]:
+                if framework_id is not None and framework["id"] != framework_id:
+                    continue
+                for key in ("tasks", "unreachable_tasks", "completed_tasks"):
+                    out.extend(t for t in framework[key] if task_id is None or t["id"] == task_id)
+        return out
+
+    def summary(self) -> dict:
+        """/master/state-summary: counts instead of task lists."""
+        def counts(tasks):
+            out: dict[str, int] = {name: 0 for name in pb.TaskState.keys()}
+            for task in tasks:
+                out[task["state"]] += 1
+            return out
+
+        frameworks, slaves = [], []
+        slave_tasks: dict[str, list] = {}
+        slave_frameworks: dict[str, set] = {}
+        for framework in self.state["frameworks"]:
+            tasks = framework["tasks"] + framework["completed_tasks"]
+            entry = {k: framework[k] for k in ("id", "name", "active", "connected", "roles",
+                                               "used_resources", "offered_resources")}
+            entry.update(counts(tasks))
+            entry["slave_ids"] = sorted({t["slave_id"] for t in framework["tasks"]})
+            frameworks.append(entry)
+            for task in tasks:
+                slave_tasks.setdefault(task["slave_id"], []).append(task)
+                slave_frameworks.setdefault(task["slave_id"], set()).add(framework["id"])
+        for slave in self.state["slaves"]:
+            entry = dict(slave)
+            entry.update(counts(slave_tasks.get(slave["id"], [])))
+            entry["framework_ids"] = sorted(slave_frameworks.get(slave["id"], set()))
+            slaves.append(entry)
+        return {"hostname": self.state["hostname"], "cluster": self.state.get("cluster", ""),
+                "slaves": slaves, "frameworks": frameworks}
