@@ -113,8 +113,9 @@ class Master:
         self._context = zmq.Context()
         self.actor = Actor("master", self._context)
         self.start_time = time.time()
-        self.http = HttpServer(create_app(self), flags.ip, flags.port, name="master-http")
-        self.http_port = int(self.http.port)  # waitress reports it as a string
+        app = create_app(self, getattr(flags, "webui_dir", None))
+        self.http = HttpServer(app, flags.ip, flags.port, name="master-http")
+        self.http_port = self.http.port
         zmq_port = flags.zmq_port or (0 if flags.port == 0 else self.http_port + 1000)
         try:
             self.server = Server(

@@ -70,6 +70,7 @@ MASTER_FLAGS: list[Flag] = [
          positive_int, "N"),
     Flag("max_completed_tasks_per_framework", 1000, "Number of completed tasks kept per framework.",
          positive_int, "N"),
+    Flag("webui_dir", None, "Directory of the web UI's static files (default: the webui/ of this install)."),
     Flag("logging_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.", metavar="LEVEL"),
 ]
 

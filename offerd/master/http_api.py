@@ -12,7 +12,9 @@ import json
 import re
 from typing import Any, Protocol
 
-from flask import Blueprint, Flask, Response, current_app, redirect, request
+import os
+
+from flask import Blueprint, Flask, Response, current_app, redirect, request, send_from_directory
 
 from offerd import __version__
 
@@ -152,11 +154,29 @@ def teardown():
     return Response(b"", status=200)
 
 
-def create_app(master: MasterView) -> Flask:
-    app = Flask("offerd.master")
+webui = Blueprint("webui", __name__)
+
+DEFAULT_WEBUI_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "webui"))
+
+
+@webui.get("/")
+def index():
+    return send_from_directory(current_app.config["OFFERD_WEBUI_DIR"], "index.html", max_age=0)
+
+
+@webui.get("/static/<path:name>")
+def static_file(name):
+    # send_from_directory refuses paths that escape the directory.
+    return send_from_directory(current_app.config["OFFERD_WEBUI_DIR"], name, max_age=0)
+
+
+def create_app(master: MasterView, webui_dir: str | None = None) -> Flask:
+    app = Flask("offerd.master", static_folder=None)
     app.config["OFFERD_MASTER"] = master
+    app.config["OFFERD_WEBUI_DIR"] = webui_dir or DEFAULT_WEBUI_DIR
     app.register_blueprint(reads)
     app.register_blueprint(operator)
+    app.register_blueprint(webui)
 
     @app.errorhandler(404)
     def not_found(_):

@@ -220,3 +220,14 @@ def test_zmq_port_defaults_to_http_port_plus_1000():
             m.stop()
         return
     pytest.skip("no free port pair found")
+
+
+def test_web_ui_is_served_at_root(tmp_path):
+    from offerd.master.http_api import create_app
+
+    app = create_app(object())
+    client = app.test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and b"<title>offerd</title>" in page.data
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/../pyproject.toml").status_code == 404
