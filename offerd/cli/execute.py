@@ -140,8 +140,7 @@ def run(args) -> int:
             return 2
         for key, value in env.items():
             command.environment.variables.add(name=str(key), value=str(value))
-    framework = pb.FrameworkInfo(name="offerd-execute", user=flags.user or getpass.getuser(),
-                                 role=flags.role, roles=[flags.role])
+    framework = pb.FrameworkInfo(name="offerd-execute", user=flags.user or getpass.getuser(), roles=[flags.role])
     framework.capabilities.add(type=pb.FrameworkInfo.Capability.MULTI_ROLE)
     scheduler = ExecuteScheduler(flags.name, command, resources, flags.kill_after)
     driver = MesosSchedulerDriver(scheduler, framework, flags.master)

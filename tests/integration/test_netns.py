@@ -43,7 +43,7 @@ def test_master_and_slaves_on_separate_hosts(network, tmp_path):
             procs.append(network.popen(f"s{index}", [
                 sys.executable, "-m", "offerd", "slave", f"--master={master_ip}:5050", f"--ip={ip}",
                 f"--hostname=slave{index}.test", f"--work_dir={tmp_path}/slave{index}",
-                "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-32000]"], stdout=logs, stderr=logs))
+                "--resources=cpus:0.3;mem:1024;disk:1024;ports:[31000-32000]"], stdout=logs, stderr=logs))
         wait_for(lambda: get_json(f"http://{master_ip}:5050/master/state").get("activated_slaves") == 2,
                  timeout=30, message="two slaves to register")
 
@@ -53,7 +53,8 @@ def test_master_and_slaves_on_separate_hosts(network, tmp_path):
         assert sorted(s["pid"].split("@")[1].split(":")[0] for s in state["slaves"]) == sorted(slave_ips)
 
         with RunningFramework(f"{master_ip}:5050") as fw:
-            ids = [fw.scheduler.submit("ip -4 -o addr show dev eth0") for _ in range(6)]
+            # Three tasks fit on a slave at once and each lasts a while, so both slaves work.
+            ids = [fw.scheduler.submit("ip -4 -o addr show dev eth0; sleep 1") for _ in range(6)]
             for task_id in ids:
                 assert fw.scheduler.wait_state(task_id, [pb.TASK_FINISHED, pb.TASK_FAILED]).state == pb.TASK_FINISHED
             used = set(fw.scheduler.task_slaves.values())
