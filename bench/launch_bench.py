@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from offerd.cli.local import LocalCluster  # noqa: E402
+from offerd.cli.local import LocalCluster, free_base_port  # noqa: E402
 from offerd.common.resources import Resources  # noqa: E402
 from offerd.framework_sdk import MesosSchedulerDriver, Scheduler  # noqa: E402
 from offerd.proto import offerd_pb2 as pb  # noqa: E402
@@ -152,7 +152,6 @@ def main() -> int:
     parser.add_argument("--simulated_tasks", type=int, default=20000, help="tasks for the simulated run")
     parser.add_argument("--simulated_slaves", type=int, default=100, help="simulated slaves (default 100)")
     parser.add_argument("--raw_seconds", type=float, default=3.0, help="how long to measure the raw ceiling")
-    parser.add_argument("--port", type=int, default=25050, help="master HTTP port of the benchmark clusters")
     parser.add_argument("--skip", choices=["posix", "simulated"], action="append", default=[],
                         help="skip a part of the run")
     parser.add_argument("--timeout", type=float, default=600, help="give up on a run after this many seconds")
@@ -167,7 +166,7 @@ def main() -> int:
 
     if "posix" not in args.skip:
         print(f"posix: {args.tasks} tasks on offerd local --slaves 2...", file=sys.stderr)
-        with LocalCluster(slaves=2, port=args.port, resources="cpus:64;mem:65536;disk:10240",
+        with LocalCluster(slaves=2, port=free_base_port(2), resources="cpus:64;mem:65536;disk:10240",
                           allocation_interval=0.1, logging_level="WARNING") as cluster:
             posix = run_framework(cluster.master, args.tasks, "cpus:0.1;mem:32", "true", args.timeout)
         posix["fraction_of_raw_ceiling"] = round(
@@ -177,7 +176,7 @@ def main() -> int:
     if "simulated" not in args.skip:
         print(f"simulated: {args.simulated_tasks} tasks on {args.simulated_slaves} simulated slaves...",
               file=sys.stderr)
-        with LocalCluster(slaves=args.simulated_slaves, simulate=args.simulated_slaves, port=args.port + 100,
+        with LocalCluster(slaves=args.simulated_slaves, simulate=args.simulated_slaves, port=free_base_port(1),
                           resources="cpus:64;mem:65536;disk:10240", allocation_interval=0.1,
                           logging_level="WARNING") as cluster:
             result["simulated"] = run_framework(cluster.master, args.simulated_tasks, "cpus:0.1;mem:32", "true",

@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import random
-import socket
 import time
 
 import pytest
 
-from offerd.cli.local import LocalCluster
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_base_port(slaves: int, host: str = "127.0.0.1") -> int:
-    """A base port P such that P..P+slaves and the same +1000 (ZeroMQ) are free."""
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    for _ in range(200):
-        base = rng.randrange(20000, 40000)
-        ports = [base + i for i in range(slaves + 1)]
-        if all(port_is_free(p, host) and port_is_free(p + 1000, host) for p in ports):
-            return base
-    raise RuntimeError("no free block of ports for a test cluster")
+from offerd.cli.local import LocalCluster, free_base_port
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):

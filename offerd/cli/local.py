@@ -50,8 +50,32 @@ def _default_slave_resources(count: int) -> str:
     return f"cpus:{cpus:g};mem:{mem};disk:10240"
 
 
-def _wait_http(url: str, deadline: float, check=lambda doc: True) -> dict | None:
-    while time.monotonic() < deadline:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(slaves: int, host: str = "127.0.0.1") -> int:
+    """A base port P such that P..P+slaves and the same +1000 (ZeroMQ) are free."""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 40000)
+        ports = [base + i for i in range(slaves + 1)]
+        if all(port_is_free(p, host) and port_is_free(p + 1000, host) for p in ports):
+            return base
+    raise RuntimeError("no free block of ports for a local cluster")
+
+
+def _wait_http(url: str, deadline: float, check=lambda doc: True, alive=lambda: True) -> dict | None:
+    while time.monotonic() < deadline and alive():
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 doc = json.loads(response.read())
@@ -141,8 +165,11 @@ class LocalCluster:
     def start(self, timeout: float = 60.0) -> "LocalCluster":
         deadline = time.monotonic() + timeout
         self.start_master()
-        if _wait_http(f"{self.master_url}/master/info", deadline) is None:
+        master_alive = lambda: self.master_proc.poll() is None  # noqa: E731
+        if _wait_http(f"{self.master_url}/master/info", deadline, alive=master_alive) is None:
             self.stop()
+            if not master_alive():
+                raise RuntimeError(f"the master exited with status {self.master_proc.returncode}")
             raise RuntimeError(f"the master did not start on {self.master_url} within {timeout:.0f}s")
         if self.simulate:
             self.start_simulated_fleet()

@@ -386,7 +386,10 @@ class Client:
             self.socket.send_multipart([MAGIC, HEARTBEAT], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # not connected yet; silence will tell
-        self._heartbeat_timer = self.actor.call_later(self.heartbeat_interval, self._heartbeat)
+        # Until the first echo, beat often: the echo is what tells us we are connected,
+        # and a full interval's wait would delay every (re)connection.
+        delay = self.heartbeat_interval if self.connected else min(self.heartbeat_interval, 0.02)
+        self._heartbeat_timer = self.actor.call_later(delay, self._heartbeat)
 
     def _drop(self, reason: str) -> None:
         was_connected = self.connected
