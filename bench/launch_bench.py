@@ -34,10 +34,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from offerd.cli.local import LocalCluster, free_base_port  # noqa: E402
 from offerd.common.resources import Resources  # noqa: E402
 from offerd.framework_sdk import MesosSchedulerDriver, Scheduler  # noqa: E402
+from offerd.common.task_states import TERMINAL_STATES as TERMINAL  # noqa: E402
 from offerd.proto import offerd_pb2 as pb  # noqa: E402
 
-TERMINAL = {pb.TASK_FINISHED, pb.TASK_FAILED, pb.TASK_KILLED, pb.TASK_ERROR, pb.TASK_LOST,
-            pb.TASK_DROPPED, pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR}
 
 
 def percentile(values: list[float], fraction: float) -> float:

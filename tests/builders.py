@@ -9,10 +9,9 @@ import time
 
 from offerd.common.resources import Resources
 from offerd.framework_sdk import MesosSchedulerDriver, Scheduler
+from offerd.common.task_states import TERMINAL_STATES as TERMINAL
 from offerd.proto import offerd_pb2 as pb
 
-TERMINAL = {pb.TASK_FINISHED, pb.TASK_FAILED, pb.TASK_KILLED, pb.TASK_ERROR, pb.TASK_LOST,
-            pb.TASK_DROPPED, pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR}
 
 
 def framework_info(name="test-framework", partition_aware=False, failover_timeout=0.0, **fields):

@@ -17,10 +17,9 @@ import time
 from offerd.common.flags import Flag, FlagError, add_flags, duration, resolve_flags
 from offerd.common.logs import setup_logging
 from offerd.common.resources import Resources, ResourceError
+from offerd.common.task_states import TERMINAL_STATES as TERMINAL
 from offerd.proto import offerd_pb2 as pb
 
-TERMINAL = {pb.TASK_FINISHED, pb.TASK_FAILED, pb.TASK_KILLED, pb.TASK_ERROR, pb.TASK_LOST,
-            pb.TASK_DROPPED, pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR}
 
 EXECUTE_FLAGS = [
     Flag("master", "127.0.0.1:5050", "The master's HTTP address, HOST:PORT."),

@@ -12,20 +12,13 @@ from typing import Iterator
 
 from offerd.common.actor import Timer
 from offerd.common.resources import Resources
+from offerd.common.task_states import TERMINAL_STATES, is_terminal  # noqa: F401 (re-exported)
 from offerd.proto import offerd_pb2 as pb
 
 TaskState = int
 
-TERMINAL_STATES = frozenset({
-    pb.TASK_FINISHED, pb.TASK_FAILED, pb.TASK_KILLED, pb.TASK_ERROR, pb.TASK_LOST,
-    pb.TASK_DROPPED, pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR,
-})
 
 PARTITION_AWARE = pb.FrameworkInfo.Capability.PARTITION_AWARE
-
-
-def is_terminal(state: TaskState) -> bool:
-    return state in TERMINAL_STATES
 
 
 def state_name(state: TaskState) -> str:

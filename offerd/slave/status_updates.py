@@ -21,19 +21,10 @@ import time
 from typing import Callable
 
 from offerd.common.ids import new_uuid
+from offerd.common.task_states import TERMINAL_STATES, is_terminal  # noqa: F401 (re-exported)
 from offerd.proto import offerd_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-TERMINAL_STATES = frozenset({
-    pb.TASK_FINISHED, pb.TASK_FAILED, pb.TASK_KILLED, pb.TASK_ERROR,
-    pb.TASK_LOST, pb.TASK_DROPPED, pb.TASK_GONE, pb.TASK_GONE_BY_OPERATOR,
-})
-
-
-def is_terminal(state: int) -> bool:
-    return state in TERMINAL_STATES
-
 
 class _Stream:
     __slots__ = ("framework_id", "task_id", "pending", "latest_state", "terminal",
