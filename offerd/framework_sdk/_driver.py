@@ -11,6 +11,12 @@ because framework code depends on them:
 - A callback that raises aborts the driver (the bindings print the traceback
   and call ``abort``). ``error`` is called after the driver is aborted.
 
+Callbacks run on a thread of their own, in the order events arrived, never on
+the I/O thread: a callback that blocks (a slow database, a long computation)
+delays only later callbacks, while heartbeats keep the connection alive. Had it
+run on the I/O thread, a callback slower than the master's framework timeout
+would look like a dead scheduler, and its tasks could be killed.
+
 One difference: a callback that calls ``sys.exit`` cannot end the process from
 the driver's thread, so the driver aborts and ``join`` (and so ``run``) re-raises
 that SystemExit in the thread that waits, which ends a script the same way.
@@ -19,6 +25,7 @@ that SystemExit in the thread that waits, which ends a script the same way.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from typing import Callable
 
@@ -44,6 +51,11 @@ class DriverBase:
         self._status = NOT_STARTED
         self._actor: Actor | None = None
         self._pending_exit: SystemExit | None = None
+        self._callbacks: queue.SimpleQueue = queue.SimpleQueue()
+        self._callback_thread: threading.Thread | None = None
+        # The `then` of the callback running now, so a stop() from inside the
+        # callback can still let it happen first (Mesos acks before it stops).
+        self._current_then: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -73,6 +85,27 @@ class DriverBase:
 
     # -- for the subclasses ---------------------------------------------------
 
+    def _start_callbacks(self, actor: Actor) -> None:
+        """Start the callback thread; it ends when `actor` closes."""
+        self._callback_thread = threading.Thread(
+            target=self._run_callbacks, name=f"{actor.name}-callbacks", daemon=True)
+        self._callback_thread.start()
+        actor.on_close(lambda: self._callbacks.put(None))
+
+    def _run_callbacks(self) -> None:
+        while True:
+            item = self._callbacks.get()
+            if item is None:
+                return
+            target, name, args, then, always = item
+            if not always and self._status != RUNNING:
+                continue  # stopped or aborted: Mesos delivers nothing more
+            self._current_then = then
+            completed = self._call_guarded(target, name, *args)
+            then, self._current_then = self._current_then, None
+            if completed and then is not None and self._actor is not None:
+                self._actor.call_soon(then)
+
     def _set_status(self, status: int) -> None:
         """Change the status; the caller holds ``self._cond``."""
         self._status = status
@@ -94,6 +127,9 @@ class DriverBase:
                 return self._status
             was_aborted = self._status == ABORTED
             self._set_status(STOPPED)
+            if threading.current_thread() is self._callback_thread and self._current_then is not None:
+                self._actor.call_soon(self._current_then)
+                self._current_then = None
             self._actor.call_soon(shutdown, *args)
         self._wait_closed()
         return ABORTED if was_aborted else STOPPED
@@ -103,11 +139,15 @@ class DriverBase:
         if actor is not None and not actor.in_actor_thread():
             actor.stopped.wait(self.close_timeout)
 
-    def _invoke(self, target, name: str, *args) -> bool:
-        """Call a callback if the driver is running; False if it did not complete."""
+    def _invoke(self, target, name: str, *args, then: Callable[[], None] | None = None) -> None:
+        """Queue a callback for the callback thread if the driver is running.
+
+        `then` runs on the driver thread after the callback returned normally
+        (e.g. the implicit acknowledgement of a status update).
+        """
         if self._status != RUNNING:
-            return False
-        return self._call_guarded(target, name, *args)
+            return
+        self._callbacks.put((target, name, args, then, False))
 
     def _call_guarded(self, target, name: str, *args) -> bool:
         try:
@@ -131,4 +171,5 @@ class DriverBase:
                 return
             self._set_status(ABORTED)
         log.error("%s aborted: %s", self._kind, message)
-        self._call_guarded(target, "error", message)
+        # Queued behind earlier callbacks, and delivered although aborted, as Mesos does.
+        self._callbacks.put((target, "error", (message,), None, True))

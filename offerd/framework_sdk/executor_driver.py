@@ -147,6 +147,7 @@ class ExecutorDriver(DriverBase, interface.ExecutorDriver):
         # Never reaching the slave counts as losing it.
         self._actor.call_soon(self._arm_recovery_timer)
         self._actor.call_soon(self._actor.call_every, self.update_retry_interval, self._retry_updates)
+        self._start_callbacks(self._actor)
         self._actor.start()
 
     def stop(self):
@@ -264,8 +265,7 @@ class ExecutorDriver(DriverBase, interface.ExecutorDriver):
         if self._subscribed or self._status != RUNNING:
             return
         log.warning("no slave for %.0fs (MESOS_RECOVERY_TIMEOUT): shutting down", self._config.recovery_timeout)
-        self._invoke(self._executor, "shutdown")
-        self.stop()
+        self._invoke(self._executor, "shutdown", then=self.stop)
 
     # -- on the driver thread: events -----------------------------------------
 
@@ -330,8 +330,7 @@ class ExecutorDriver(DriverBase, interface.ExecutorDriver):
 
     def _on_shutdown(self, event: ExecutorEvent) -> None:
         log.info("the slave asked executor %s to shut down", self._config.executor_id)
-        self._invoke(self._executor, "shutdown")
-        self.stop()
+        self._invoke(self._executor, "shutdown", then=self.stop)
 
     def _on_error(self, event: ExecutorEvent) -> None:
         self._fail(self._executor, event.error.message)

@@ -4,8 +4,9 @@ The driver owns one thread (an :class:`~offerd.common.actor.Actor`) holding a
 :class:`~offerd.common.transport.Client` to the leading master. Everything it
 knows (subscribed or not, the framework id, delivered updates) lives on that
 thread; the public methods, callable from any thread and from inside callbacks,
-only build the call and post it there. Callbacks run on that thread, one at a
-time, in the order the master sent the events.
+only build the call and post it there. Callbacks run one at a time, in the
+order the master sent the events, on a callback thread of their own, so a slow
+callback never stalls heartbeats (see _driver.py).
 
 Connection life: connected → SUBSCRIBE (with the framework id once known, which
 makes every reconnection a failover) → SUBSCRIBED → ``registered`` the first
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import getpass
+import functools
 import logging
 import socket
 import time
@@ -99,6 +101,7 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
                 name=f"scheduler-driver[{name}]",
             )
             self._actor.call_soon(self._client.start)
+            self._start_callbacks(self._actor)
             self._actor.start()
             self._set_status(RUNNING)
             return RUNNING
@@ -359,12 +362,18 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
             self._delivered[key] = False
             while len(self._delivered) > self.dedup_memory:
                 self._delivered.popitem(last=False)
-        self._invoke(self._scheduler, "statusUpdate", status)
         # Acknowledge only once the callback is done, and not if it aborted the
         # driver: an unacknowledged update comes again, a lost one never does.
-        if self._implicit_acks and status.uuid and self._status != ABORTED:
-            self._delivered[(status.task_id.value, status.uuid)] = True
-            self._send_ack(status)
+        then = None
+        if self._implicit_acks and status.uuid:
+            then = functools.partial(self._implicit_ack, status)
+        self._invoke(self._scheduler, "statusUpdate", status, then=then)
+
+    def _implicit_ack(self, status: pb.TaskStatus) -> None:
+        if self._status == ABORTED:
+            return
+        self._delivered[(status.task_id.value, status.uuid)] = True
+        self._send_ack(status)
 
     def _on_message_event(self, event: Event) -> None:
         self._invoke(self._scheduler, "frameworkMessage", event.message.executor_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import threading
+import time
 
 import pytest
 
@@ -390,3 +391,22 @@ def test_update_framework_resubscribes_quietly(make_driver, master):
     master.send(Event(type=Event.OFFERS, offers=Event.Offers(offers=[offer()])))
     scheduler.wait("resourceOffers")
     assert scheduler.names() == ["registered", "resourceOffers"]
+
+
+def test_a_slow_callback_does_not_look_like_a_dead_scheduler(make_driver, master):
+    # Heartbeats run on the I/O thread, callbacks on their own: a callback that
+    # blocks for three times the failure-detection window (0.5 s here) must not
+    # drop the connection, which a master would take for a failed scheduler.
+    slow = threading.Event()
+
+    def block(driver, offers):
+        time.sleep(1.5)
+        slow.set()
+
+    driver, scheduler = started(make_driver, master, scheduler=RecordingScheduler().on("resourceOffers", block))
+    master.send(Event(type=Event.OFFERS, offers=Event.Offers(offers=[offer()])))
+    assert slow.wait(5)
+    driver.declineOffer(offer().id)
+    master.wait(Call.DECLINE)
+    assert "disconnected" not in scheduler.names()
+    assert len(master.of_type(Call.SUBSCRIBE)) == 1
