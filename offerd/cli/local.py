@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 
-from offerd.common.flags import Flag, FlagError, add_flags, duration, positive_int, resolve_flags
+from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags
 from offerd.common.logs import setup_logging
 
 log = logging.getLogger("offerd.local")
@@ -33,6 +33,8 @@ LOCAL_FLAGS = [
     Flag("allocation_interval", "1secs", "How often the master runs a full allocation.", duration),
     Flag("logging_level", "INFO", "INFO, WARNING or ERROR."),
     Flag("startup_timeout", "60secs", "How long to wait for every slave to register.", duration),
+    Flag("marathon", True, "Also run the Marathon-like framework (--no-marathon to skip it).", boolean),
+    Flag("marathon_port", 8080, "HTTP port of the Marathon-like framework's REST API.", int),
 ]
 
 
@@ -92,7 +94,8 @@ class LocalCluster:
 
     def __init__(self, slaves=2, ip="127.0.0.1", port=5050, work_dir=None, resources=None,
                  containerizer="posix", allocation_interval=1.0, logging_level="INFO",
-                 master_args=(), slave_args=(), log_dir=None, simulate=0):
+                 master_args=(), slave_args=(), log_dir=None, simulate=0, marathon_port=None,
+                 marathon_args=()):
         self.slave_count = slaves
         self.ip = ip
         self.port = port
@@ -108,6 +111,10 @@ class LocalCluster:
         self.simulate = simulate
         self.master_proc: subprocess.Popen | None = None
         self.slave_procs: list[subprocess.Popen | None] = []
+        # The Marathon-like framework, started after the slaves when a port is given.
+        self.marathon_port = marathon_port
+        self.marathon_args = list(marathon_args)
+        self.marathon_proc: subprocess.Popen | None = None
 
     @property
     def master(self) -> str:
@@ -162,6 +169,17 @@ class LocalCluster:
         self.slave_procs = [proc]
         return proc
 
+    @property
+    def marathon_url(self) -> str:
+        return f"http://{self.ip}:{self.marathon_port}"
+
+    def start_marathon(self) -> subprocess.Popen:
+        self.marathon_proc = self._spawn("marathon", [
+            "marathon", f"--master={self.master}", f"--hostname={self.ip}",
+            f"--http_port={self.marathon_port}", f"--logging_level={self.logging_level}", *self.marathon_args,
+        ])
+        return self.marathon_proc
+
     def start(self, timeout: float = 60.0) -> "LocalCluster":
         deadline = time.monotonic() + timeout
         self.start_master()
@@ -180,6 +198,12 @@ class LocalCluster:
         if not self.wait_for_slaves(expected, deadline - time.monotonic()):
             self.stop()
             raise RuntimeError(f"not all {expected} slaves registered within {timeout:.0f}s")
+        if self.marathon_port is not None:
+            self.start_marathon()
+            alive = lambda: self.marathon_proc.poll() is None  # noqa: E731
+            if _wait_http(f"{self.marathon_url}/v2/info", deadline, alive=alive) is None:
+                self.stop()
+                raise RuntimeError(f"the marathon framework did not start on {self.marathon_url}")
         return self
 
     def state(self) -> dict:
@@ -198,6 +222,12 @@ class LocalCluster:
             proc.wait(30)
 
     def stop(self) -> None:
+        if self.marathon_proc is not None and self.marathon_proc.poll() is None:
+            self.marathon_proc.terminate()
+            try:
+                self.marathon_proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.marathon_proc.kill()
         for proc in [*self.slave_procs, self.master_proc]:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -232,6 +262,7 @@ def run(args) -> int:
         slaves=flags.slaves, ip=flags.ip, port=flags.port, work_dir=flags.work_dir,
         resources=flags.resources, containerizer=flags.containerizer,
         allocation_interval=flags.allocation_interval, logging_level=flags.logging_level,
+        marathon_port=flags.marathon_port if flags.marathon else None,
     )
     log.info("starting a local cluster: 1 master, %d slave(s); state in %s", flags.slaves, cluster.work_dir)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -246,7 +277,8 @@ def run(args) -> int:
         f"  cluster state (JSON)   {cluster.master_url}/master/state\n"
         f"  metrics                {cluster.master_url}/metrics/snapshot\n"
         f"  run a task             offerd execute --master {cluster.master} --name hello --command 'echo hello'\n"
-        f"  work directory         {cluster.work_dir}\n"
+        + (f"  marathon REST API      {cluster.marathon_url}/v2/apps\n" if flags.marathon else "")
+        + f"  work directory         {cluster.work_dir}\n"
         f"Press Ctrl-C to stop.\n",
         flush=True,
     )

@@ -13,6 +13,16 @@ COMMANDS = {
     "agent": ("offerd.cli.daemons", None),
     "local": ("offerd.cli.local", "Run a whole cluster on this machine: a master and --slaves N slaves."),
     "execute": ("offerd.cli.execute", "Run one command as a task and wait for it (like mesos-execute)."),
+    "marathon": ("offerd.cli.marathon", "Run the Marathon-like framework: long-running apps, REST API on :8080."),
+    # Operator tools over the master's HTTP endpoints (offerd/cli/tools.py).
+    "state": ("offerd.cli.tools", "Show the cluster at a glance: leader, slaves, frameworks, tasks and resources."),
+    "frameworks": ("offerd.cli.tools", "List the frameworks registered with the master."),
+    "slaves": ("offerd.cli.tools", "List the slaves (alias: agents) and their resources."),
+    "agents": ("offerd.cli.tools", "Same as 'slaves'."),
+    "tasks": ("offerd.cli.tools", "List tasks (active unless --all), of one --framework or --state."),
+    "logs": ("offerd.cli.tools", "Print a task's stdout or --stderr through the master; --follow until it ends."),
+    "top": ("offerd.cli.tools", "A refreshing view of resource use per framework."),
+    "teardown": ("offerd.cli.tools", "Tear down a framework: kill its tasks and forget it."),
 }
 
 

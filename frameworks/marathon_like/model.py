@@ -1,0 +1,161 @@
+"""Apps, instances and their JSON shapes (reference §3).
+
+An app is kept as a plain dict in Marathon's JSON shape with every default
+filled in, so the API can return it as is; an :class:`Instance` is one task.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from frameworks.marathon_like import ids
+
+APP_DEFAULTS = {
+    "cmd": None, "args": None, "user": None, "env": {}, "instances": 1, "cpus": 1.0, "mem": 128.0,
+    "disk": 0.0, "gpus": 0, "executor": "", "constraints": [], "uris": [], "fetch": [], "storeUrls": [],
+    "backoffSeconds": 1, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300, "container": None,
+    "healthChecks": [], "readinessChecks": [], "dependencies": [],
+    "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0},
+    "labels": {}, "acceptedResourceRoles": None, "ipAddress": None, "residency": None, "secrets": {},
+    "taskKillGracePeriodSeconds": None, "requirePorts": False, "killSelection": "YOUNGEST_FIRST",
+    "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0},
+    "networks": [{"mode": "host"}],
+}
+HEALTH_DEFAULTS = {
+    "protocol": "HTTP", "gracePeriodSeconds": 300, "intervalSeconds": 60, "timeoutSeconds": 20,
+    "maxConsecutiveFailures": 3, "delaySeconds": 15, "ignoreHttp1xx": False,
+}
+READ_ONLY = ("version", "versionInfo", "tasks", "tasksRunning", "tasksStaged", "tasksHealthy",
+             "tasksUnhealthy", "deployments", "lastTaskFailure", "taskStats", "readinessCheckResults")
+# Fields whose change is only a scale (lastScalingAt), not a config change.
+SCALE_FIELDS = {"instances"}
+
+
+def with_defaults(app: dict) -> dict:
+    """A full app definition from a validated (possibly sparse) one."""
+    out = {"id": app.get("id"), **copy.deepcopy(APP_DEFAULTS)}
+    for key, value in app.items():
+        if key in READ_ONLY and key != "version":
+            continue
+        out[key] = copy.deepcopy(value)
+    for key in ("env", "labels", "secrets"):
+        if out.get(key) is None:
+            out[key] = {}
+    for key in ("constraints", "uris", "fetch", "storeUrls", "healthChecks", "dependencies"):
+        if out.get(key) is None:
+            out[key] = []
+    strategy = {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0}
+    strategy.update(out.get("upgradeStrategy") or {})
+    out["upgradeStrategy"] = strategy
+    if "ports" in out:
+        # The deprecated `ports` list becomes portDefinitions, as Marathon does.
+        out["portDefinitions"] = [{"port": p, "protocol": "tcp", "labels": {}} for p in out.pop("ports")]
+    if out.get("portDefinitions") is None:
+        out["portDefinitions"] = [{"port": 0, "protocol": "tcp", "name": "default", "labels": {}}]
+    out["portDefinitions"] = [{"protocol": "tcp", "labels": {}, **p} for p in out["portDefinitions"]]
+    checks = []
+    for check in out["healthChecks"]:
+        full = {**HEALTH_DEFAULTS, **check}
+        if full["protocol"] in ("HTTP", "HTTPS", "MESOS_HTTP", "MESOS_HTTPS"):
+            full.setdefault("path", "/")
+        if "port" not in full and full["protocol"] != "COMMAND":
+            full.setdefault("portIndex", 0)
+        checks.append(full)
+    out["healthChecks"] = checks
+    for number in ("cpus", "mem", "disk"):
+        out[number] = float(out[number])
+    return out
+
+
+def app_json(app: dict) -> dict:
+    """The App JSON of §3 (service ports in `ports` too, as Marathon 1.4 shows them)."""
+    out = {k: v for k, v in app.items() if not k.startswith("_")}
+    out["ports"] = [p["port"] for p in app["portDefinitions"]]
+    return out
+
+
+@dataclass
+class HealthResult:
+    alive: bool = False
+    consecutive_failures: int = 0
+    first_success: float | None = None
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_failure_cause: str | None = None
+    checked: bool = False
+
+    def to_json(self, instance_id: str) -> dict:
+        ts = lambda t: ids.timestamp(t) if t else None  # noqa: E731
+        return {"alive": self.alive, "consecutiveFailures": self.consecutive_failures,
+                "firstSuccess": ts(self.first_success), "lastFailure": ts(self.last_failure),
+                "lastSuccess": ts(self.last_success), "lastFailureCause": self.last_failure_cause,
+                "instanceId": instance_id, "taskId": instance_id}
+
+
+@dataclass
+class Instance:
+    """One task of an app, as this framework knows it."""
+
+    task_id: str
+    app_id: str
+    version: str
+    slave_id: str = ""
+    host: str = ""
+    ports: list[int] = field(default_factory=list)
+    service_ports: list[int] = field(default_factory=list)
+    state: str = "TASK_STAGING"
+    staged_at: float = 0.0
+    started_at: float | None = None
+    killing: bool = False          # a kill was sent
+    sentenced: bool = False        # chosen to go with a scale-down
+    health: list[HealthResult] = field(default_factory=list)
+    attributes: dict = field(default_factory=dict)
+    config_version: str = ""
+
+
+    @property
+    def active(self) -> bool:
+        return self.state not in TERMINAL and not self.killing
+
+    @property
+    def running(self) -> bool:
+        return self.state == "TASK_RUNNING"
+
+    def healthy(self, app: dict) -> bool | None:
+        """True/False for apps with Marathon-level checks, None when there are none."""
+        if not checked_health(app):
+            return None
+        return bool(self.health) and all(h.alive for h in self.health)
+
+    def ready(self, app: dict) -> bool:
+        """Counts toward capacity: running, and healthy if the app has checks."""
+        return self.running and not self.killing and self.healthy(app) is not False
+
+    def condition_rank(self) -> int:
+        return {"TASK_UNREACHABLE": 0, "TASK_STAGING": 1, "TASK_STARTING": 2}.get(self.state, 3)
+
+    def to_json(self, app: dict | None = None) -> dict:
+        service = list(self.service_ports)
+        if len(service) < len(self.ports):
+            service += [0] * (len(self.ports) - len(service))
+        return {
+            "id": self.task_id, "appId": self.app_id, "host": self.host, "ports": list(self.ports),
+            "servicePorts": service, "slaveId": self.slave_id, "state": self.state,
+            "stagedAt": ids.timestamp(self.staged_at),
+            "startedAt": ids.timestamp(self.started_at) if self.started_at else None,
+            "version": self.version, "ipAddresses": [{"ipAddress": self.host, "protocol": "IPv4"}] if self.host else [],
+            "healthCheckResults": [h.to_json(self.task_id) for h in self.health if h.checked],
+            "localVolumes": [],
+        }
+
+
+TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED",
+            "TASK_GONE", "TASK_GONE_BY_OPERATOR"}
+FAILURES = {"TASK_FAILED", "TASK_FINISHED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_GONE"}
+MARATHON_CHECKS = {"HTTP", "HTTPS", "TCP", "COMMAND"}
+
+
+def checked_health(app: dict) -> list[dict]:
+    """The checks this framework runs itself."""
+    return [h for h in app.get("healthChecks") or [] if h.get("protocol") in MARATHON_CHECKS]

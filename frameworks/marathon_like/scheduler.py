@@ -1,0 +1,99 @@
+"""The SDK side: a :class:`Scheduler` that hands offers and updates to the core.
+
+Uses only the public ``offerd.framework_sdk``; every callback takes the core's
+lock, so the callback thread, the API threads and the ticker never race.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import threading
+
+from offerd.framework_sdk import MesosSchedulerDriver, Scheduler
+from offerd.proto import offerd_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class MarathonScheduler(Scheduler):
+    def __init__(self, core):
+        self.core = core
+
+    def registered(self, driver, frameworkId, masterInfo):
+        with self.core.lock:
+            self.core.framework_id = frameworkId.value
+            self.core.storage.save_framework_id(frameworkId.value)
+            self.core.connected = True
+            self.core.master_info = f"{masterInfo.hostname}:{masterInfo.port}"
+            self.core.suppressed = False
+            self.core.events.publish("scheduler_registered_event", frameworkId=frameworkId.value,
+                                     master=self.core.master_info)
+            self.core.reconcile()
+            self.core.revive_soon()
+
+    def reregistered(self, driver, masterInfo):
+        with self.core.lock:
+            self.core.connected = True
+            self.core.suppressed = False
+            self.core.events.publish("scheduler_reregistered_event", master=f"{masterInfo.hostname}:{masterInfo.port}")
+            self.core.reconcile()
+            self.core.revive_soon()
+
+    def disconnected(self, driver):
+        with self.core.lock:
+            self.core.connected = False
+            self.core.events.publish("scheduler_disconnected_event")
+
+    def resourceOffers(self, driver, offers):
+        with self.core.lock:
+            self.core.on_offers(offers)
+
+    def statusUpdate(self, driver, status):
+        with self.core.lock:
+            self.core.on_status(status)
+
+    def error(self, driver, message):
+        log.error("driver error: %s", message)
+
+
+class Ticker:
+    """Calls core.tick (and the health checker) every `interval` seconds."""
+
+    def __init__(self, core, interval: float = 0.2, extra=()):
+        self.core, self.interval, self.extra = core, interval, list(extra)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="marathon-tick", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            try:
+                with self.core.lock:
+                    self.core.tick()
+                for fn in self.extra:
+                    fn()
+            except Exception:  # a bad tick must not stop the framework
+                log.exception("tick failed")
+
+    def stop(self):
+        self._stop.set()
+
+
+def make_driver(core, master: str) -> MesosSchedulerDriver:
+    info = pb.FrameworkInfo(name=core.config.framework_name, user=getpass.getuser(),
+                            failover_timeout=core.config.failover_timeout, checkpoint=True,
+                            hostname=core.config.hostname,
+                            webui_url=f"http://{core.config.hostname}:{core.config.http_port}")
+    if core.config.mesos_role != "*":
+        info.roles.append(core.config.mesos_role)
+        info.capabilities.add(type=pb.FrameworkInfo.Capability.MULTI_ROLE)
+    stored = core.storage.framework_id()
+    if stored:
+        info.id.value = stored
+    driver = MesosSchedulerDriver(MarathonScheduler(core), info, master)
+    core.driver = driver
+    return driver

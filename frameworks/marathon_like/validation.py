@@ -1,0 +1,131 @@
+"""Semantic validation of app definitions: pure functions returning Marathon's
+``[{"path", "errors"}]`` details (empty when valid). Reference §1.1, §3."""
+
+from __future__ import annotations
+
+import re
+
+from frameworks.marathon_like import ids
+
+OPERATORS = ("UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "MAX_PER", "UNLIKE", "IS")
+_IS_VALUE = re.compile(r"^[a-zA-Z0-9_/.-]*$")
+_ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class _Details:
+    def __init__(self):
+        self.items: dict[str, list[str]] = {}
+
+    def add(self, path: str, message: str) -> None:
+        self.items.setdefault(path, []).append(message)
+
+    def as_list(self) -> list[dict]:
+        return [{"path": p, "errors": e} for p, e in self.items.items()]
+
+
+def _between(d: _Details, path: str, value, low: float, high: float) -> None:
+    if value is not None and not (low <= value <= high):
+        d.add(path, f"got {value}, expected between {low} and {high}")
+
+
+def _min(d: _Details, path: str, value, low) -> None:
+    if value is not None and value < low:
+        d.add(path, f"got {value}, expected {low} or more")
+
+
+def validate_app(app: dict, raw: dict | None = None) -> list[dict]:
+    """Rules for a full app (defaults applied). `raw` is the body as sent, for
+    rules about what the client combined (ports + portDefinitions, ...)."""
+    d = _Details()
+    raw = raw or {}
+    errors = ids.path_errors(app.get("id", ""))
+    if errors:
+        d.add("/id", errors[0])
+    cmd, args, container = app.get("cmd"), app.get("args"), app.get("container")
+    if cmd is not None and args is not None:
+        d.add("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.")
+    elif cmd is None and args is None and not container:
+        d.add("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.")
+    if cmd is not None and not cmd.strip():
+        d.add("/cmd", "must not be empty")
+    for name in ("cpus", "mem", "disk", "gpus", "instances", "backoffSeconds", "maxLaunchDelaySeconds"):
+        _min(d, f"/{name}", app.get(name), 0)
+    _min(d, "/backoffFactor", app.get("backoffFactor"), 1.0)
+    if app.get("labels", {}).get("MARATHON_SINGLE_INSTANCE_APP") == "true" and app.get("instances", 0) > 1:
+        d.add("/instances", "got %d, expected 1 or less" % app["instances"])
+    strategy = app.get("upgradeStrategy") or {}
+    _between(d, "/upgradeStrategy/minimumHealthCapacity", strategy.get("minimumHealthCapacity"), 0.0, 1.0)
+    _between(d, "/upgradeStrategy/maximumOverCapacity", strategy.get("maximumOverCapacity"), 0.0, 1.0)
+    if "ports" in raw and "portDefinitions" in raw:
+        d.add("/", "cannot specify both ports and port definitions")
+    ports = [p.get("port", 0) for p in app.get("portDefinitions", [])]
+    nonzero = [p for p in ports if p]
+    if len(nonzero) != len(set(nonzero)):
+        d.add("/portDefinitions", "ports must be unique")
+    names = [p["name"] for p in app.get("portDefinitions", []) if p.get("name")]
+    if len(names) != len(set(names)):
+        d.add("/portDefinitions", "Port names must be unique.")
+    for i, port in enumerate(ports):
+        if not 0 <= port <= 65535:
+            d.add(f"/portDefinitions({i})/port", f"got {port}, expected between 0 and 65535")
+    if app.get("requirePorts") and any(p == 0 for p in ports):
+        d.add("/portDefinitions", "requirePorts needs non-zero ports")
+    for i, constraint in enumerate(app.get("constraints", [])):
+        for message in constraint_errors(constraint):
+            d.add(f"/constraints({i})", message)
+    for i, check in enumerate(app.get("healthChecks", [])):
+        index = check.get("portIndex")
+        if "port" not in check and check.get("protocol") != "COMMAND" and index is not None \
+                and not 0 <= index < len(ports):
+            d.add(f"/healthChecks({i})",
+                  "Health check port indices must address an element of the ports array or container port mappings.")
+        if check.get("protocol") == "COMMAND" and not (check.get("command") or {}).get("value"):
+            d.add(f"/healthChecks({i})/command", "command must be set for COMMAND health checks")
+        for key in ("gracePeriodSeconds", "intervalSeconds", "timeoutSeconds", "maxConsecutiveFailures"):
+            _min(d, f"/healthChecks({i})/{key}", check.get(key), 0)
+    for key in app.get("env", {}):
+        if not _ENV_NAME.match(key):
+            d.add(f"/env/{key}", f"must fully match regular expression '{_ENV_NAME.pattern}'")
+    roles = app.get("acceptedResourceRoles")
+    if roles is not None and not roles:
+        d.add("/acceptedResourceRoles", "must not be empty")
+    if "uris" in raw and "fetch" in raw and raw["uris"] and raw["fetch"]:
+        d.add("/", "AppDefinition must not contain both 'uris' and 'fetch'.")
+    if app.get("killSelection") not in ("YOUNGEST_FIRST", "OLDEST_FIRST"):
+        d.add("/killSelection", "error.unknown.enum.literal")
+    for i, dep in enumerate(app.get("dependencies", [])):
+        if ids.path_errors(dep):
+            d.add(f"/dependencies({i})", ids.path_errors(dep)[0])
+    return d.as_list()
+
+
+def constraint_errors(constraint: list) -> list[str]:
+    if not 2 <= len(constraint) <= 3:
+        return ["Each constraint must have either 2 or 3 fields"]
+    operator = constraint[1].upper()
+    value = constraint[2] if len(constraint) == 3 else None
+    if operator not in OPERATORS:
+        return ["operator must be one of the following UNIQUE, CLUSTER, GROUP_BY, LIKE, MAX_PER, UNLIKE or IS"]
+    if operator == "UNIQUE" and value is not None:
+        return ["UNIQUE does not accept a value"]
+    if operator in ("LIKE", "UNLIKE"):
+        if value is None:
+            return [f"{operator} requires a value"]
+        try:
+            re.compile(value)
+        except re.error:
+            return [f"'{value}' is not a valid regular expression"]
+    if operator == "MAX_PER" and (value is None or not value.isdigit()):
+        return ["MAX_PER requires an integer value"]
+    if operator == "GROUP_BY" and value is not None and not value.isdigit():
+        return ["GROUP_BY requires an integer value or none"]
+    if operator == "IS" and (value is None or not _IS_VALUE.match(value)):
+        return ["IS requires a value matching ^[a-zA-Z0-9_/.-]*$"]
+    return []
+
+
+def validate_version_only(raw: dict) -> list[dict]:
+    extra = set(raw) - {"id", "version"}
+    if "version" in raw and extra:
+        return [{"path": "/", "errors": ["The 'version' field may only be combined with the 'id' field."]}]
+    return []
