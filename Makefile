@@ -23,11 +23,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# System packages the tests use: iproute2 for network-namespace hosts.
+# System packages the tests use: iproute2 for network-namespace hosts, Chromium
+# and its driver for the web UI's browser tests (tests/webui), ZooKeeper (server
+# jars + java) for the HA tests (tests/zookeeper.py runs real servers from it).
 # Installed only where missing and only when we are root (CI, fresh machines).
 system-deps:
-	@if ! command -v ip >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq iproute2; \
+	@missing=""; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	[ -e /usr/share/java/zookeeper.jar ] || missing="$$missing zookeeper"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 run: venv
@@ -54,6 +61,8 @@ proto-check: venv
 
 bench: venv
 	$(PY) bench/launch_bench.py
+	$(PY) bench/allocator_bench.py
+	$(PY) bench/state_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

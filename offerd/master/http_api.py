@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from typing import Any, Protocol
 
 import os
@@ -17,6 +19,8 @@ import os
 from flask import Blueprint, Flask, Response, current_app, redirect, request, send_from_directory
 
 from offerd import __version__
+from offerd.master import http_files, prometheus
+from offerd.master.metrics import system_metrics
 
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]*$")
 
@@ -34,6 +38,48 @@ class MasterView(Protocol):
 
 def _master() -> MasterView:
     return current_app.config["OFFERD_MASTER"]
+
+
+class _SnapshotReuse:
+    """Bounds the actor's time spent building snapshots on a large cluster.
+
+    A snapshot is rebuilt on the actor thread when something changed. While
+    building takes little (small clusters, tests) every read is fresh; once a
+    build costs the actor more than BUILD_BUDGET, its result is served for up to
+    REUSE_FACTOR times its cost (at most MAX_AGE), so however many browsers
+    poll, the actor spends at most about 1/REUSE_FACTOR of its time on them.
+    """
+
+    BUILD_BUDGET = 0.02
+    REUSE_FACTOR = 20
+    MAX_AGE = 2.0  # the web UI's poll period
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._snapshot = None
+        self._until = 0.0
+
+    def get(self, master: "MasterView"):
+        now = time.monotonic()
+        with self._lock:
+            if self._snapshot is not None and now < self._until:
+                return self._snapshot
+        snapshot = master.read_snapshot()
+        cost = getattr(snapshot, "build_seconds", 0.0)
+        with self._lock:
+            if snapshot is not self._snapshot:
+                self._snapshot = snapshot
+                reuse = min(self.MAX_AGE, cost * self.REUSE_FACTOR) if cost > self.BUILD_BUDGET else 0.0
+                self._until = time.monotonic() + reuse
+        return snapshot
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._until = 0.0
+
+
+def _snapshot():
+    return current_app.config["OFFERD_SNAPSHOTS"].get(_master())
 
 
 def _text(message: str, status: int) -> Response:
@@ -74,25 +120,25 @@ def info():
 @reads.get("/state")
 @reads.get("/state.json")
 def state():
-    return _json(encoded=_master().read_snapshot().state_json())
+    return _json(encoded=_snapshot().state_json())
 
 
 @reads.get("/master/state-summary")
 @reads.get("/state-summary")
 def state_summary():
-    return _json(_master().read_snapshot().summary())
+    return _json(_snapshot().summary())
 
 
 @reads.get("/master/frameworks")
 @reads.get("/frameworks")
 def frameworks():
-    return _json(_master().read_snapshot().frameworks(request.args.get("framework_id")))
+    return _json(_snapshot().frameworks(request.args.get("framework_id")))
 
 
 @reads.get("/master/slaves")
 @reads.get("/slaves")
 def slaves():
-    return _json(_master().read_snapshot().slaves(request.args.get("slave_id")))
+    return _json(_snapshot().slaves(request.args.get("slave_id")))
 
 
 @reads.get("/master/tasks")
@@ -106,9 +152,20 @@ def tasks():
     order = request.args.get("order", "asc")
     if order not in ("asc", "desc"):
         return _text(f"Failed to parse query parameters: 'order' must be asc or desc, not {order!r}", 400)
-    found = _master().read_snapshot().tasks(request.args.get("framework_id"), request.args.get("task_id"))
+    found = _snapshot().tasks(request.args.get("framework_id"), request.args.get("task_id"))
+    wanted_state = request.args.get("state")
+    if wanted_state:  # an offerd extension: TASK_RUNNING or running
+        wanted_state = wanted_state.upper()
+        wanted_state = wanted_state if wanted_state.startswith("TASK_") else "TASK_" + wanted_state
+        found = [t for t in found if t["state"] == wanted_state]
     found.sort(key=lambda t: t["statuses"][0]["timestamp"] if t["statuses"] else 0.0, reverse=order == "desc")
     return _json({"tasks": found[offset:offset + limit]})
+
+
+@reads.get("/master/roles")
+@reads.get("/roles")
+def roles():
+    return _json(_snapshot().roles())
 
 
 @reads.get("/health")
@@ -134,9 +191,46 @@ def flags():
     return _json({"flags": _master().flags_json()})
 
 
+class _MetricsReuse:
+    """The same bound for /metrics/snapshot, which sums every task's resources on
+    the actor: a read that cost the actor more than BUILD_BUDGET is reused for up
+    to REUSE_FACTOR times that cost."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._values: dict | None = None
+        self._until = 0.0
+
+    def get(self, master: "MasterView") -> dict:
+        now = time.monotonic()
+        with self._lock:
+            if self._values is not None and now < self._until:
+                return self._values
+        values = master.read_metrics()
+        cost = time.monotonic() - now
+        with self._lock:
+            self._values = values
+            reuse = _SnapshotReuse
+            self._until = time.monotonic() + (min(1.0, cost * reuse.REUSE_FACTOR)
+                                              if cost > reuse.BUILD_BUDGET else 0.0)
+        return values
+
+
+def _all_metrics() -> dict:
+    values = dict(current_app.config["OFFERD_METRICS"].get(_master()))
+    values.update(system_metrics())  # psutil here, on the HTTP thread
+    return values
+
+
 @reads.get("/metrics/snapshot")
 def metrics():
-    return _json(_master().read_metrics())
+    return _json(_all_metrics())
+
+
+@reads.get("/metrics")
+def metrics_prometheus():
+    return Response(prometheus.render(_all_metrics()), mimetype=None,
+                    content_type=prometheus.CONTENT_TYPE_LATEST)
 
 
 operator = Blueprint("operator", __name__)
@@ -149,6 +243,7 @@ def teardown():
     if not framework_id:
         return _text("Missing 'frameworkId' query parameter in the request body", 400)
     error = _master().teardown(framework_id)
+    current_app.config["OFFERD_SNAPSHOTS"].invalidate()
     if error is not None:
         return _text(error, 400)
     return Response(b"", status=200)
@@ -173,10 +268,15 @@ def static_file(name):
 def create_app(master: MasterView, webui_dir: str | None = None) -> Flask:
     app = Flask("offerd.master", static_folder=None)
     app.config["OFFERD_MASTER"] = master
+    app.config["OFFERD_SNAPSHOTS"] = _SnapshotReuse()
+    app.config["OFFERD_METRICS"] = _MetricsReuse()
     app.config["OFFERD_WEBUI_DIR"] = webui_dir or DEFAULT_WEBUI_DIR
     app.register_blueprint(reads)
+    app.register_blueprint(http_files.files)
     app.register_blueprint(operator)
     app.register_blueprint(webui)
+    from offerd.master import http_allocator  # imports this module: registered late
+    http_allocator.register(app)
 
     @app.errorhandler(404)
     def not_found(_):

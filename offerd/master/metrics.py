@@ -87,6 +87,24 @@ class Metrics:
             self.counters[f"master/{state}/{source}/{reason}"] += 1
 
 
+def system_metrics() -> dict[str, float]:
+    """Mesos' ``system/*`` keys; read on an HTTP thread, never on the actor."""
+    import os
+
+    import psutil
+
+    memory = psutil.virtual_memory()
+    load1, load5, load15 = os.getloadavg()
+    return {
+        "system/cpus_total": os.cpu_count() or 1,
+        "system/load_1min": load1,
+        "system/load_5min": load5,
+        "system/load_15min": load15,
+        "system/mem_total_bytes": memory.total,
+        "system/mem_free_bytes": memory.available,
+    }
+
+
 def snapshot(master: Master) -> dict[str, float]:
     """The whole /metrics/snapshot document; runs on the actor thread."""
     state = master.state
@@ -94,7 +112,7 @@ def snapshot(master: Master) -> dict[str, float]:
     out.update(master.metrics.counters)
     out.update(master.metrics.values)
     out["master/uptime_secs"] = time.time() - master.start_time
-    out["master/elected"] = 1
+    out["master/elected"] = 1 if master.leadership.is_leader else 0
     slaves = state.slaves.values()
     connected = sum(1 for s in slaves if s.connected)
     active = sum(1 for s in slaves if s.active)
@@ -134,7 +152,12 @@ def snapshot(master: Master) -> dict[str, float]:
         out[f"master/{name}_total"] = t
         out[f"master/{name}_used"] = u
         out[f"master/{name}_percent"] = u / t if t else 0.0
+    for name in ("cpus", "mem", "disk", "gpus"):  # no revocable resources (yet)
+        for kind in ("total", "used", "percent"):
+            out[f"master/{name}_revocable_{kind}"] = 0
+    out["master/operator_event_stream_subscribers"] = 0
     out.update(master.server.stats.as_dict("master/transport"))
     for key, value in master.allocator.stats().items():
         out[f"allocator/{key}"] = value
+    out.update(master.allocation_timer.snapshot())
     return out

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""HTTP endpoints at cluster scale: /master/state and /metrics/snapshot latency,
+and whether task launch throughput drops while the web UI polls.
+
+One run, printed as one JSON document (progress on stderr):
+
+1. A master and `--slaves` simulated slaves (one process, `offerd slave
+   --simulate N`: the real protocol, no processes; labelled as such in the output).
+2. A framework launches `--tasks` `sleep 600` tasks and waits until all are RUNNING.
+3. `--requests` sequential GETs of /master/state, /master/state-summary and
+   /metrics/snapshot: p50/p99 latency and the size of the state document.
+4. Launch throughput of a second framework (`--churn_tasks` short tasks), first
+   alone, then while `--pollers` simulated browsers fetch /master/state and
+   /metrics/snapshot every `--poll_interval` seconds, as the web UI does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from launch_bench import BenchScheduler, percentile, run_framework  # noqa: E402
+
+from offerd.cli.local import LocalCluster, free_base_port  # noqa: E402
+from offerd.framework_sdk import MesosSchedulerDriver  # noqa: E402
+from offerd.proto import offerd_pb2 as pb  # noqa: E402
+
+
+class HoldingScheduler(BenchScheduler):
+    """Launches `total` long tasks and reports when all of them are RUNNING."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.running = 0
+
+    def statusUpdate(self, driver, status):
+        if status.state == pb.TASK_RUNNING:
+            self.running += 1
+            if self.running >= self.total:
+                self.done.set()
+        elif status.state != pb.TASK_STARTING:
+            self.failed += 1
+
+
+def fetch(url: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as response:
+        size = len(response.read())
+    return (time.perf_counter() - start) * 1000, size
+
+
+def latency(url: str, requests: int) -> dict:
+    samples, size = [], 0
+    for _ in range(requests):
+        ms, size = fetch(url)
+        samples.append(ms)
+    return {"p50_ms": round(percentile(samples, 0.5), 2), "p99_ms": round(percentile(samples, 0.99), 2),
+            "max_ms": round(max(samples), 2), "requests": requests, "bytes": size}
+
+
+class Pollers:
+    """`count` browsers, each fetching state and metrics every `interval` seconds."""
+
+    def __init__(self, base: str, count: int, interval: float):
+        self.base, self.count, self.interval = base, count, interval
+        self.stop = threading.Event()
+        self.samples: list[float] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(count)]
+
+    def _run(self, index: int) -> None:
+        time.sleep(self.interval * index / max(1, self.count))  # spread, as real browsers are
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            for path in ("/master/state", "/metrics/snapshot"):
+                try:
+                    ms, _ = fetch(self.base + path)
+                    if path == "/master/state":
+                        self.samples.append(ms)
+                except OSError as exc:
+                    print(f"poll failed: {exc}", file=sys.stderr)
+            self.stop.wait(max(0.0, self.interval - (time.perf_counter() - started)))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slaves", type=int, default=1000, help="simulated slaves (default 1000)")
+    parser.add_argument("--tasks", type=int, default=10000, help="long-running tasks held (default 10000)")
+    parser.add_argument("--requests", type=int, default=50, help="sequential requests per endpoint (default 50)")
+    parser.add_argument("--churn_tasks", type=int, default=8000, help="short tasks per throughput run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating alone/polled rounds (default 3)")
+    parser.add_argument("--pollers", type=int, default=4, help="simulated browsers polling (default 4)")
+    parser.add_argument("--poll_interval", type=float, default=2.0, help="seconds between polls (default 2, the UI's)")
+    args = parser.parse_args()
+
+    result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+                    "slaves": {"count": args.slaves, "kind": "simulated (one process, real protocol, no processes)"},
+                    "tasks": args.tasks}
+    print(f"starting a master and {args.slaves} simulated slaves...", file=sys.stderr)
+    cluster = LocalCluster(slaves=args.slaves, simulate=args.slaves, port=free_base_port(1),
+                           resources="cpus:16;mem:65536;disk:102400", allocation_interval=1.0,
+                           logging_level="WARNING")
+    cluster.start(timeout=600)
+    try:
+        base = cluster.master_url
+        holder = HoldingScheduler(args.tasks, "cpus:0.1;mem:32", "sleep 600")
+        driver = MesosSchedulerDriver(holder, pb.FrameworkInfo(name="state-bench-holder", user=getpass.getuser()),
+                                      cluster.master)
+        started = time.perf_counter()
+        driver.start()
+        if not holder.done.wait(600):
+            print(f"only {holder.running} of {args.tasks} tasks RUNNING", file=sys.stderr)
+        result["hold"] = {"running": holder.running, "failed": holder.failed,
+                          "seconds_to_all_running": round(time.perf_counter() - started, 2)}
+        print(f"{holder.running} tasks RUNNING; measuring endpoints...", file=sys.stderr)
+        time.sleep(2)
+        # The first read after 10,000 launches builds every task's JSON; later
+        # builds reuse what did not change (offerd/master/snapshot.py).
+        first_ms, _ = fetch(base + "/master/state")
+        result["state_first_request_ms"] = round(first_ms, 2)
+        result["latency_idle"] = {path: latency(base + path, args.requests)
+                                  for path in ("/master/state", "/master/state-summary", "/metrics/snapshot")}
+
+        # Alternating runs, so that drift of this shared machine hits both sides.
+        alone_runs, polled_runs, samples = [], [], []
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1}: {args.churn_tasks} tasks without polling...", file=sys.stderr)
+            alone_runs.append(run_framework(cluster.master, args.churn_tasks, "cpus:0.1;mem:32", "true", 300)
+                              ["tasks_per_second"])
+            print(f"round {round_ + 1}: ... and with {args.pollers} pollers every {args.poll_interval}s",
+                  file=sys.stderr)
+            with Pollers(base, args.pollers, args.poll_interval) as pollers:
+                polled_runs.append(run_framework(cluster.master, args.churn_tasks, "cpus:0.1;mem:32", "true", 300)
+                                   ["tasks_per_second"])
+            samples.extend(pollers.samples)
+        alone, polled = statistics.median(alone_runs), statistics.median(polled_runs)
+        result["launch"] = {
+            "alone_tasks_per_second": alone_runs, "polled_tasks_per_second": polled_runs,
+            "alone_median": alone, "polled_median": polled,
+            "change_percent": round((polled / alone - 1) * 100, 1),
+            "pollers": args.pollers, "poll_interval_s": args.poll_interval,
+            "state_latency_under_launch": {"p50_ms": round(percentile(samples, 0.5), 2),
+                                           "p99_ms": round(percentile(samples, 0.99), 2),
+                                           "samples": len(samples)},
+        }
+        driver.stop()
+        driver.join()
+    finally:
+        cluster.stop()
+    state = result["latency_idle"]["/master/state"]
+    result["targets"] = {"state_p99_under_200ms": state["p99_ms"] < 200,
+                         "launch_drop_at_most_10_percent": (result["launch"]["change_percent"] or 0) >= -10}
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
