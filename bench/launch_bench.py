@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Launch throughput and latency through the whole offerd protocol.
 
-Three measurements in one run, printed as one JSON document:
+Four measurements in one run, printed as one JSON document:
 
 1. raw_ceiling: fork+exec of `true` in a loop from Python on this machine, the
    most any launcher in Python could do here.
 2. posix: `offerd local --slaves 2` with real processes; a framework on the SDK
    launches `--tasks` trivial tasks (`true`) and waits for every TASK_FINISHED.
-3. simulated: the same framework against `--simulated_slaves` simulated slaves
+3. isolated: the posix run again with the slaves' `--isolation` set to real
+   containers (default cgroups/cpu,cgroups/mem,namespaces/pid; needs root), next to
+   `container_ceiling`: the container primitives alone in a loop (create the
+   cgroups and write limits, fork, join them, unshare, exec `true` as PID 1 of a
+   new PID namespace, remove the cgroups), the most the isolated path could do.
+4. simulated: the same framework against `--simulated_slaves` simulated slaves
    hosted by one process (the one simulated-slave mode every benchmark reuses):
    offer, accept, run, RUNNING, FINISHED and acknowledgements, but no process.
 
@@ -21,6 +26,7 @@ tasks that each fill a slave and measures the path itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
@@ -57,6 +63,101 @@ def raw_ceiling(seconds: float) -> dict:
         count += 1
     elapsed = time.perf_counter() - start
     return {"launches": count, "seconds": round(elapsed, 3), "per_second": round(count / elapsed, 1)}
+
+
+def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
+    """The container primitives alone, through the slave's own isolators and
+    launcher but without the protocol: each primitive's cost, then whole
+    containers (prepare cgroups + limits, spawn `true` in them and in the
+    namespaces, wait, remove the cgroups) one at a time and on `threads`
+    threads, as the slave's launcher pool runs them."""
+    import concurrent.futures
+    import itertools
+
+    from offerd.slave.containerizer import launcher
+    from offerd.slave.containerizer.isolator import Container, LaunchPlan
+    from offerd.slave.containerizer.namespaces import create_isolators
+
+    flags = argparse.Namespace(cgroups_root=f"offerd-bench-{os.getpid()}", cgroups_enable_cfs=False,
+                               cgroups_limit_swap=False)
+    isolators = create_isolators(isolation, flags)
+    ids = itertools.count()
+
+    def prepare() -> tuple[Container, LaunchPlan]:
+        box, plan = Container(f"c{next(ids)}", "/tmp", cpus=0.1, mem_mb=32), LaunchPlan()
+        for isolator in isolators:
+            part = isolator.prepare(box)
+            if part is not None:
+                plan.merge(part)
+        return box, plan
+
+    def cleanup(box: Container) -> None:
+        for isolator in reversed(isolators):
+            isolator.cleanup(box)
+
+    def spawn(plan: LaunchPlan, argv=("true",)) -> None:
+        thread_join = launcher.can_join_from_thread(plan)
+        command = launcher.wrap_argv(list(argv), None, plan, None, in_preexec=False, joined=thread_join)
+        read_fd = write_fd = None
+        if plan.cgroup_procs and not thread_join:
+            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        with launcher.ThreadInCgroups(plan) if thread_join else contextlib.nullcontext():
+            proc = subprocess.Popen(command, stdin=write_fd)
+        if write_fd is not None:
+            os.close(write_fd)
+            failure = launcher.wait_for_join(read_fd)
+            os.close(read_fd)
+            if failure:
+                raise RuntimeError(failure)
+        if proc.wait() != 0:
+            raise RuntimeError(f"{command} exited with {proc.returncode}")
+
+    def one(_=None) -> None:
+        box, plan = prepare()
+        try:
+            spawn(plan)
+        finally:
+            cleanup(box)
+
+    def cgroups_only() -> None:
+        box, plan = prepare()
+        plan.pid_namespace, plan.clone_flags = False, 0
+        try:
+            spawn(plan)
+        finally:
+            cleanup(box)
+
+    def cost_ms(fn, budget: float) -> float:
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < budget:
+            fn()
+            count += 1
+        return round((time.perf_counter() - start) / count * 1000, 3)
+
+    part = seconds / 6
+    out = {
+        "isolation": isolation,
+        "cost_ms": {
+            "spawn_true": cost_ms(lambda: spawn(LaunchPlan()), part),
+            "create_cgroups_and_limits_then_remove": cost_ms(lambda: cleanup(prepare()[0]), part),
+            "spawn_true_in_cgroups_with_create_and_remove": cost_ms(cgroups_only, part),
+            "spawn_true_in_pid_namespace": cost_ms(lambda: spawn(LaunchPlan(pid_namespace=True)), part),
+            "whole_container": cost_ms(one, part),
+        },
+    }
+    start, count = time.perf_counter(), 0
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        while time.perf_counter() - start < seconds / 3:
+            list(pool.map(one, range(threads * 8)))
+            count += threads * 8
+    elapsed = time.perf_counter() - start
+    out.update({"threads": threads, "launches": count, "seconds": round(elapsed, 3),
+                "per_second": round(count / elapsed, 1),
+                "serial_per_second": round(1000 / out["cost_ms"]["whole_container"], 1)})
+    for isolator in isolators:
+        if hasattr(isolator, "remove_root"):
+            isolator.remove_root()
+    return out
 
 
 class BenchScheduler(Scheduler):
@@ -155,7 +256,9 @@ def main() -> int:
     parser.add_argument("--simulated_tasks", type=int, default=20000, help="tasks for the simulated run")
     parser.add_argument("--simulated_slaves", type=int, default=100, help="simulated slaves (default 100)")
     parser.add_argument("--raw_seconds", type=float, default=3.0, help="how long to measure the raw ceiling")
-    parser.add_argument("--skip", choices=["posix", "simulated"], action="append", default=[],
+    parser.add_argument("--isolation", default="cgroups/cpu,cgroups/mem,namespaces/pid",
+                        help="the slaves' --isolation for the isolated run (needs root)")
+    parser.add_argument("--skip", choices=["posix", "isolated", "simulated"], action="append", default=[],
                         help="skip a part of the run")
     parser.add_argument("--timeout", type=float, default=600, help="give up on a run after this many seconds")
     args = parser.parse_args()
@@ -179,6 +282,29 @@ def main() -> int:
             (posix["tasks_per_second"] or 0) / result["raw_ceiling"]["per_second"], 3)
         result["posix"] = posix
         result["posix_unloaded"] = unloaded
+
+    if "isolated" not in args.skip:
+        if os.geteuid() != 0:
+            result["isolated"] = {"skipped": "needs root for cgroups and namespaces"}
+        else:
+            print(f"container primitives alone ({args.isolation})...", file=sys.stderr)
+            result["container_ceiling"] = container_ceiling(args.raw_seconds, args.isolation)
+            print(f"isolated: {args.tasks} tasks with --isolation={args.isolation}...", file=sys.stderr)
+            with LocalCluster(slaves=2, port=free_base_port(2), resources="cpus:64;mem:65536;disk:10240",
+                              allocation_interval=0.1, logging_level="WARNING",
+                              slave_args=[f"--isolation={args.isolation}",
+                                          f"--cgroups_root=offerd-bench-{os.getpid()}"]) as cluster:
+                isolated = run_framework(cluster.master, args.tasks, "cpus:0.1;mem:32", "true", args.timeout)
+                unloaded = run_framework(cluster.master, args.unloaded_tasks, "cpus:64;mem:32", "true",
+                                         args.timeout)
+            isolated["isolation"] = args.isolation
+            isolated["fraction_of_container_ceiling"] = round(
+                (isolated["tasks_per_second"] or 0) / result["container_ceiling"]["per_second"], 3)
+            if "posix" in result and result["posix"].get("tasks_per_second"):
+                isolated["posix_over_isolated_rate"] = round(
+                    result["posix"]["tasks_per_second"] / (isolated["tasks_per_second"] or float("nan")), 2)
+            result["isolated"] = isolated
+            result["isolated_unloaded"] = unloaded
 
     if "simulated" not in args.skip:
         print(f"simulated: {args.simulated_tasks} tasks on {args.simulated_slaves} simulated slaves...",

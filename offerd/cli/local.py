@@ -30,6 +30,8 @@ LOCAL_FLAGS = [
     Flag("resources", None, "Resources of each slave in Mesos text format, e.g. 'cpus:4;mem:4096' "
                             "(default: detected from this machine and split between the slaves)."),
     Flag("containerizer", "posix", "Containerizer of the slaves: posix (real processes) or simulated.", str),
+    Flag("isolation", None, "The slaves' --isolation, e.g. cgroups/cpu,cgroups/mem,namespaces/pid (needs root; "
+                            "default: posix/cpu,posix/mem)."),
     Flag("allocation_interval", "1secs", "How often the master runs a full allocation.", duration),
     Flag("logging_level", "INFO", "INFO, WARNING or ERROR."),
     Flag("startup_timeout", "60secs", "How long to wait for every slave to register.", duration),
@@ -176,7 +178,8 @@ class LocalCluster:
     def start_marathon(self) -> subprocess.Popen:
         self.marathon_proc = self._spawn("marathon", [
             "marathon", f"--master={self.master}", f"--hostname={self.ip}",
-            f"--http_port={self.marathon_port}", f"--logging_level={self.logging_level}", *self.marathon_args,
+            f"--http_port={self.marathon_port}", f"--logging_level={self.logging_level}",
+            f"--work_dir={os.path.join(self.work_dir, 'marathon')}", *self.marathon_args,
         ])
         return self.marathon_proc
 
@@ -263,6 +266,7 @@ def run(args) -> int:
         resources=flags.resources, containerizer=flags.containerizer,
         allocation_interval=flags.allocation_interval, logging_level=flags.logging_level,
         marathon_port=flags.marathon_port if flags.marathon else None,
+        slave_args=[f"--isolation={flags.isolation}"] if flags.isolation else (),
     )
     log.info("starting a local cluster: 1 master, %d slave(s); state in %s", flags.slaves, cluster.work_dir)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -288,6 +292,11 @@ def run(args) -> int:
                 if proc is not None and proc.poll() is not None:
                     log.warning("slave %d exited with status %s; restarting it", index, proc.returncode)
                     cluster.start_slave(index)
+            if cluster.marathon_proc is not None and cluster.marathon_proc.poll() is not None:
+                # Its state is on disk (work_dir/marathon): the new process adopts the running tasks.
+                log.warning("the marathon framework exited with status %s; restarting it",
+                            cluster.marathon_proc.returncode)
+                cluster.start_marathon()
             if cluster.master_proc.poll() is not None:
                 log.error("the master exited with status %s; stopping", cluster.master_proc.returncode)
                 return 1

@@ -4,7 +4,8 @@ Mesos starts a command executor process per command task; here the slave
 supervises the task's process itself, so a task costs one process launch and no
 interpreter. The lifecycle it reports is the command executor's:
 TASK_STARTING, TASK_RUNNING once the process runs, then TASK_FINISHED (exit 0),
-TASK_FAILED (any other exit, or the launch failing) or, after a kill (TERM, then
+TASK_FAILED (any other exit, the launch or fetch failing — REASON_CONTAINER_LAUNCH_FAILED —
+or a limit hit, e.g. REASON_CONTAINER_LIMITATION_MEMORY) or, after a kill (TERM, then
 KILL after the kill policy's grace), TASK_KILLED, preceded by TASK_KILLING for
 frameworks with that capability.
 """
@@ -18,7 +19,7 @@ import uuid
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.containerizer import LaunchSpec, Termination
 from offerd.slave.sandbox import sandbox_directory
-from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, seconds
+from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar, seconds
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ class CommandTasks:
         }, info.command)
         # Everything above is in place before launch(): a containerizer may call back from inside it.
         core.containerizer.launch(
-            LaunchSpec(container_id, info.command, directory, environment),
+            LaunchSpec(container_id, info.command, directory, environment,
+                       cpus=scalar(info.resources, "cpus"), mem_mb=scalar(info.resources, "mem"),
+                       user=info.command.user or framework.info.user or None, fetch=True,
+                       checkpoint=framework.info.checkpoint),
             functools.partial(self._started, task), functools.partial(self._exited, task),
         )
 
@@ -79,6 +83,14 @@ class CommandTasks:
             task.failure_reason = Reason.REASON_MAX_COMPLETION_TIME_REACHED
             self.kill(task, None)
 
+    def recovered_exit(self, executor: Executor, termination: Termination) -> None:
+        """A container adopted at recovery ended (or had ended while the slave was down)."""
+        task = next(iter(executor.tasks.values()), None)
+        if task is None:
+            self.core.executor_terminated(executor)
+            return
+        self._exited(task, termination)
+
     def _exited(self, task: Task, termination: Termination) -> None:
         core = self.core
         executor = task.executor
@@ -89,8 +101,12 @@ class CommandTasks:
             log.log(core.task_log_level, "%s: task %s of framework %s ended: %s", core.name, task.id,
                     task.framework_id, termination.message)
             if termination.launch_error is not None:
+                core.stats["container_launch_errors"] += 1
                 core.send_status(task, pb.TASK_FAILED, termination.message,
                                  Reason.REASON_CONTAINER_LAUNCH_FAILED, source=Reason.SOURCE_SLAVE)
+            elif termination.limitation is not None:
+                core.send_status(task, pb.TASK_FAILED, termination.limitation.message,
+                                 termination.limitation.reason, source=Reason.SOURCE_SLAVE)
             elif task.failure_reason is not None:
                 core.send_status(task, pb.TASK_FAILED, "Task reached its max_completion_time", task.failure_reason)
             elif task.kill_requested:

@@ -18,9 +18,10 @@ from offerd.common.actor import Actor
 from offerd.common.detector import resolve_master
 from offerd.common.transport import Client
 from offerd.proto import offerd_pb2 as pb
-from offerd.slave import checkpoint
+from offerd.slave import checkpoint, recovery
 from offerd.slave.command_tasks import CommandTasks
 from offerd.slave.containerizer import Containerizer
+from offerd.slave.gc import SandboxGC
 from offerd.slave.executors import CustomExecutors
 from offerd.slave.registration import Registrar
 from offerd.slave.sandbox import container_environment
@@ -96,6 +97,11 @@ class SlaveCore:
         )
         self.updates.slave_id = self.slave_id
         self.registrar = Registrar(self, flags.registration_backoff_factor)
+        # Checkpointing frameworks' containers are mirrored on disk to survive a restart.
+        self.checkpointer = None if containerizer.simulated else recovery.Checkpointer(work_dir)
+        self.gc = None
+        if not containerizer.simulated and hasattr(flags, "gc_delay"):
+            self.gc = SandboxGC(actor, work_dir, flags.gc_delay, flags.gc_disk_headroom, flags.disk_watch_interval)
         self.commands = CommandTasks(self)
         # Simulated slaves run every task like a command task: there is no process to subscribe.
         self.executors = None
@@ -116,6 +122,13 @@ class SlaveCore:
 
     # -- lifecycle --------------------------------------------------------------
 
+    def recover(self) -> set[str]:
+        """Before start(): rebuild the books from the checkpoint and adopt the
+        containers still running; returns their container ids."""
+        if self.checkpointer is None:
+            return set()
+        return recovery.recover(self, getattr(self.flags, "recover", "reconnect"))
+
     def start(self) -> None:
         if self.slave_id:
             log.info("%s: found checkpointed slave id %s in %s", self.name, self.slave_id, self.work_dir)
@@ -130,6 +143,8 @@ class SlaveCore:
         self.registrar.stop()
         self.updates.pause()
         self.containerizer.destroy_all()
+        if self.gc is not None:
+            self.gc.close()
         for framework in self.frameworks.values():
             for executor in framework.executors.values():
                 if executor.timer is not None:
@@ -242,10 +257,6 @@ class SlaveCore:
             self.stats["tasks_launched"] += 1
             log.log(self.task_log_level, "%s: launching task %s of framework %s", self.name,
                     task.task_id.value, framework_id)
-            command = task.executor.command if task.HasField("executor") else task.command
-            if command.uris:
-                log.warning("%s: task %s names URIs to fetch, which this slave does not download yet",
-                            self.name, task.task_id.value)
             if task.HasField("executor") and self.executors is not None:
                 self.executors.run_task(framework, task)
             else:
@@ -280,6 +291,11 @@ class SlaveCore:
         status = self.updates.acknowledge(framework_id, task_id, ack.uuid)
         if status is not None and is_terminal(status.state):
             self._task_done(framework_id, task_id)
+        elif status is not None:
+            framework = self.frameworks.get(framework_id)
+            task = framework.tasks.get(task_id) if framework is not None else None
+            if task is not None:
+                self.checkpoint_task(task)
 
     def _on_framework_message(self, event: pb.SlaveEvent) -> None:
         message = event.framework_message
@@ -330,6 +346,17 @@ class SlaveCore:
         framework.executors[executor.id] = executor
         framework.tasks[task.id] = task
         executor.tasks[task.id] = task
+        if self._checkpointing(executor):
+            self.checkpointer.task_added(self.slave_id, task)
+            self.checkpoint_task(task)
+
+    def _checkpointing(self, executor: Executor) -> bool:
+        return self.checkpointer is not None and self.slave_id is not None and self.checkpointer.wanted(executor)
+
+    def checkpoint_task(self, task: Task) -> None:
+        """Mirror a task's state and unacknowledged updates (checkpointing frameworks)."""
+        if self._checkpointing(task.executor):
+            self.checkpointer.task_updated(self.slave_id, task, self.updates.pending(task.framework_id, task.id))
 
     def environment(self, variables: dict[str, str], command: pb.CommandInfo | None) -> dict[str, str]:
         if self.containerizer.simulated:
@@ -355,6 +382,7 @@ class SlaveCore:
         if len(task.statuses) >= MAX_STATUSES_PER_TASK:
             del task.statuses[0]
         task.statuses.append(status)
+        self.checkpoint_task(task)
         return True
 
     def refuse(self, framework_id: str, task: pb.TaskInfo, state: int, reason: int, message: str) -> None:
@@ -386,6 +414,8 @@ class SlaveCore:
         executor = task.executor
         executor.tasks.pop(task_id, None)
         executor.completed_tasks.append(task)
+        if self._checkpointing(executor):
+            self.checkpointer.task_removed(self.slave_id, task)
         self._maybe_remove_executor(executor)
 
     def _maybe_remove_executor(self, executor: Executor) -> None:
@@ -402,6 +432,10 @@ class SlaveCore:
             return
         del framework.executors[executor.id]
         framework.completed_executors.append(executor)
+        if self._checkpointing(executor):
+            self.checkpointer.executor_removed(self.slave_id, executor)
+        if self.gc is not None:
+            self.gc.schedule(executor.directory)
         self._maybe_remove_framework(framework)
 
     def _completed_here(self, framework_id: str, task_id: str) -> bool:

@@ -13,8 +13,11 @@ from offerd.common.transport import Server
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import containerizer as containerizers
 from offerd.slave import state as slave_state
-from offerd.slave.containerizer.posix import cleanup_orphans, process_statistics
+from offerd.slave.containerizer.posix import cleanup_orphans, process_statistics, recorded_containers
 from offerd.slave.core import SlaveCore
+from offerd.slave.recovery import check_boot_id
+from offerd.common.flags import FlagError
+from offerd.slave.containerizer.isolator import IsolatorError
 from offerd.slave.flags import SLAVE_FLAGS, unimplemented_isolators, validate
 from offerd.slave.http_api import create_app
 from offerd.slave.machine import default_hostname, load_attributes, load_resources
@@ -55,11 +58,16 @@ class Slave:
         attributes = load_attributes(flags.attributes)
         for name in unimplemented_isolators(flags):
             log.warning("isolator %s is not available in this build: the slave runs without it", name)
+        if flags.containerizer == "simulated" and flags.isolation != "posix/cpu,posix/mem":
+            log.warning("--isolation=%s is ignored by the simulated containerizer", flags.isolation)
 
         self.actor = actor = Actor("slave")
         if flags.containerizer == "posix":
-            cleanup_orphans(flags.work_dir)
-        self._containerizer = containerizers.create(flags.containerizer, actor, flags.work_dir)
+            check_boot_id(flags.work_dir)
+        try:
+            self._containerizer = containerizers.create(flags.containerizer, actor, flags.work_dir, flags)
+        except IsolatorError as exc:
+            raise FlagError(f"--isolation={flags.isolation}: {exc}") from None
         try:
             endpoint = self._open_endpoints(actor)
         except Exception:
@@ -73,6 +81,12 @@ class Slave:
             on_shutdown=self._shut_down_by_master, on_registered=self._registered,
             base_environment=dict(os.environ),
         )
+        # Recovery runs before the actor thread exists, so it owns the books alone.
+        kept = self.core.recover() if flags.containerizer == "posix" else set()
+        if flags.containerizer == "posix":
+            orphans = recorded_containers(flags.work_dir) - kept
+            cleanup_orphans(flags.work_dir, keep=kept)
+            self._containerizer.recovered(kept, orphans)
         self.core.start()
         actor.start()
         self._running = True
@@ -166,7 +180,10 @@ class _View:
         out = []
         for target in targets:
             pid = target.pop("pid")
-            # psutil runs here, on the HTTP thread: reading /proc must not stall the actor.
-            target["statistics"] = process_statistics(pid)
+            container_id = target.pop("container_id")
+            # Reading cgroups and /proc runs here, on the HTTP thread, never stalling the actor.
+            containerizer = self._slave._containerizer
+            target["statistics"] = (containerizer.usage(container_id, pid) if not containerizer.simulated
+                                    else process_statistics(pid))
             out.append(target)
         return out

@@ -20,7 +20,7 @@ from offerd.common.transport import Server
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.containerizer import LaunchSpec, Termination
 from offerd.slave.sandbox import sandbox_directory
-from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, seconds
+from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar, seconds
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,18 @@ class CustomExecutors:
             executor_info = pb.ExecutorInfo()
             executor_info.CopyFrom(info.executor)
             executor_info.framework_id.value = framework.id
-            executor = self._launch(framework, executor_info)
+            executor = self._launch(framework, executor_info, info)
         task = Task(info, framework.id, executor)
         core.add_task(executor, task)
+        self._resize(executor)
         if executor.state is ExecutorState.RUNNING:
             self._send_launch(executor, task)
+
+    def _resize(self, executor: Executor) -> None:
+        """The executor's container holds its own resources plus its live tasks'."""
+        resources = list(executor.info.resources) + [
+            r for t in executor.tasks.values() if not t.terminal for r in t.info.resources]
+        self.core.containerizer.update(executor.container_id, scalar(resources, "cpus"), scalar(resources, "mem"))
 
     def kill_task(self, task: Task, policy: pb.KillPolicy | None) -> None:
         executor = task.executor
@@ -113,7 +120,7 @@ class CustomExecutors:
             return seconds(executor.info.shutdown_grace_period)
         return self.core.flags.executor_shutdown_grace_period
 
-    def _launch(self, framework: Framework, info: pb.ExecutorInfo) -> Executor:
+    def _launch(self, framework: Framework, info: pb.ExecutorInfo, first: pb.TaskInfo) -> Executor:
         core = self.core
         executor_id = info.executor_id.value
         container_id = str(uuid.uuid4())
@@ -131,11 +138,19 @@ class CustomExecutors:
         log.info("launching executor %s of framework %s in %s", executor_id, framework.id, directory)
         executor.timer = core.actor.call_later(core.flags.executor_registration_timeout,
                                                self._registration_timeout, executor)
+        resources = list(info.resources) + list(first.resources)
         core.containerizer.launch(
-            LaunchSpec(container_id, info.command, directory, environment),
+            LaunchSpec(container_id, info.command, directory, environment,
+                       cpus=scalar(resources, "cpus"), mem_mb=scalar(resources, "mem"),
+                       user=info.command.user or framework.info.user or None, fetch=True,
+                       checkpoint=framework.info.checkpoint),
             functools.partial(self._started, executor), functools.partial(self._exited, executor),
         )
         return executor
+
+    def recovered_exit(self, executor: Executor, termination: Termination) -> None:
+        """A custom executor adopted at recovery ended."""
+        self._exited(executor, termination)
 
     def _started(self, executor: Executor, pid: int | None) -> None:
         executor.pid = pid
@@ -164,6 +179,9 @@ class CustomExecutors:
             if termination.launch_error is not None:
                 core.send_status(task, pb.TASK_FAILED, termination.message,
                                  Reason.REASON_CONTAINER_LAUNCH_FAILED, source=SOURCE_SLAVE)
+            elif termination.limitation is not None:
+                core.send_status(task, pb.TASK_FAILED, termination.limitation.message,
+                                 termination.limitation.reason, source=SOURCE_SLAVE)
             else:
                 state = pb.TASK_KILLED if executor.shutdown_requested else pb.TASK_FAILED
                 reason = executor.termination_reason or Reason.REASON_EXECUTOR_TERMINATED
@@ -220,6 +238,11 @@ class CustomExecutors:
         for task in executor.tasks.values():
             if not task.launched and not task.terminal:
                 self._send_launch(executor, task)
+        # After a slave restart, the updates the executor sent that were never acknowledged.
+        for status in call.subscribe.unacknowledged_updates:
+            update = pb.ExecutorCall(type=Call.UPDATE)
+            update.update.status.CopyFrom(status)
+            self._update(peer, executor, update)
 
     def _update(self, peer: bytes, executor: Executor, call: pb.ExecutorCall) -> None:
         status = call.update.status
@@ -257,6 +280,7 @@ class CustomExecutors:
 
     def _send_launch(self, executor: Executor, task: Task) -> None:
         task.launched = True
+        self.core.checkpoint_task(task)
         event = ExecEvent(type=ExecEvent.LAUNCH)
         event.launch.task.CopyFrom(task.info)
         self._send(executor, event)

@@ -6,19 +6,43 @@ import argparse
 import os
 from typing import Iterable
 
-from offerd.common.flags import Flag, FlagError, add_flags, duration, positive_int, resolve_flags
+from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags
 
 CONTAINERIZERS = ("posix", "simulated")
 
-# What --isolation may name (DESIGN.md §7). Only the posix isolators are
-# implemented: they report usage and enforce nothing, as in Mesos.
+# What --isolation may name (DESIGN.md §7). The posix isolators report usage
+# and enforce nothing, as in Mesos; the others need root (and cgroups).
 KNOWN_ISOLATORS = frozenset({
     "posix/cpu", "posix/mem", "posix/disk",
     "cgroups/cpu", "cgroups/mem", "cgroups/pids", "cgroups/all",
     "namespaces/pid", "namespaces/uts", "namespaces/ipc", "namespaces/net",
     "filesystem/posix", "filesystem/linux",
 })
-IMPLEMENTED_ISOLATORS = frozenset({"posix/cpu", "posix/mem", "posix/disk", "filesystem/posix"})
+IMPLEMENTED_ISOLATORS = KNOWN_ISOLATORS - {"posix/disk", "namespaces/net"}
+RECOVER_MODES = ("reconnect", "cleanup")
+
+
+def recover_mode(text: str) -> str:
+    value = str(text).strip().lower()
+    if value not in RECOVER_MODES:
+        raise ValueError(f"use one of {', '.join(RECOVER_MODES)}")
+    return value
+
+
+def byte_size(text) -> int:
+    """'2GB', '512MB', '100KB' or a number of bytes."""
+    value = str(text).strip().upper()
+    for suffix, factor in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2), ("KB", 1024), ("B", 1)):
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    return int(value)
+
+
+def fraction(text) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
 
 
 def containerizer(text: str) -> str:
@@ -64,7 +88,31 @@ SLAVE_FLAGS: list[Flag] = [
          "finishes after N seconds, any other at once), for benchmarks.",
          containerizer),
     Flag("isolation", "posix/cpu,posix/mem",
-         "Comma-separated isolators. posix/cpu and posix/mem report usage and enforce nothing.", isolation),
+         "Comma-separated isolators. posix/cpu and posix/mem report usage and enforce nothing; "
+         "cgroups/cpu, cgroups/mem, cgroups/pids (or cgroups/all), namespaces/pid, namespaces/uts, "
+         "namespaces/ipc and filesystem/linux isolate (root; cgroup v1 or v2).", isolation),
+    Flag("cgroups_root", "offerd",
+         "Name of the cgroup, in each hierarchy, under which every container's cgroup is made."),
+    Flag("cgroups_enable_cfs", False,
+         "Hold each container's CPU use at its cpus with a CFS quota (cgroups/cpu), not just shares.", boolean),
+    Flag("cgroups_limit_swap", False,
+         "Limit memory plus swap, not just memory, to the container's mem (cgroups/mem).", boolean),
+    Flag("switch_user", True,
+         "Run tasks as CommandInfo.user or the framework's user (which must exist here); false runs them "
+         "as the slave's user. Only takes effect when the slave runs as root.", boolean),
+    Flag("fetcher_cache_dir", "/tmp/offerd/fetch",
+         "Directory of the fetcher's cache of URIs that ask for caching."),
+    Flag("fetcher_cache_size", "2GB", "Largest size of the fetcher's cache (LRU eviction).", byte_size, "BYTES"),
+    Flag("recover", "reconnect",
+         "After a restart: 'reconnect' finds the containers of checkpointing frameworks still running and "
+         "keeps them; 'cleanup' kills them and reports their tasks.", recover_mode),
+    Flag("gc_delay", "1weeks",
+         "How long a finished sandbox is kept before it is removed (sooner when the disk fills).",
+         duration, "DURATION"),
+    Flag("gc_disk_headroom", 0.1,
+         "Fraction of the work_dir disk to keep free: a fuller disk removes sandboxes sooner "
+         "(max age = gc_delay x max(0, 1 - headroom - disk use)).", fraction),
+    Flag("disk_watch_interval", "1mins", "How often disk use is checked for sandbox GC.", duration, "DURATION"),
     Flag("executor_shutdown_grace_period", "5secs",
          "Time a custom executor has to exit after it is told to shut down, before it is killed "
          "(ExecutorInfo.shutdown_grace_period overrides it).", duration, "DURATION"),

@@ -2,7 +2,7 @@
 
 Views never touch actor state: they ask a `view` object, which gets its data
 computed on the actor thread (`actor.call`) and hands back plain dicts.
-Reading files happens here, on the HTTP threads, confined to the work_dir.
+Reading files happens here, on the HTTP threads, confined to the sandboxes.
 """
 
 from __future__ import annotations
@@ -125,14 +125,20 @@ def _int_arg(name: str, default: int) -> int:
 
 
 def _confined(work_dir: str) -> str:
-    """The real path named by ?path=, refused unless it lies inside work_dir."""
+    """The real path named by ?path= (absolute, or relative to work_dir), refused
+    unless it lies inside the sandboxes (work_dir/slaves): `..`, absolute paths
+    elsewhere and symlinks pointing out all resolve outside and are refused; the
+    checkpoints under work_dir/meta are not served either."""
     raw = request.args.get("path", "")
     if not raw:
         raise BadRequest("Expecting 'path=value' in query")
-    root = os.path.realpath(work_dir)
-    path = os.path.realpath(raw if os.path.isabs(raw) else os.path.join(root, raw))
+    if "\0" in raw:
+        raise BadRequest("Invalid path")
+    base = os.path.realpath(work_dir)
+    root = os.path.join(base, "slaves")
+    path = os.path.realpath(raw if os.path.isabs(raw) else os.path.join(base, raw))
     if path != root and not path.startswith(root + os.sep):
-        raise Forbidden(f"{raw} is outside this slave's work_dir")
+        raise Forbidden(f"{raw} is outside this slave's sandboxes")
     if not os.path.exists(path):
         raise NotFound(f"No such file or directory: {raw}")
     return path

@@ -145,5 +145,6 @@ class _FleetView:
         targets = self._call(lambda: [t for core in self._fleet.cores for t in slave_state.usage_targets(core)])
         for target in targets:
             target.pop("pid")
+            target.pop("container_id")
             target["statistics"] = process_statistics(None)
         return targets

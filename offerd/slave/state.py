@@ -109,6 +109,7 @@ def usage_targets(core) -> list[dict]:
                 "framework_id": framework.id,
                 "source": executor.info.source if executor.info is not None else executor.id,
                 "pid": executor.pid,
+                "container_id": executor.container_id,
             })
     return targets
 
@@ -135,5 +136,28 @@ def metrics(core) -> dict:
     for state in (pb.TASK_STAGING, pb.TASK_STARTING, pb.TASK_RUNNING, pb.TASK_KILLING):
         out[f"slave/tasks_{pb.TaskState.Name(state)[5:].lower()}"] = states[state]
     out["slave/tasks_terminal_unacknowledged"] = sum(n for s, n in states.items() if is_terminal(s))
+    out["slave/container_launch_errors"] = core.stats["container_launch_errors"]
+    out["slave/recovery_errors"] = core.stats["recovery_errors"]
+    out["slave/valid_status_updates"] = core.updates.stats["updates"]
+    info = core.slave_info()
+    totals = {r.name: r.scalar.value for r in info.resources if r.type == pb.Value.SCALAR}
+    used = collections.Counter()
+    for framework in core.frameworks.values():
+        for task in framework.tasks.values():
+            if not is_terminal(task.state):
+                for r in task.info.resources:
+                    if r.type == pb.Value.SCALAR:
+                        used[r.name] += r.scalar.value
+    for name in ("cpus", "mem", "disk"):
+        total = totals.get(name, 0.0)
+        out[f"slave/{name}_total"] = total
+        out[f"slave/{name}_used"] = used[name]
+        out[f"slave/{name}_percent"] = used[name] / total if total else 0.0
+    gc = getattr(core, "gc", None)
+    if gc is not None:
+        out["slave/executor_directory_max_allowed_age_secs"] = gc.max_allowed_age
+        out["gc/path_removals_succeeded"] = gc.removals_succeeded
+        out["gc/path_removals_failed"] = gc.removals_failed
+        out["gc/path_removals_pending"] = gc.pending()
     out.update(core.client.stats.as_dict("slave/master_connection"))
     return out

@@ -30,6 +30,11 @@ def seconds(duration: pb.DurationInfo) -> float:
     return duration.nanoseconds / 1e9
 
 
+def scalar(resources, name: str) -> float:
+    """The total of scalar resource `name` in a list of Resource protos."""
+    return sum(r.scalar.value for r in resources if r.name == name and r.type == pb.Value.SCALAR)
+
+
 def valid_id(value: str) -> bool:
     """Ids become directory names in the sandbox path: refuse what escapes it."""
     return bool(value) and value not in (".", "..") and "/" not in value and "\0" not in value

@@ -160,7 +160,7 @@ def slave_flags(master: FakeMaster, work_dir, **overrides):
 
 
 def framework_info(*capabilities, framework_id=FRAMEWORK_ID) -> pb.FrameworkInfo:
-    info = pb.FrameworkInfo(id=pb.FrameworkID(value=framework_id), name="test-framework", user="tester")
+    info = pb.FrameworkInfo(id=pb.FrameworkID(value=framework_id), name="test-framework", user="root")
     for capability in capabilities:
         info.capabilities.add(type=capability)
     return info

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import abc
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from offerd.proto import offerd_pb2 as pb
+from offerd.slave.containerizer.isolator import Limitation
 
 
 @dataclass
@@ -23,16 +25,22 @@ class LaunchSpec:
     command: pb.CommandInfo
     directory: str
     environment: dict[str, str] = field(default_factory=dict)
+    cpus: float = 0.0                 # the container's resources, for its isolators
+    mem_mb: float = 0.0
+    user: str | None = None           # run as this user (--switch_user), else as the slave
+    fetch: bool = False               # download command.uris into the sandbox first
+    checkpoint: bool = False          # must be recoverable: its exit status is written to the sandbox
 
 
 @dataclass(frozen=True)
 class Termination:
     returncode: int | None = None    # subprocess style: -N means killed by signal N
     launch_error: str | None = None
+    limitation: Limitation | None = None  # the isolation stopped it (e.g. out of memory)
 
     @property
     def succeeded(self) -> bool:
-        return self.returncode == 0 and self.launch_error is None
+        return self.returncode == 0 and self.launch_error is None and self.limitation is None
 
     @property
     def wait_status(self) -> int:
@@ -45,6 +53,8 @@ class Termination:
     def message(self) -> str:
         if self.launch_error is not None:
             return self.launch_error
+        if self.limitation is not None:
+            return self.limitation.message
         if self.returncode is None:
             return "Command ended with an unknown status"
         if self.returncode < 0:
@@ -75,6 +85,24 @@ class Containerizer(abc.ABC):
         """Ask the container to stop (SIGTERM), and force it (SIGKILL) after
         `grace` seconds; grace <= 0 forces it at once. Repeating a kill may only
         shorten the grace. Unknown ids are ignored."""
+
+    def recover(self, container_id: str, directory: str, cpus: float, mem_mb: float,
+                on_exited: OnExited) -> int | None:
+        """Adopt a container of an earlier run of the slave; returns its pid, or
+        None when it is gone (then `on_exited` reports how it ended)."""
+        self_call = Termination(launch_error="this containerizer cannot recover containers")
+        on_exited(self_call)
+        return None
+
+    def recovered(self, container_ids: set[str], orphans: set[str] = frozenset()) -> None:
+        """Recovery is over: remove what belongs to any other container."""
+
+    def update(self, container_id: str, cpus: float, mem_mb: float) -> None:
+        """The container's resources changed (a task joined its executor)."""
+
+    def usage(self, container_id: str, pid: int | None) -> dict:
+        """Mesos' ResourceStatistics keys for a container; any thread."""
+        return {"timestamp": time.time()}
 
     @abc.abstractmethod
     def destroy_all(self) -> None:

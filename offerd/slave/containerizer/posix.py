@@ -1,8 +1,18 @@
-"""Real processes without isolation (Mesos' posix launcher with posix/cpu,mem).
+"""Real processes, isolated by the isolators --isolation names (Mesos' Mesos
+containerizer: posix launcher with posix/cpu,mem; linux launcher with cgroups
+and namespaces).
 
 A container is a process group: the command runs as the leader of a new session
 in its sandbox, with stdout and stderr going to files there. Killing a
-container signals the whole group, so a shell's children die with it.
+container signals the whole group, so a shell's children die with it; with
+cgroups, every process in the container's cgroups is killed too, and with a PID
+namespace killing its PID 1 takes the whole namespace.
+
+Per launch, on a launcher thread: resolve the user, fetch the URIs, ask every
+isolator to prepare (cgroups made, limits written), spawn through
+`launcher.py` (cgroups joined, namespaces made), then isolate and watch (OOM
+events are polled by the reaper). When the leader exits the reaper
+kills what is left, asks the isolators whether a limit was hit, and cleans up.
 
 Nothing here blocks the actor thread: fork/exec happens on a small thread pool
 (launching is the slave's hot path) and one reaper thread waits for every exit
@@ -17,106 +27,36 @@ the next start kills whatever is left in those sessions (`cleanup_orphans`).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
-import select
+import shutil
 import signal
 import subprocess
-import threading
 import time
 
 import psutil
 
 from offerd.common.actor import Actor
+from offerd.proto import offerd_pb2 as pb
+from offerd.slave.containerizer import launcher
 from offerd.slave.containerizer.base import Containerizer, LaunchSpec, OnExited, OnStarted, Termination
+from offerd.slave.containerizer.isolator import Container as Box
+from offerd.slave.containerizer.isolator import Isolator, IsolatorError, LaunchPlan, Limitation
+from offerd.slave.fetcher import Fetcher, FetchError
+from offerd.slave.containerizer.processes import (  # noqa: F401 (re-exported for the slave and tests)
+    Reaper, _Adopted, _read_pid_file, _same_process, _shell_status, _signal_group, cleanup_orphans,
+    command_argv, exit_status_wrapper, pid_directory, process_statistics, read_exit_status,
+    recorded_containers,
+)
 
 log = logging.getLogger(__name__)
 
 LAUNCH_THREADS = 4
 
 
-def command_argv(command) -> tuple[list[str], str | None]:
-    """argv and executable for a CommandInfo, as Mesos reads it."""
-    if command.shell:
-        return ["/bin/sh", "-c", command.value], None
-    argv = list(command.arguments) or [command.value]
-    return argv, command.value or None
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
-
-
-class Reaper:
-    """One thread waiting for the exit of every watched process (via pidfds)."""
-
-    def __init__(self, on_exit):
-        self._on_exit = on_exit
-        self._epoll = select.epoll()
-        self._wakeup = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._epoll.register(self._wakeup, select.EPOLLIN)
-        self._watched: dict[int, tuple[str, subprocess.Popen]] = {}
-        self._lock = threading.Lock()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="slave-reaper", daemon=True)
-        self._thread.start()
-
-    def watch(self, key: str, proc: subprocess.Popen) -> None:
-        try:
-            fd = os.pidfd_open(proc.pid)
-        except OSError:
-            # No pidfd support: a waiting thread per process does the same job.
-            threading.Thread(target=self._reap, args=(key, proc), name="slave-waiter", daemon=True).start()
-            return
-        with self._lock:
-            self._watched[fd] = (key, proc)
-        self._epoll.register(fd, select.EPOLLIN)
-
-    def _run(self) -> None:
-        while not self._closed:
-            try:
-                events = self._epoll.poll()
-            except InterruptedError:
-                continue
-            for fd, _ in events:
-                if fd == self._wakeup:
-                    continue
-                with self._lock:
-                    key, proc = self._watched.pop(fd)
-                self._epoll.unregister(fd)
-                os.close(fd)
-                self._reap(key, proc)
-
-    def _reap(self, key: str, proc: subprocess.Popen) -> None:
-        returncode = proc.wait()
-        # Whatever the leader left behind in its group goes with it.
-        _signal_group(proc.pid, signal.SIGKILL)
-        self._on_exit(key, returncode)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread, killing and reaping whatever is still watched."""
-        self._closed = True
-        os.eventfd_write(self._wakeup, 1)
-        self._thread.join(timeout)
-        with self._lock:
-            left = list(self._watched.items())
-            self._watched.clear()
-        for fd, (_, proc) in left:
-            _signal_group(proc.pid, signal.SIGKILL)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("process %d did not die after SIGKILL", proc.pid)
-            os.close(fd)
-        self._epoll.close()
-        os.close(self._wakeup)
-
-
 class _Container:
-    __slots__ = ("spec", "on_started", "on_exited", "proc", "term_sent", "kill_at", "kill_timer")
+    __slots__ = ("spec", "on_started", "on_exited", "proc", "term_sent", "kill_at", "kill_timer", "limitation")
 
     def __init__(self, spec: LaunchSpec, on_started: OnStarted, on_exited: OnExited):
         self.spec = spec
@@ -126,54 +66,27 @@ class _Container:
         self.term_sent = False
         self.kill_at: float | None = None   # monotonic deadline for SIGKILL
         self.kill_timer = None
-
-
-def pid_directory(work_dir: str) -> str:
-    return os.path.join(work_dir, "meta", "pids")
-
-
-def cleanup_orphans(work_dir: str) -> int:
-    """Kill what containers of an earlier run of this slave left running; returns
-    how many processes were killed."""
-    directory = pid_directory(work_dir)
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return 0
-    sessions: dict[int, float] = {}
-    for name in names:
-        path = os.path.join(directory, name)
-        try:
-            with open(path) as handle:
-                pid, started = handle.read().split()
-            sessions[int(pid)] = float(started)
-        except (OSError, ValueError):
-            log.warning("ignoring unreadable pid file %s", path)
-        os.remove(path)
-    killed = 0
-    for proc in psutil.process_iter(["create_time"]) if sessions else ():
-        try:
-            started = sessions.get(os.getsid(proc.pid))
-            # Created no earlier than its session's leader: not an unrelated reuse of the id.
-            if started is not None and proc.info["create_time"] >= started - 1:
-                proc.kill()
-                killed += 1
-        except (OSError, psutil.Error):
-            continue
-    if killed:
-        log.warning("killed %d process(es) left running by a previous run of this slave", killed)
-    return killed
+        self.limitation: Limitation | None = None
 
 
 class PosixContainerizer(Containerizer):
-    def __init__(self, actor: Actor, work_dir: str, launch_threads: int = LAUNCH_THREADS):
+    def __init__(self, actor: Actor, work_dir: str, launch_threads: int = LAUNCH_THREADS,
+                 isolators: list[Isolator] | None = None, fetcher: Fetcher | None = None,
+                 switch_user: bool = False):
         self.actor = actor
         self._pid_dir = pid_directory(work_dir)
         os.makedirs(self._pid_dir, exist_ok=True)
+        self.isolators: list[Isolator] = isolators or []
+        self.fetcher = fetcher or Fetcher()
+        self.switch_user = switch_user
+        self._boxes: dict[str, Box] = {}                # read by HTTP threads (usage)
+        self._watch_fds: dict[str, list[int]] = {}      # launcher/reaper threads
         self._containers: dict[str, _Container] = {}   # actor thread only
         self._pool = concurrent.futures.ThreadPoolExecutor(launch_threads, thread_name_prefix="slave-launcher")
+        self._cleanup_pool = concurrent.futures.ThreadPoolExecutor(launch_threads, thread_name_prefix="slave-cleanup")
         self._reaper = Reaper(self._reaped)
         self._closing = False
+        self._wrapped: set[str] = set()   # containers under the exit-status wrapper
 
     def launch(self, spec: LaunchSpec, on_started: OnStarted, on_exited: OnExited) -> None:
         self._containers[spec.container_id] = _Container(spec, on_started, on_exited)
@@ -196,33 +109,165 @@ class PosixContainerizer(Containerizer):
             if container.proc is not None:
                 self._enforce_kill(container)
 
+    def recover(self, container_id: str, directory: str, cpus: float, mem_mb: float,
+                on_exited: OnExited) -> int | None:
+        pid, started = _read_pid_file(os.path.join(self._pid_dir, container_id))
+        self._wrapped.add(container_id)
+        box = Box(container_id, directory, cpus, mem_mb, pid=pid)
+        self._boxes[container_id] = box
+        spec = LaunchSpec(container_id, pb.CommandInfo(), directory, cpus=cpus, mem_mb=mem_mb, checkpoint=True)
+        container = self._containers[container_id] = _Container(spec, lambda pid: None, on_exited)
+        if pid is None or not _same_process(pid, started):
+            log.info("container %s ended while the slave was down", container_id)
+            self._reaped(container_id, read_exit_status(directory))
+            return None
+        container.proc = _Adopted(pid, directory)
+        self._watch(box)
+        self._reaper.watch(container_id, container.proc)
+        return pid
+
+    def recovered(self, container_ids: set[str], orphans: set[str] = frozenset()) -> None:
+        for isolator in self.isolators:
+            isolator.recover(sorted(container_ids), sorted(orphans))
+
+    def update(self, container_id: str, cpus: float, mem_mb: float) -> None:
+        box = self._boxes.get(container_id)
+        if box is not None:
+            self._pool.submit(self._update, box, cpus, mem_mb)
+
+    def usage(self, container_id: str, pid: int | None) -> dict:
+        """Statistics from the isolators (cgroup counters), falling back to /proc
+        for what no isolator reports."""
+        box = self._boxes.get(container_id)
+        stats = {}
+        if box is not None:
+            for isolator in self.isolators:
+                try:
+                    stats.update(isolator.usage(box))
+                except (OSError, IsolatorError, ValueError) as exc:
+                    log.debug("no usage from %s for %s: %s", type(isolator).__name__, container_id, exc)
+        fallback = process_statistics(pid)
+        for key, value in fallback.items():
+            stats.setdefault(key, value)
+        stats["timestamp"] = fallback["timestamp"]
+        return stats
+
     def close(self) -> None:
         self._closing = True
         self._pool.shutdown(wait=True)
         self._reaper.close()
+        self._cleanup_pool.shutdown(wait=True)
+        for isolator in self.isolators:
+            if hasattr(isolator, "remove_root"):
+                isolator.remove_root()
 
     # -- launcher threads ---------------------------------------------------------
 
     def _spawn(self, spec: LaunchSpec) -> None:
+        box = Box(spec.container_id, spec.directory, spec.cpus, spec.mem_mb, spec.user)
+        read_fd = write_fd = preexec = None
         try:
-            argv, executable = command_argv(spec.command)
             os.makedirs(spec.directory, exist_ok=True)
+            user = launcher.resolve_user(spec.user) if (self.switch_user and spec.user) else None
+            if user is not None and user.uid != os.geteuid():
+                os.chown(spec.directory, user.uid, user.gid)
+            if spec.fetch and spec.command.uris:
+                self.fetcher.fetch(spec.command.uris, spec.directory,
+                                   (user.uid, user.gid) if user is not None and user.uid != os.geteuid() else None)
+            plan = LaunchPlan()
+            self._boxes[spec.container_id] = box
+            for isolator in self.isolators:
+                part = isolator.prepare(box)
+                if part is not None:
+                    plan.merge(part)
+            argv, executable = command_argv(spec.command)
+            if not spec.command.shell and not shutil.which(executable or argv[0], path=spec.environment.get("PATH")):
+                raise launcher.LaunchError(f"the command '{executable or argv[0]}' does not exist or is not "
+                                           "executable on this slave")
+            if spec.checkpoint:
+                argv, executable = exit_status_wrapper(spec.command, argv, executable)
+                self._wrapped.add(spec.container_id)
+            in_preexec = launcher.needs_preexec(plan, user)
+            thread_join = not in_preexec and launcher.can_join_from_thread(plan)
+            wrapped = launcher.wrap_argv(argv, executable, plan, user, in_preexec, joined=thread_join)
+            if wrapped is not argv:
+                argv, executable = wrapped, None
+            environment = {**spec.environment, **plan.environment}
+            preexec = None
+            stdin = subprocess.DEVNULL
+            if in_preexec:
+                read_fd, write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+                preexec = launcher.make_preexec(plan, spec.directory, user, write_fd)
+            elif plan.cgroup_procs and not thread_join:
+                # The joining shell reports on its stdin and closes it when it execs.
+                read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+                stdin = write_fd
             with open(os.path.join(spec.directory, "stdout"), "wb") as out, \
-                    open(os.path.join(spec.directory, "stderr"), "wb") as err:
+                    open(os.path.join(spec.directory, "stderr"), "wb") as err, \
+                    (launcher.ThreadInCgroups(plan) if thread_join else contextlib.nullcontext()):
                 proc = subprocess.Popen(
-                    argv, executable=executable, cwd=spec.directory, env=spec.environment,
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                    start_new_session=True, close_fds=True,
+                    argv, executable=executable, cwd=spec.directory, env=environment,
+                    stdin=stdin, stdout=out, stderr=err,
+                    start_new_session=True, close_fds=True, preexec_fn=preexec,
                 )
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            self.actor.call_soon(self._exited, spec.container_id, None, f"Failed to launch container: {exc}")
+            if stdin is not subprocess.DEVNULL:
+                os.close(write_fd)
+                write_fd = None
+                failure = launcher.wait_for_join(read_fd)
+                if failure:
+                    proc.kill()
+                    proc.wait()
+                    raise launcher.LaunchError(failure)
+        except Exception as exc:   # noqa: BLE001 (any failure here is the launch's, never the slave's)
+            if not isinstance(exc, (OSError, ValueError, subprocess.SubprocessError, launcher.LaunchError,
+                                    IsolatorError, FetchError)):
+                log.exception("unexpected error launching container %s", spec.container_id)
+            detail = launcher.read_error(read_fd) if read_fd is not None and preexec is not None else ""
+            message = str(exc) if isinstance(exc, FetchError) else \
+                f"Failed to launch container: {detail or exc}"
+            self._wrapped.discard(spec.container_id)
+            self._cleanup(box)
+            self.actor.call_soon(self._exited, spec.container_id, None, message)
             return
+        finally:
+            for fd in (read_fd, write_fd):
+                if fd is not None:
+                    os.close(fd)
+        box.pid = proc.pid
         self._record_pid(spec.container_id, proc.pid)
+        for isolator in self.isolators:
+            isolator.isolate(box, proc.pid)
         # Posted before the reaper can post the exit, so on_started always comes first.
         self.actor.call_soon(self._started, spec.container_id, proc)
+        self._watch(box)
         self._reaper.watch(spec.container_id, proc)
         if self._closing:
             _signal_group(proc.pid, signal.SIGKILL)
+
+    def _update(self, box: Box, cpus: float, mem_mb: float) -> None:
+        box.cpus, box.mem_mb = cpus, mem_mb
+        for isolator in self.isolators:
+            try:
+                isolator.update(box)
+            except IsolatorError as exc:
+                log.warning("cannot update container %s: %s", box.container_id, exc)
+
+    def _watch(self, box: Box) -> None:
+        fds = []
+        for isolator in self.isolators:
+            for fd, events in isolator.watch(box):
+                fds.append(fd)
+                self._reaper.watch_fd(fd, events, lambda i=isolator: self._check(i, box))
+        self._watch_fds[box.container_id] = fds
+
+    def _check(self, isolator: Isolator, box: Box) -> None:
+        """On the reaper thread: a watched fd fired."""
+        limitation = isolator.check(box)
+        if limitation is not None:
+            log.warning("container %s: %s", box.container_id, limitation.message)
+            for fd in self._watch_fds.get(box.container_id, ()):
+                self._reaper.unwatch_fd(fd)
+            self.actor.call_soon(self._limited, box.container_id, limitation)
 
     def _record_pid(self, container_id: str, pid: int) -> None:
         try:
@@ -232,13 +277,58 @@ class PosixContainerizer(Containerizer):
         with open(os.path.join(self._pid_dir, container_id), "w") as handle:
             handle.write(f"{pid} {started}")
 
-    def _reaped(self, container_id: str, returncode: int) -> None:
+    def _kill_members(self, box: Box) -> None:
+        """SIGKILL every process the isolators see in the container, until none is left."""
+        for _ in range(50):
+            pids = {pid for isolator in self.isolators for pid in isolator.pids(box)}
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.002)
+
+    def _cleanup(self, box: Box) -> Limitation | None:
+        """After the container's end: the first limitation any isolator saw, then
+        every isolator's cleanup."""
+        for fd in self._watch_fds.pop(box.container_id, ()):
+            self._reaper.unwatch_fd(fd)
+        self._kill_members(box)
+        limitation = None
+        for isolator in self.isolators:
+            try:
+                limitation = limitation or isolator.check(box)
+            except (OSError, ValueError, IsolatorError):
+                pass
+        for isolator in reversed(self.isolators):
+            try:
+                isolator.cleanup(box)
+            except Exception:
+                log.exception("cleanup of container %s by %s failed", box.container_id, type(isolator).__name__)
+        self._boxes.pop(box.container_id, None)
+        return limitation
+
+    def _reaped(self, container_id: str, returncode: int | None) -> None:
         """On the reaper thread: the container's group is dead, forget it on disk too."""
+        if container_id in self._wrapped:
+            self._wrapped.discard(container_id)
+            returncode = _shell_status(returncode)
         try:
             os.remove(os.path.join(self._pid_dir, container_id))
         except FileNotFoundError:
             log.debug("no pid file for container %s", container_id)
-        self.actor.call_soon(self._exited, container_id, returncode)
+        box = self._boxes.get(container_id)
+        if box is None:
+            self.actor.call_soon(self._exited, container_id, returncode, None, None)
+            return
+        # Cleanup (killing stragglers, removing cgroups) waits on the kernel: not on the reaper.
+        self._cleanup_pool.submit(self._finish, box, returncode)
+
+    def _finish(self, box: Box, returncode: int | None) -> None:
+        limitation = self._cleanup(box)
+        self.actor.call_soon(self._exited, box.container_id, returncode, None, limitation)
 
     # -- actor thread ----------------------------------------------------------------
 
@@ -251,6 +341,14 @@ class PosixContainerizer(Containerizer):
         if container.kill_at is not None:
             self._enforce_kill(container)
 
+    def _limited(self, container_id: str, limitation: Limitation) -> None:
+        container = self._containers.get(container_id)
+        if container is None or container.proc is None:
+            return
+        container.limitation = limitation
+        container.kill_at = time.monotonic()
+        self._enforce_kill(container)
+
     def _enforce_kill(self, container: _Container) -> None:
         pid = container.proc.pid
         if container.kill_timer is not None:
@@ -258,43 +356,26 @@ class PosixContainerizer(Containerizer):
             container.kill_timer = None
         delay = container.kill_at - time.monotonic()
         if delay <= 0:
-            _signal_group(pid, signal.SIGKILL)
+            self._force_kill(container)
             return
         if not container.term_sent:
             container.term_sent = True
             _signal_group(pid, signal.SIGTERM)
-        container.kill_timer = self.actor.call_later(delay, _signal_group, pid, signal.SIGKILL)
+        container.kill_timer = self.actor.call_later(delay, self._force_kill, container)
 
-    def _exited(self, container_id: str, returncode: int | None, launch_error: str | None = None) -> None:
+    def _force_kill(self, container: _Container) -> None:
+        _signal_group(container.proc.pid, signal.SIGKILL)
+        box = self._boxes.get(container.spec.container_id)
+        if box is not None and self.isolators:
+            # Processes that left the group (setsid) are still in the cgroups.
+            self._pool.submit(self._kill_members, box)
+
+    def _exited(self, container_id: str, returncode: int | None, launch_error: str | None = None,
+                limitation: Limitation | None = None) -> None:
         container = self._containers.pop(container_id, None)
         if container is None:
             return
         if container.kill_timer is not None:
             container.kill_timer.cancel()
-        container.on_exited(Termination(returncode=returncode, launch_error=launch_error))
-
-
-def process_statistics(pid: int | None) -> dict:
-    """Usage of a container's process tree, in Mesos' /monitor/statistics keys
-    (all zero for a container without a process, e.g. a simulated one)."""
-    stats = {"timestamp": time.time(), "processes": 0, "threads": 0,
-             "cpus_user_time_secs": 0.0, "cpus_system_time_secs": 0.0, "mem_rss_bytes": 0}
-    if not pid:
-        return stats
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return stats
-    for proc in procs:
-        try:
-            with proc.oneshot():
-                times = proc.cpu_times()
-                stats["cpus_user_time_secs"] += times.user + times.children_user
-                stats["cpus_system_time_secs"] += times.system + times.children_system
-                stats["mem_rss_bytes"] += proc.memory_info().rss
-                stats["threads"] += proc.num_threads()
-                stats["processes"] += 1
-        except psutil.Error:
-            continue
-    return stats
+        container.on_exited(Termination(returncode=returncode, launch_error=launch_error,
+                                        limitation=limitation or container.limitation))
