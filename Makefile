@@ -63,6 +63,7 @@ bench: venv
 	$(PY) bench/launch_bench.py
 	$(PY) bench/allocator_bench.py
 	$(PY) bench/state_bench.py
+	$(PY) bench/failover_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

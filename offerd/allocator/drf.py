@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from offerd.allocator.interface import Allocation, Allocations, Allocator
+from offerd.allocator.sorter import dominant_share
 from offerd.common.resources import (
     DEFAULT_MIN_ALLOCATABLE,
     ResourceError,
@@ -27,16 +28,6 @@ from offerd.common.resources import (
 log = logging.getLogger(__name__)
 
 EMPTY = Resources.EMPTY
-
-
-def dominant_share(allocated: Mapping[str, float], total: Mapping[str, float], weight: float = 1.0) -> float:
-    """The largest allocated/total over the scalar resources, divided by the weight."""
-    share = 0.0
-    for name, amount in allocated.items():
-        cluster = total.get(name)
-        if cluster:
-            share = max(share, amount / cluster)
-    return share / weight
 
 
 def _minus(a: Resources, b: Resources) -> Resources:

@@ -142,12 +142,19 @@ class Allocator(ABC):
         """Counters for /metrics/snapshot (key names without a prefix)."""
         return {}
 
-    # -- policy knobs the hierarchical allocator will add ---------------------
+    # -- policy (roles); allocators without roles refuse --------------------
 
     def update_weights(self, weights: Mapping[str, float]) -> None:
-        """Role weights (share is divided by the weight)."""
+        """Role weights (a role's share is divided by its weight); merged into
+        the current ones."""
         raise NotImplementedError(f"{type(self).__name__} does not support weights")
 
-    def update_quota(self, role: str, guarantee: Resources | None, limit: Resources | None) -> None:
-        """Role quota (guarantee satisfied first; limit never exceeded)."""
+    def update_quota(self, role: str, guarantee: Resources | None, limit: Resources | None = None) -> None:
+        """Role quota on unreserved scalars: the guarantee is served first and
+        held back from other roles while unmet; the limit is never exceeded.
+        Both None removes the role's quota."""
         raise NotImplementedError(f"{type(self).__name__} does not support quota")
+
+    def explain(self, framework_id: str | None = None) -> dict:
+        """Why frameworks are (not) getting offers; shape in offerd/allocator/README.md."""
+        return {"frameworks": {}} if framework_id is None else {}

@@ -27,9 +27,12 @@ from offerd.common.ids import IdGenerator, new_master_id
 from offerd.common.resources import parse_min_allocatable
 from offerd.common.transport import Server, encode
 from offerd.master import events
+from offerd.master.allocation import RolePolicy, RunTimer, parse_roles
 from offerd.master.flags import MASTER_FLAGS, normalize_flags, optional_duration
 from offerd.master.frameworks import Frameworks
 from offerd.master.http_api import create_app
+from offerd.master.http_leader import install_http
+from offerd.master.leadership import Leadership
 from offerd.master.metrics import CALL_COUNTERS, SLAVE_CALL_COUNTERS, Metrics
 from offerd.master.metrics import snapshot as metrics_snapshot
 from offerd.master.offers import Offers
@@ -59,7 +62,15 @@ class Master:
             self.flags.allocator,
             min_allocatable_resources=parse_min_allocatable(self.flags.min_allocatable_resources),
             rng=rng,
+            role_sorter=self.flags.role_sorter,
+            framework_sorter=self.flags.framework_sorter,
+            allocation_interval=self.flags.allocation_interval,
         )
+        self.allowed_roles = parse_roles(self.flags.roles)
+        self.allocation_timer = RunTimer()
+        # Weights and quota: flags, then the registry (under --work_dir); told to the allocator now.
+        self.roles = RolePolicy(self)
+        self.roles.recover()
         self.state = MasterState(self.flags.max_completed_frameworks)
         self.metrics = Metrics()
         self.heartbeat_interval = heartbeat_interval
@@ -67,6 +78,7 @@ class Master:
         self.slaves = Slaves(self)
         self.offers = Offers(self)
         self.updates = Updates(self)
+        self.leadership = Leadership(self)
         self.actor: Actor | None = None
         self.server: Server | None = None
         self.http: HttpServer | None = None
@@ -94,7 +106,7 @@ class Master:
             C.KILL: self.updates.on_kill,
             C.SHUTDOWN: self.updates.on_shutdown,
             C.ACKNOWLEDGE: self.updates.on_acknowledge,
-            C.RECONCILE: self.updates.on_reconcile,
+            C.RECONCILE: self._on_reconcile,
             C.MESSAGE: self.updates.on_message,
             C.REQUEST: self._on_request,
         }
@@ -114,22 +126,21 @@ class Master:
         self.actor = Actor("master", self._context)
         self.start_time = time.time()
         app = create_app(self, getattr(flags, "webui_dir", None))
+        install_http(app, self)
         self.http = HttpServer(app, flags.ip, flags.port, name="master-http")
         self.http_port = self.http.port
         zmq_port = flags.zmq_port or (0 if flags.port == 0 else self.http_port + 1000)
         try:
-            self.server = Server(
-                self.actor, f"tcp://{flags.ip}:{zmq_port}", [pb.Call, pb.SlaveCall],
-                self._on_message, on_peer_lost=self._on_peer_lost,
-                # Unbound peers are harmless when dropped; a short default only
-                # makes the liveness sweep fine-grained enough for the real timeouts.
-                peer_timeout=min(flags.framework_timeout, self.slaves.timeout),
-                max_message_bytes=flags.max_message_bytes,
-            )
+            self.server = self._open_server(zmq_port)
         except zmq.ZMQError:
             self.http.close()
             raise
         self.zmq_port = self.server.port
+        if self.leadership.enabled:
+            # A standby has no ZeroMQ endpoint (bound only to learn the port):
+            # a client that reaches it by a stale address hears nothing, drops
+            # the connection and asks ZooKeeper again. Opened again when elected.
+            self.server.close()
         self.master_info = self._make_master_info()
         self._info_json = message_json(self.master_info)
         self.actor.call_every(flags.allocation_interval, self._periodic_allocation)
@@ -139,11 +150,30 @@ class Master:
         self.actor.call(lambda: None)
         log.info("master %s serving HTTP on %s:%d and ZeroMQ on port %d", self.master_id, flags.ip,
                  self.http_port, self.zmq_port)
-        if flags.zk:
-            log.warning("--zk=%s: leader election is not implemented yet; this master leads alone", flags.zk)
+        try:
+            self.leadership.start(self._info_json)
+        except Exception:
+            self.stop()
+            raise
         return self
 
+    def _open_server(self, zmq_port: int) -> Server:
+        flags = self.flags
+        return Server(
+            self.actor, f"tcp://{flags.ip}:{zmq_port}", [pb.Call, pb.SlaveCall],
+            self._on_message, on_peer_lost=self._on_peer_lost,
+            # Unbound peers are harmless when dropped; a short default only
+            # makes the liveness sweep fine-grained enough for the real timeouts.
+            peer_timeout=min(flags.framework_timeout, self.slaves.timeout),
+            max_message_bytes=flags.max_message_bytes,
+        )
+
+    def open_server(self) -> None:
+        """Bind the ZeroMQ endpoint again once elected (actor thread)."""
+        self.server = self._open_server(self.zmq_port)
+
     def stop(self) -> None:
+        self.leadership.stop()
         if self.http is not None:
             self.http.close()
         if self.actor is not None:
@@ -232,6 +262,11 @@ class Master:
     # -- dispatch ------------------------------------------------------------------------
 
     def _on_message(self, peer: bytes, message) -> None:
+        if not self.leadership.is_leader:
+            # A standby (or an abdicated leader) never acts; clients find the
+            # leader through ZooKeeper or a standby's /master/info.
+            self.metrics.inc("master/messages_while_not_leading")
+            return
         self.version += 1
         if type(message) is pb.Call:
             self._on_call(peer, message)
@@ -244,6 +279,8 @@ class Master:
         if counter is not None:
             self.metrics.counters[counter] += 1
         if kind == pb.Call.SUBSCRIBE:
+            if self.allowed_roles is not None and not self._roles_allowed(peer, call):
+                return
             self.frameworks.on_subscribe(peer, call)
             return
         handler = self._call_handlers.get(kind)
@@ -294,6 +331,33 @@ class Master:
             return
         handler(slave, call)
 
+    def _roles_allowed(self, peer: bytes, call: pb.Call) -> bool:
+        info = call.subscribe.framework_info
+        roles = tuple(info.roles) if len(info.roles) else (info.role or "*",)
+        refused = sorted(set(roles) - self.allowed_roles)
+        if refused:
+            self.metrics.inc("master/invalid_calls")
+            self.send_to_peer(peer, events.error(
+                f"Role(s) {', '.join(refused)} not allowed: --roles is {self.flags.roles}"))
+            return False
+        return True
+
+    def _on_reconcile(self, framework: Framework, call: pb.Call) -> None:
+        # Tasks on slaves expected back after a failover are not answered yet
+        # (as Mesos does): the slave's reregistration will tell their state.
+        recovering = self.leadership.recovering
+        if recovering and len(call.reconcile.tasks):
+            wanted = [t for t in call.reconcile.tasks if t.slave_id.value not in recovering]
+            if len(wanted) != len(call.reconcile.tasks):
+                if not wanted:
+                    return
+                filtered = pb.Call()
+                filtered.CopyFrom(call)
+                del filtered.reconcile.tasks[:]
+                filtered.reconcile.tasks.extend(wanted)
+                call = filtered
+        self.updates.on_reconcile(framework, call)
+
     def _on_request(self, framework: Framework, call: pb.Call) -> None:
         # Mesos never acted on resource requests either; the allocator decides.
         log.debug("framework %s sent a resource request; ignored", framework.framework_id)
@@ -329,8 +393,13 @@ class Master:
     def flags_json(self) -> dict:
         return self._flags_json
 
-    def redirect_url(self) -> str:
-        return f"http://{self.master_info.hostname}:{self.http_port}/"
+    def redirect_url(self) -> str | None:
+        """The leading master's base URL (None while no leader is known)."""
+        info = self.leadership.leader_info()
+        if not info:
+            return None
+        address = info.get("address") or {}
+        return f"http://{address.get('hostname') or info.get('hostname')}:{address.get('port') or info.get('port')}/"
 
     def teardown(self, framework_id: str) -> str | None:
         """Operator teardown; returns an error text or None."""

@@ -37,6 +37,34 @@ def min_allocatable(text: str) -> str:
     return text
 
 
+def weights_flag(text: str) -> str:
+    from offerd.master.allocation import parse_weights  # checked at startup, kept as text
+    parse_weights(text)
+    return text
+
+
+def sorter_name(text: str) -> str:
+    from offerd.allocator.sorter import SORTERS
+    if text not in SORTERS:
+        raise ValueError(f"unknown sorter {text!r}; known sorters: {', '.join(sorted(SORTERS))}")
+    return text
+
+
+def registry_flag(text: str) -> str:
+    text = text.strip().lower()
+    if text == "replicated_log":
+        return "zk"
+    if text not in ("zk", "in_memory"):
+        raise ValueError(f"unknown registry {text!r}: use zk or in_memory")
+    return text
+
+
+def rate_flag(text: str) -> str:
+    from offerd.master.leadership import removal_rate  # checked at startup, kept as text
+    removal_rate(text)
+    return text
+
+
 MASTER_FLAGS: list[Flag] = [
     Flag("ip", "127.0.0.1", "IP address to listen on (HTTP and ZeroMQ).", metavar="IP"),
     Flag("hostname", None, "Hostname to advertise in MasterInfo and /master/state; "
@@ -48,13 +76,31 @@ MASTER_FLAGS: list[Flag] = [
     Flag("work_dir", None, "Directory for the master's persistent data (registry)."),
     Flag("cluster", None, "Human readable name of the cluster, shown in the web UI."),
     Flag("allocator", "hierarchical", "Name of the allocator to use."),
+    Flag("roles", None, "Comma-separated whitelist of roles frameworks may subscribe with "
+         "(deprecated in Mesos; unset means any role).", metavar="ROLES"),
+    Flag("weights", None, "Initial role weights, e.g. prod=3,dev=1 (the registry's weights, set with "
+         "PUT /weights, take precedence).", weights_flag, "ROLE=WEIGHT,..."),
+    Flag("role_sorter", "drf", "Order in which roles are offered: drf or random.", sorter_name, "NAME"),
+    Flag("framework_sorter", "drf", "Order in which the frameworks of a role are offered: drf or random.",
+         sorter_name, "NAME"),
     Flag("allocation_interval", "1secs", "How often the allocator makes offers from all free resources "
          "(it also runs on events: slave added, resources freed, revive).", duration, "DURATION"),
     Flag("offer_timeout", None, "How long an offer may stay outstanding before it is rescinded; "
          "unset means offers never expire.", optional_duration, "DURATION"),
-    Flag("zk", None, "ZooKeeper URL for leader election, e.g. zk://host1:2181,host2:2181/offerd.",
+    Flag("zk", None, "ZooKeeper URL for leader election and the registry, e.g. "
+         "zk://host1:2181,host2:2181/offerd, zk://user:pass@host:2181/offerd or file:///path (a file "
+         "holding the URL).",
          metavar="URL"),
-    Flag("quorum", None, "Size of the registry quorum (used with --zk).", positive_int, "N"),
+    Flag("quorum", None, "Size of the registry quorum; accepted for compatibility with Mesos (the "
+         "registry lives in ZooKeeper, whose own quorum applies).", positive_int, "N"),
+    Flag("zk_session_timeout", "10secs", "ZooKeeper session timeout; a leader that loses its session "
+         "(or its connection) abdicates by exiting.", duration, "DURATION"),
+    Flag("registry", None, "Where the registry lives: zk (default with --zk; in ZooKeeper under the --zk "
+         "path) or in_memory (lost on failover). replicated_log is accepted as zk.", registry_flag, "NAME"),
+    Flag("slave_reregister_timeout", "10mins", "After a master failover, how long admitted slaves have to "
+         "reregister before they are marked unreachable.", duration, "DURATION"),
+    Flag("slave_removal_rate_limit", None, "At most this many slaves marked unreachable per period, "
+         "e.g. 1/10mins (partition safety); unset means no limit.", rate_flag, "N/DURATION"),
     Flag("framework_timeout", "5secs", "Silence after which a scheduler's connection is considered lost "
          "(its failover_timeout then starts).", duration, "DURATION"),
     Flag("slave_ping_timeout", "15secs", "Time allowed for one slave heartbeat; the slave is considered "

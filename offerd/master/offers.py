@@ -57,7 +57,9 @@ class Offers:
         started = time.perf_counter()
         now = time.monotonic()
         allocations = m.allocator.allocate(now, slaves)
-        m.metrics.set("allocator/allocation_run_ms", (time.perf_counter() - started) * 1000)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        m.metrics.set("allocator/allocation_run_ms", elapsed_ms)
+        m.allocation_timer.record(elapsed_ms)
         if not allocations:
             return
         m.touch()

@@ -1,7 +1,9 @@
 """Allocator contract: the pure library driven with a fake clock.
 
-Every test runs against every registered allocator (Habit 3). Expected
-dominant shares are written beside the asserts, as in Mesos' sorter tests.
+Every test runs against every built-in allocator and, for the hierarchical
+one, every sorter (Habit 3). Expected dominant shares are written beside the
+asserts, as in Mesos' sorter tests. Tests of an order only DRF promises take
+the `drf_make` fixture (both allocators, DRF sorters).
 """
 
 import random
@@ -14,12 +16,29 @@ from offerd.common.resources import Resources
 R = Resources.parse
 
 
-@pytest.fixture(params=sorted(ALLOCATORS))
-def make(request):
+# (allocator, sorter for roles and frameworks); the one-level "drf" has no sorters.
+VARIANTS = [("hierarchical", "drf"), ("hierarchical", "random"), ("drf", None)]
+assert {a for a, _ in VARIANTS} == set(ALLOCATORS)
+
+
+def _factory(allocator, sorter):
     def factory(**options):
         options.setdefault("rng", random.Random(7))
-        return create_allocator(request.param, **options)
+        if sorter is not None:
+            options.setdefault("role_sorter", sorter)
+            options.setdefault("framework_sorter", sorter)
+        return create_allocator(allocator, **options)
     return factory
+
+
+@pytest.fixture(params=VARIANTS, ids=lambda v: "-".join(x for x in v if x))
+def make(request):
+    return _factory(*request.param)
+
+
+@pytest.fixture(params=[v for v in VARIANTS if v[1] != "random"], ids=lambda v: "-".join(x for x in v if x))
+def drf_make(request):
+    return _factory(*request.param)
 
 
 def offered(allocations, framework_id):
@@ -38,14 +57,15 @@ def test_dominant_share_is_the_largest_fraction():
 
 
 def test_unknown_allocator_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="known allocators: hierarchical"):
+    with pytest.raises(ValueError, match="known allocators: drf, hierarchical"):
         create_allocator("nope")
 
 
 # -- the classic DRF example (Ghodsi et al., as in Mesos' docs) -------------------
 
 
-def test_drf_example_a_gets_three_tasks_b_two(make):
+def test_drf_example_a_gets_three_tasks_b_two(drf_make):
+    make = drf_make
     alloc = make()
     alloc.add_slave("s1", R("cpus:9;mem:18432"))
     task = {"A": R("cpus:1;mem:4096"), "B": R("cpus:3;mem:1024")}
@@ -331,7 +351,8 @@ def test_slave_order_is_shuffled_with_the_given_rng(make):
     assert len({tuple(first_slave(seed)) for seed in range(10)}) > 1
 
 
-def test_many_frameworks_share_fairly(make):
+def test_many_frameworks_share_fairly(drf_make):
+    make = drf_make
     alloc = make()
     for i in range(10):
         alloc.add_slave(f"s{i}", R("cpus:1;mem:1024"))
