@@ -9,9 +9,12 @@ the engine (engine.py) drives on offers, status updates and ticks.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 from dataclasses import dataclass
+
+import orjson
 
 from frameworks.marathon_like import deployments as plans
 from frameworks.marathon_like import ids, validation
@@ -26,6 +29,17 @@ from frameworks.marathon_like.storage import InMemoryStorage, Storage
 log = logging.getLogger(__name__)
 
 
+_NO_TASKS = {"tasksStaged": 0, "tasksRunning": 0, "tasksHealthy": 0, "tasksUnhealthy": 0}
+
+
+def encode(value) -> bytes:
+    """Compact JSON bytes: orjson, or the standard library for what orjson refuses (huge ints)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
 @dataclass
 class Config:
     master: str = ""
@@ -37,11 +51,13 @@ class Config:
     min_revive_offers_interval: float = 2.0
     max_instances_per_offer: int = 100
     reconciliation_interval: float = 600.0
-    failover_timeout: float = 0.0
+    failover_timeout: float = 7 * 86400.0   # Marathon's: a restart adopts the running tasks
     local_port_min: int = 10000
     local_port_max: int = 20000
     max_running_deployments: int = 100
     zk: str = ""
+    zk_session_timeout: float = 10.0
+    work_dir: str = ""             # the local store; empty keeps state in memory only
 
 
 class NullDriver:
@@ -60,6 +76,17 @@ class Core(Engine):
         self.storage = storage or InMemoryStorage()
         self.events = events or EventBus()
         self.lock = threading.RLock()
+        self.fatal = threading.Event()   # set when this process must end (the service exits)
+        self.fatal_reason = ""
+        # HA: whether this instance leads (always, without --zk), where the leader's API is,
+        # and hooks the service installs ("abdicate").
+        self.leading = True
+        self.leader_address = lambda: f"{self.config.hostname}:{self.config.http_port}"
+        self.extras: dict = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty in-memory state (then `_restore` fills it from storage)."""
         self.clock = ids.VersionClock()
         self.driver = NullDriver()
         self.apps: dict[str, dict] = {}
@@ -69,11 +96,42 @@ class Core(Engine):
         self.queue: dict[str, QueueEntry] = {}
         self.restarts: dict[str, plans.RollingRestart] = {}
         self.last_failure: dict[str, dict] = {}
+        self.groups: dict[str, dict] = {}      # group id -> stored settings (groups.py)
         self.framework_id: str | None = None
         self.connected = False
         self.counters: dict[str, int] = {}
+        self._encoded: dict[str, tuple] = {}   # app id -> (cache key, AppInfo JSON bytes)
         self._service_ports: set[int] = set()
-        super().__init__()
+        Engine.__init__(self)
+        self._restore()
+
+    def reload(self) -> None:
+        """Forget what is in memory and take up the stored state (a newly elected leader)."""
+        with self.lock:
+            self._reset()
+
+    def _restore(self) -> None:
+        """Take up the stored state: apps, their instances (adopted, not relaunched) and
+        running deployments. Reconciliation at registration then corrects task states."""
+        for app in self.storage.apps():
+            self.apps[app["id"]] = app
+            self._service_ports.update(p["port"] for p in app["portDefinitions"] if p.get("port"))
+        for record in self.storage.instances():
+            inst = Instance.from_record(record)
+            self.instances[inst.task_id] = inst
+            self.by_app.setdefault(inst.app_id, {})[inst.task_id] = inst
+        for record in self.storage.deployments():
+            deployment = plans.Deployment.from_record(record)
+            self.deployments[deployment.id] = deployment
+        self.last_failure.update({k: v for k, v in self.storage.failures().items() if k in self.apps})
+        self.groups.update({g["id"]: g for g in self.storage.groups()})
+        self.framework_id = self.storage.framework_id()
+        versions = [ids.parse_timestamp(a["version"]) for a in self.apps.values()]
+        versions += [ids.parse_timestamp(d.version) for d in self.deployments.values()]
+        self.clock.advance_to(max([v for v in versions if v], default=0.0))
+        if self.apps or self.instances:
+            log.info("restored %d apps, %d instances and %d deployments from storage",
+                     len(self.apps), len(self.instances), len(self.deployments))
 
     # -- reading ----------------------------------------------------------------
 
@@ -86,13 +144,39 @@ class Core(Engine):
     def app_deployments(self, app_id: str) -> list[str]:
         return [d.id for d in self.deployments.values() if app_id in d.affected]
 
+    def _counts(self, app: dict, tasks: list[Instance]) -> dict:
+        return {"tasksStaged": sum(1 for i in tasks if i.state in ("TASK_STAGING", "TASK_STARTING")),
+                "tasksRunning": sum(1 for i in tasks if i.running),
+                "tasksHealthy": sum(1 for i in tasks if i.running and i.healthy(app)),
+                "tasksUnhealthy": sum(1 for i in tasks if i.running and i.healthy(app) is False and i.health)}
+
+    def app_info_encoded(self, app: dict) -> bytes:
+        """The AppInfo of GET /v2/apps without extra embeds, as JSON bytes.
+
+        Encoding 1,000 full app documents per request is what made the list slow; an
+        app's bytes change only with its version, its counts or its deployments, which
+        are the cache key (counting is cheap, building and encoding are not)."""
+        known = self.by_app.get(app["id"])
+        if known:
+            counts = self._counts(app, [i for i in known.values() if i.state != "TASK_KILLED"])
+        else:
+            counts = _NO_TASKS
+        deployments = self.app_deployments(app["id"]) if self.deployments else []
+        key = (id(app), app["version"], tuple(counts.values()), tuple(deployments))
+        cached = self._encoded.get(app["id"])
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        out = app_json(app)
+        out.update(counts)
+        out["deployments"] = [{"id": d} for d in deployments]
+        data = encode(out)
+        self._encoded[app["id"]] = (key, data)
+        return data
+
     def app_info(self, app: dict, embed: set[str]) -> dict:
         out = app_json(app)
         tasks = [i for i in self.by_app.get(app["id"], {}).values() if i.state not in ("TASK_KILLED",)]
-        out["tasksStaged"] = sum(1 for i in tasks if i.state in ("TASK_STAGING", "TASK_STARTING"))
-        out["tasksRunning"] = sum(1 for i in tasks if i.running)
-        out["tasksHealthy"] = sum(1 for i in tasks if i.running and i.healthy(app))
-        out["tasksUnhealthy"] = sum(1 for i in tasks if i.running and i.healthy(app) is False and i.health)
+        out.update(self._counts(app, tasks))
         out["deployments"] = [{"id": d} for d in self.app_deployments(app["id"])]
         if "tasks" in embed:
             out["tasks"] = [i.to_json(app) for i in tasks]
@@ -101,7 +185,7 @@ class Core(Engine):
         if "taskStats" in embed:
             out["taskStats"] = {}
         if "readiness" in embed:
-            out["readinessCheckResults"] = []
+            out["readinessCheckResults"] = [i.readiness for i in tasks if i.readiness and not i.readiness_ok]
         return out
 
     def tasks_of(self, app_id: str) -> list[Instance]:
@@ -174,6 +258,7 @@ class Core(Engine):
         for app_id, app in target.items():
             if app is None:
                 self.apps.pop(app_id, None)
+                self._encoded.pop(app_id, None)
                 self.storage.delete_app(app_id)
                 self.events.publish("app_terminated_event", appId=app_id)
             else:
@@ -184,7 +269,7 @@ class Core(Engine):
                 self.storage.save_app(app)
         deployment = plans.build_plan(original, target, set(restart), version)
         self.deployments[deployment.id] = deployment
-        self.storage.save_deployment(deployment.to_json())
+        self.storage.save_deployment(deployment.to_record())
         self.bump("deployments_started")
         self.converge_all()
         self.progress_deployments()
@@ -339,7 +424,7 @@ class Core(Engine):
     # -- groups (derived from app ids) ------------------------------------------------
 
     def _group_ids(self) -> set[str]:
-        out = set()
+        out = {g for g in self.groups if g != "/"}
         for app_id in self.apps:
             parent = ids.parent_of(app_id)
             while parent != "/":
@@ -347,16 +432,23 @@ class Core(Engine):
                 parent = ids.parent_of(parent)
         return out
 
-    def group_json_of(self, apps: dict, group_id: str = "/", embed_apps=True) -> dict:
+    def group_json_of(self, apps: dict, group_id: str = "/", embed_apps=True, groups: dict | None = None) -> dict:
+        """The group tree: groups are the parents of app ids plus those with stored settings
+        (empty groups, dependencies) in `groups` (default: this core's)."""
         apps = {k: v for k, v in apps.items() if v}
-        children = sorted({ids.canonical(a[len(group_id):].strip("/").split("/")[0], group_id)
-                           for a in apps if a.startswith(group_id.rstrip("/") + "/")
-                           and "/" in a[len(group_id.rstrip("/")) + 1:]})
+        groups = self.groups if groups is None else groups
+        prefix = group_id.rstrip("/") + "/"
+        children = {prefix + a[len(prefix):].split("/")[0] for a in apps
+                    if a.startswith(prefix) and "/" in a[len(prefix):]}
+        children |= {prefix + g[len(prefix):].split("/")[0] for g in groups if g.startswith(prefix) and g != group_id}
         direct = [apps[a] for a in sorted(apps) if ids.parent_of(a) == group_id]
-        versions = [a["version"] for a in apps.values() if a["id"].startswith(group_id.rstrip("/") + "/")]
+        meta = groups.get(group_id) or {}
+        versions = [a["version"] for a in apps.values() if a["id"].startswith(prefix)]
+        versions += [g["version"] for k, g in groups.items() if (k == group_id or k.startswith(prefix)) and g.get("version")]
         return {"id": group_id, "apps": [app_json(a) for a in direct] if embed_apps else [],
-                "groups": [self.group_json_of(apps, c, embed_apps) for c in children],
-                "pods": [], "dependencies": [], "version": max(versions, default=ids.timestamp(0))}
+                "groups": [self.group_json_of(apps, c, embed_apps, groups) for c in sorted(children)],
+                "pods": [], "dependencies": list(meta.get("dependencies") or []),
+                "version": max(versions, default=ids.timestamp(0))}
 
     def bump(self, name: str, by: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + by

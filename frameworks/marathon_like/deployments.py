@@ -42,6 +42,17 @@ class Deployment:
             "currentStep": min(self.current + 1, len(self.steps)), "totalSteps": len(self.steps),
         }
 
+    def to_record(self) -> dict:
+        """What storage keeps: enough to resume the plan after a restart."""
+        return {"id": self.id, "version": self.version, "original": self.original, "target": self.target,
+                "steps": self.steps, "current": self.current}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Deployment":
+        # The step in progress starts again: its actions are idempotent (converge to a target).
+        return cls(record["id"], record["version"], record["original"], record["target"], record["steps"],
+                   record.get("current", 0))
+
     def plan_json(self, group_json) -> dict:
         """The "heavy" plan of events: original and target root groups included."""
         return {"id": self.id, "version": self.version, "original": group_json(self.original),

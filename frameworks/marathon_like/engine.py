@@ -41,12 +41,32 @@ class Engine:
             return (not inst.sentenced, inst.condition_rank(), -age if youngest else age)
         return sorted(instances, key=key)
 
+    def _expire_unreachable(self, app: dict) -> None:
+        """unreachableStrategy (§3): past inactiveAfterSeconds an unreachable instance no longer
+        counts (a replacement launches); past expungeAfterSeconds, or at once when the strategy
+        is "disabled", it is killed and forgotten."""
+        now = ids.now()
+        strategy = app.get("unreachableStrategy")
+        for inst in list(self.by_app.get(app["id"], {}).values()):
+            if inst.unreachable_since is None:
+                continue
+            gone = now - inst.unreachable_since
+            if strategy == "disabled" or gone >= strategy.get("expungeAfterSeconds", 0):
+                log.info("expunging unreachable task %s", inst.task_id)
+                self.kill(inst, "unreachable too long")
+                self._forget(inst)
+            elif gone >= strategy.get("inactiveAfterSeconds", 0) and not inst.inactive:
+                log.info("unreachable task %s is inactive; replacing it", inst.task_id)
+                inst.inactive = True
+
     def converge(self, app_id: str) -> None:
         app = self.apps.get(app_id)
+        if app is not None:
+            self._expire_unreachable(app)
         active = [i for i in self.by_app.get(app_id, {}).values() if i.active]
         entry = self.queue_entry(app_id) if app else self.queue.get(app_id)
         if app is None:
-            for inst in active:
+            for inst in self.by_app.get(app_id, {}).values():
                 self.kill(inst, "app removed")
             self.queue.pop(app_id, None)
             return
@@ -125,6 +145,8 @@ class Engine:
                                     currentStep={"actions": actions})
                 deployment.current += 1
                 deployment.step_started = False
+                if deployment.current < len(deployment.steps):
+                    self.storage.save_deployment(deployment.to_record())
             if deployment.current >= len(deployment.steps):
                 self.deployments.pop(deployment.id, None)
                 self.storage.delete_deployment(deployment.id)
@@ -186,6 +208,8 @@ class Engine:
         inst.config_version = app["versionInfo"]["lastConfigChangeAt"]
         self.instances[task_id] = inst
         self.by_app.setdefault(app["id"], {})[task_id] = inst
+        # Stored before the launch goes out, so a restart adopts it instead of killing an unknown task.
+        self.storage.save_instance(inst.to_record())
         self.bump("tasks_launched")
         return build_task(app, task_id, view, placement)
 
@@ -203,11 +227,20 @@ class Engine:
         if inst.state in TERMINAL:
             return
         now = ids.now()
+        changed = inst.state != state
         inst.state = state
-        if status.slave_id.value:
+        if status.slave_id.value and inst.slave_id != status.slave_id.value:
             inst.slave_id = status.slave_id.value
+            changed = True
         if state == "TASK_RUNNING" and inst.started_at is None:
             inst.started_at = now
+        if state == "TASK_UNREACHABLE":
+            if inst.unreachable_since is None:
+                inst.unreachable_since, changed = now, True
+        elif inst.unreachable_since is not None:
+            inst.unreachable_since, inst.inactive = None, False   # back: scaling down drops the surplus
+        if changed and state not in TERMINAL:
+            self.storage.save_instance(inst.to_record())
         app = self.apps.get(inst.app_id)
         self.events.publish("status_update_event", slaveId=inst.slave_id, taskId=task_id, taskStatus=state,
                             message=status.message, appId=inst.app_id, host=inst.host,
@@ -229,10 +262,12 @@ class Engine:
             "appId": app["id"], "host": inst.host, "message": message or "", "state": state,
             "taskId": inst.task_id, "timestamp": ids.timestamp(now), "version": inst.version,
             "slaveId": inst.slave_id}
+        self.storage.save_failure(app["id"], self.last_failure[app["id"]])
         self.bump("tasks_failed")
 
     def _forget(self, inst: Instance) -> None:
         self.instances.pop(inst.task_id, None)
+        self.storage.delete_instance(inst.task_id)
         tasks = self.by_app.get(inst.app_id, {})
         tasks.pop(inst.task_id, None)
         if not tasks:

@@ -49,6 +49,25 @@ def run_check(check: dict, host: str, port: int | None, env: dict) -> str | None
     return f"unsupported protocol {protocol}"
 
 
+def run_readiness(check: dict, host: str, port: int | None) -> dict:
+    """One readiness probe: {"ready", "lastResponse"} (reference §3 readinessChecks)."""
+    timeout = max(0.1, float(check.get("timeoutSeconds", 10)))
+    cls = http.client.HTTPSConnection if check.get("protocol") == "HTTPS" else http.client.HTTPConnection
+    try:
+        conn = cls(host, port, timeout=timeout)
+        try:
+            conn.request("GET", check.get("path") or "/")
+            answer = conn.getresponse()
+            body = answer.read(64 * 1024).decode("utf-8", "replace")
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException) as exc:
+        return {"ready": False, "lastResponse": None, "cause": f"{type(exc).__name__}: {exc}"}
+    response = {"status": answer.status, "contentType": answer.getheader("Content-Type", ""),
+                "body": body if check.get("preserveLastResponse") else ""}
+    return {"ready": answer.status in check.get("httpStatusCodesForReady", [200]), "lastResponse": response}
+
+
 class HealthChecker:
     def __init__(self, core, workers: int = 8):
         self.core = core
@@ -59,7 +78,7 @@ class HealthChecker:
     def poll(self) -> None:
         """Start every check that is due (called by the ticker)."""
         now = ids.now()
-        jobs = []
+        jobs, readiness_jobs = [], []
         with self.core.lock:
             for inst in list(self.core.instances.values()):
                 app = self.core.apps.get(inst.app_id)
@@ -80,12 +99,42 @@ class HealthChecker:
                         port = inst.ports[index_] if index_ < len(inst.ports) else None
                     env = task_env(app, inst.task_id, inst.host, inst.ports)
                     jobs.append((key, inst, app, check, port, env))
+                readiness = app.get("readinessChecks") or []
+                key = (inst.task_id, "readiness")
+                if readiness and not inst.readiness_ok and key not in self.inflight and self.due.get(key, 0) <= now:
+                    check = readiness[0]
+                    self.due[key] = now + float(check["intervalSeconds"])
+                    self.inflight.add(key)
+                    names = [p.get("name") for p in app["portDefinitions"]]
+                    index_ = names.index(check["portName"]) if check["portName"] in names else len(inst.ports)
+                    port = inst.ports[index_] if index_ < len(inst.ports) else None
+                    readiness_jobs.append((key, inst, check, port))
             live = set(self.core.instances)
             for key in [k for k in self.due if k[0] not in live]:
                 self.due.pop(key, None)
         for key, inst, app, check, port, env in jobs:
             future = self.pool.submit(run_check, check, inst.host, port, env)
             future.add_done_callback(lambda f, key=key, inst=inst, check=check: self._done(key, inst, check, f))
+        for key, inst, check, port in readiness_jobs:
+            future = self.pool.submit(run_readiness, check, inst.host, port)
+            future.add_done_callback(lambda f, key=key, inst=inst, check=check: self._ready(key, inst, check, f))
+
+    def _ready(self, key, inst, check, future) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:  # a checker bug reads as not ready, never a crash
+            result = {"ready": False, "lastResponse": None, "cause": f"{type(exc).__name__}: {exc}"}
+        with self.core.lock:
+            self.inflight.discard(key)
+            if inst.task_id not in self.core.instances or inst.killing:
+                return
+            inst.readiness = {"name": check["name"], "taskId": inst.task_id, "ready": result["ready"],
+                              "lastResponse": result["lastResponse"]}
+            if result["ready"]:
+                inst.readiness_ok = True
+                self.core.storage.save_instance(inst.to_record())
+                self.core.converge(inst.app_id)
+                self.core.progress_deployments()
 
     def _done(self, key, inst, check, future) -> None:
         try:

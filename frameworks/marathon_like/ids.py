@@ -76,6 +76,10 @@ class VersionClock:
         self._last = moment
         return timestamp(moment)
 
+    def advance_to(self, seconds: float) -> None:
+        """Never hand out a version older than one already stored (a restart, a clock step)."""
+        self._last = max(self._last, seconds)
+
 
 def new_task_id(app_id: str) -> str:
     return f"{app_id.strip('/').replace('/', '_')}.{uuid.uuid4()}"

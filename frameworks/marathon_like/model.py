@@ -26,6 +26,10 @@ HEALTH_DEFAULTS = {
     "protocol": "HTTP", "gracePeriodSeconds": 300, "intervalSeconds": 60, "timeoutSeconds": 20,
     "maxConsecutiveFailures": 3, "delaySeconds": 15, "ignoreHttp1xx": False,
 }
+READINESS_DEFAULTS = {
+    "name": "readinessCheck", "protocol": "HTTP", "path": "/", "portName": "http-api", "intervalSeconds": 30,
+    "timeoutSeconds": 10, "httpStatusCodesForReady": [200], "preserveLastResponse": False,
+}
 READ_ONLY = ("version", "versionInfo", "tasks", "tasksRunning", "tasksStaged", "tasksHealthy",
              "tasksUnhealthy", "deployments", "lastTaskFailure", "taskStats", "readinessCheckResults")
 # Fields whose change is only a scale (lastScalingAt), not a config change.
@@ -45,6 +49,10 @@ def with_defaults(app: dict) -> dict:
     for key in ("constraints", "uris", "fetch", "storeUrls", "healthChecks", "dependencies"):
         if out.get(key) is None:
             out[key] = []
+    if isinstance(out.get("unreachableStrategy"), dict):
+        out["unreachableStrategy"] = {**APP_DEFAULTS["unreachableStrategy"], **out["unreachableStrategy"]}
+    elif out.get("unreachableStrategy") is None:
+        out["unreachableStrategy"] = dict(APP_DEFAULTS["unreachableStrategy"])
     strategy = {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0}
     strategy.update(out.get("upgradeStrategy") or {})
     out["upgradeStrategy"] = strategy
@@ -63,6 +71,8 @@ def with_defaults(app: dict) -> dict:
             full.setdefault("portIndex", 0)
         checks.append(full)
     out["healthChecks"] = checks
+    out["readinessChecks"] = [{**READINESS_DEFAULTS, **r} if isinstance(r, dict) else r
+                              for r in out.get("readinessChecks") or []]
     for number in ("cpus", "mem", "disk"):
         out[number] = float(out[number])
     return out
@@ -112,11 +122,26 @@ class Instance:
     health: list[HealthResult] = field(default_factory=list)
     attributes: dict = field(default_factory=dict)
     config_version: str = ""
+    unreachable_since: float | None = None
+    inactive: bool = False         # unreachable past inactiveAfterSeconds: replaced, not counted
+    readiness_ok: bool = False     # passed the app's readiness check once (then never checked again)
+    readiness: dict | None = None  # the last readinessCheckResult while not ready
 
+    RECORDED = ("task_id", "app_id", "version", "slave_id", "host", "ports", "service_ports", "state",
+                "staged_at", "started_at", "attributes", "config_version", "unreachable_since",
+                "readiness_ok")
+
+    def to_record(self) -> dict:
+        """What storage keeps; health results and kill marks are rebuilt after a restart."""
+        return {name: getattr(self, name) for name in self.RECORDED}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Instance":
+        return cls(**{name: record[name] for name in cls.RECORDED if name in record})
 
     @property
     def active(self) -> bool:
-        return self.state not in TERMINAL and not self.killing
+        return self.state not in TERMINAL and not self.killing and not self.inactive
 
     @property
     def running(self) -> bool:
@@ -130,7 +155,8 @@ class Instance:
 
     def ready(self, app: dict) -> bool:
         """Counts toward capacity: running, and healthy if the app has checks."""
-        return self.running and not self.killing and self.healthy(app) is not False
+        return self.running and not self.killing and self.healthy(app) is not False and \
+            (self.readiness_ok or not app.get("readinessChecks"))
 
     def condition_rank(self) -> int:
         return {"TASK_UNREACHABLE": 0, "TASK_STAGING": 1, "TASK_STARTING": 2}.get(self.state, 3)

@@ -55,6 +55,15 @@ class MarathonScheduler(Scheduler):
 
     def error(self, driver, message):
         log.error("driver error: %s", message)
+        if "has been removed" in message:
+            # Our framework id is dead for good: forget it and the tasks it owned, and end
+            # this process so its supervisor starts a fresh one that registers anew.
+            with self.core.lock:
+                self.core.storage.save_framework_id(None)
+                for task_id in list(self.core.instances):
+                    self.core.storage.delete_instance(task_id)
+            self.core.fatal_reason = message
+            self.core.fatal.set()
 
 
 class Ticker:
@@ -71,6 +80,8 @@ class Ticker:
 
     def _run(self):
         while not self._stop.wait(self.interval):
+            if not self.core.leading:
+                continue   # a standby: the leader does the work
             try:
                 with self.core.lock:
                     self.core.tick()

@@ -93,10 +93,64 @@ def validate_app(app: dict, raw: dict | None = None) -> list[dict]:
         d.add("/", "AppDefinition must not contain both 'uris' and 'fetch'.")
     if app.get("killSelection") not in ("YOUNGEST_FIRST", "OLDEST_FIRST"):
         d.add("/killSelection", "error.unknown.enum.literal")
+    for path, message in readiness_errors(app.get("readinessChecks") or [], names):
+        d.add(path, message)
+    for path, message in unreachable_errors(app.get("unreachableStrategy")):
+        d.add(path, message)
     for i, dep in enumerate(app.get("dependencies", [])):
         if ids.path_errors(dep):
             d.add(f"/dependencies({i})", ids.path_errors(dep)[0])
     return d.as_list()
+
+
+def readiness_errors(checks: list, port_names: list[str]) -> list[tuple[str, str]]:
+    if len(checks) > 1:
+        return [("/readinessChecks", "Only one readinessCheck is supported at the moment")]
+    out = []
+    for i, check in enumerate(checks):
+        base = f"/readinessChecks({i})"
+        if not isinstance(check, dict):
+            out.append((base, "expected an object"))
+            continue
+        if check.get("protocol") not in ("HTTP", "HTTPS"):
+            out.append((f"{base}/protocol", "error.unknown.enum.literal"))
+        if check.get("portName") not in port_names:
+            out.append((f"{base}/portName", "The readinessCheck must reference a port name defined in portDefinitions"))
+        interval, timeout = check.get("intervalSeconds"), check.get("timeoutSeconds")
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (interval, timeout))
+        if not numbers or timeout < 0 or interval <= 0:
+            out.append((base, "intervalSeconds and timeoutSeconds must be positive numbers"))
+        elif timeout >= interval:
+            out.append((f"{base}/timeoutSeconds", "timeoutSeconds must be smaller than intervalSeconds"))
+        codes = check.get("httpStatusCodesForReady")
+        if not isinstance(codes, list) or not codes or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                                for c in codes):
+            out.append((f"{base}/httpStatusCodesForReady", "must be a non-empty list of status codes"))
+        if not isinstance(check.get("path"), str):
+            out.append((f"{base}/path", "expected a string"))
+    return out
+
+
+def unreachable_errors(strategy) -> list[tuple[str, str]]:
+    """`"disabled"`, or inactiveAfterSeconds ≥ 0 and expungeAfterSeconds ≥ inactiveAfterSeconds."""
+    base = "/unreachableStrategy"
+    if strategy == "disabled":
+        return []
+    if not isinstance(strategy, dict):
+        return [(base, 'expected "disabled" or an object with inactiveAfterSeconds and expungeAfterSeconds')]
+    out = []
+    numbers = {}
+    for key in ("inactiveAfterSeconds", "expungeAfterSeconds"):
+        value = strategy.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            out.append((f"{base}/{key}", "expected a number"))
+        elif value < 0:
+            out.append((f"{base}/{key}", f"got {value}, expected 0 or more"))
+        else:
+            numbers[key] = value
+    if len(numbers) == 2 and numbers["expungeAfterSeconds"] < numbers["inactiveAfterSeconds"]:
+        out.append((f"{base}/expungeAfterSeconds", "expungeAfterSeconds must be greater than inactiveAfterSeconds"))
+    return out
 
 
 def constraint_errors(constraint: list) -> list[str]:

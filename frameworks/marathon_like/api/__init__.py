@@ -41,10 +41,16 @@ def create_app(core, config: dict | None = None) -> Flask:
     app.url_map.strict_slashes = False
     app.extensions["marathon_core"] = core
 
-    from frameworks.marathon_like.api import apps, deployments, events, groups, queue, system, tasks
+    from frameworks.marathon_like.api import apps, deployments, events, groups, queue, system, tasks, ui
 
-    for module in (apps, tasks, deployments, queue, groups, system, events):
+    for module in (apps, tasks, deployments, queue, groups, system, events, ui):
         app.register_blueprint(module.bp)
+
+    from frameworks.marathon_like.api.proxy import proxy_to_leader
+
+    @app.before_request
+    def leader_only():
+        return proxy_to_leader(core)
 
     @app.errorhandler(MarathonError)
     def marathon_error(exc: MarathonError):
@@ -69,7 +75,9 @@ def create_app(core, config: dict | None = None) -> Flask:
 
     @app.after_request
     def leader_header(response):
-        response.headers.setdefault("X-Marathon-Leader", f"http://{core.config.hostname}:{core.config.http_port}")
+        leader = core.leader_address()
+        if leader:
+            response.headers.setdefault("X-Marathon-Leader", f"http://{leader}")
         return response
 
     app.wsgi_app = CollapseSlashes(app.wsgi_app)

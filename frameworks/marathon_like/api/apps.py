@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from frameworks.marathon_like import ids, schemas
 from frameworks.marathon_like.api.common import body, core, deployment_result, embeds, qbool
+from frameworks.marathon_like.core import encode
 from frameworks.marathon_like.errors import BadRequest, NotFound, NotValid, app_not_found, task_not_found
 from frameworks.marathon_like.model import app_json
 
@@ -76,6 +77,7 @@ def list_apps():
     cmd, app_id, label = request.args.get("cmd"), request.args.get("id"), request.args.get("label")
     selector = label_selector(label) if label else None
     embed = embeds(("counts", "deployments"))
+    plain = embed <= {"counts", "deployments"}
     with c.lock:
         out = []
         for app in c.apps.values():
@@ -85,8 +87,8 @@ def list_apps():
                 continue
             if selector and not selector(app.get("labels") or {}):
                 continue
-            out.append(c.app_info(app, embed))
-    return jsonify({"apps": out})
+            out.append(c.app_info_encoded(app) if plain else encode(c.app_info(app, embed)))
+    return Response(b'{"apps":[' + b",".join(out) + b"]}", mimetype="application/json")
 
 
 @bp.post("/v2/apps")

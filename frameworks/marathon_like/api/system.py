@@ -18,9 +18,9 @@ VERSION = "1.4.13"
 def info():
     c = core()
     cfg = c.config
-    leader = f"{cfg.hostname}:{cfg.http_port}"
+    leader = c.leader_address()
     return jsonify({
-        "name": "marathon", "version": VERSION, "buildref": "offerd", "elected": True, "leader": leader,
+        "name": "marathon", "version": VERSION, "buildref": "offerd", "elected": c.leading, "leader": leader,
         "frameworkId": c.framework_id,
         "marathon_config": {
             "access_control_allow_origin": None, "checkpoint": True,
@@ -54,13 +54,16 @@ def info():
 @bp.get("/v2/leader")
 def leader():
     c = core()
-    return jsonify({"leader": f"{c.config.hostname}:{c.config.http_port}"})
+    leader = c.leader_address()
+    if leader is None:
+        raise NotFound("There is no leader")
+    return jsonify({"leader": leader})
 
 
 @bp.delete("/v2/leader")
 def abdicate():
     c = core()
-    callback = c.extras.get("abdicate") if hasattr(c, "extras") else None
+    callback = c.extras.get("abdicate")
     if callback is None:
         raise NotFound("There is no leader")
     threading.Timer(0.5, callback).start()
@@ -125,6 +128,7 @@ def _param(name, where="query", kind="string", required=False):
 def openapi_document() -> dict:
     app_id = _param("appId", "path", required=True)
     force = _param("force", kind="boolean")
+    group_id = _param("groupId", "path", required=True)
     paths = {
         "/v2/apps": {
             "get": {**_op("List apps", response="AppInfoResponse"),
@@ -145,7 +149,13 @@ def openapi_document() -> dict:
                        "parameters": [app_id, _param("host"), _param("scale", kind="boolean"),
                                       _param("wipe", kind="boolean"), force]},
         },
+        "/v2/apps/{appId}/tasks/{taskId}": {
+            "delete": {**_op("Kill one task of an app", response="TaskResponse"),
+                       "parameters": [app_id, _param("taskId", "path", required=True),
+                                      _param("scale", kind="boolean"), _param("wipe", kind="boolean"), force]}},
         "/v2/apps/{appId}/versions": {"get": {**_op("Versions of an app"), "parameters": [app_id]}},
+        "/v2/apps/{appId}/versions/{version}": {
+            "get": {**_op("An app at a version"), "parameters": [app_id, _param("version", "path", required=True)]}},
         "/v2/tasks": {"get": {**_op("All tasks", response="TaskResponse"), "parameters": [_param("status")]}},
         "/v2/tasks/delete": {"post": {**_op("Kill tasks", "TaskIdsSchema"),
                                       "parameters": [_param("scale", kind="boolean"), force]}},
@@ -154,7 +164,19 @@ def openapi_document() -> dict:
                                                       "parameters": [_param("deploymentId", "path", required=True),
                                                                      force]}},
         "/v2/groups": {"get": _op("The root group"), "post": _op("Create a group", "GroupSchema", codes=(201,)),
-                       "put": _op("Change the root group", "GroupSchema")},
+                       "put": {**_op("Change the root group", "GroupSchema"),
+                               "parameters": [force, _param("dryRun", kind="boolean")]}},
+        "/v2/groups/{groupId}": {
+            "get": {**_op("A group"), "parameters": [group_id]},
+            "post": {**_op("Create a group", "GroupSchema", codes=(201,)), "parameters": [group_id, force]},
+            "put": {**_op("Change a group", "GroupSchema"),
+                    "parameters": [group_id, force, _param("dryRun", kind="boolean")]},
+            "patch": {**_op("Change a group's own settings", "GroupSchema"), "parameters": [group_id]},
+            "delete": {**_op("Delete a group"), "parameters": [group_id, force]},
+        },
+        "/v2/groups/{groupId}/versions": {"get": {**_op("Versions of a group"), "parameters": [group_id]}},
+        "/v2/groups/{groupId}/versions/{version}": {
+            "get": {**_op("A group at a version"), "parameters": [group_id, _param("version", "path", required=True)]}},
         "/v2/queue": {"get": _op("The launch queue")},
         "/v2/queue/{appId}/delay": {"delete": {**_op("Reset an app's backoff", codes=(204,)), "parameters": [app_id]}},
         "/v2/info": {"get": _op("Framework info")},

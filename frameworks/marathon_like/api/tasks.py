@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from frameworks.marathon_like import ids, schemas
 from frameworks.marathon_like.api.common import body, core, deployment_result, qbool
@@ -19,10 +19,33 @@ def list_tasks():
     for value in request.args.getlist("status") + request.args.getlist("status[]"):
         wanted |= STATUS.get(value.lower(), set())
     c = core()
+    accept = request.accept_mimetypes
+    if accept["text/plain"] > accept["application/json"]:
+        with c.lock:
+            text = endpoints_text(c)
+        return Response(text, mimetype="text/plain")
     with c.lock:
         tasks = [i.to_json() for i in c.instances.values()
                  if i.state not in ("TASK_KILLED",) and (not wanted or i.state in wanted)]
     return jsonify({"tasks": tasks})
+
+
+def endpoints_text(c) -> str:
+    """The pre-1.5 text form load balancers read (`Accept: text/plain`): per app and service
+    port one line `<id with / → _>\t<servicePort>\t<host:port>\t…`; apps without ports get
+    one line with a blank port and the hosts of their running tasks."""
+    lines = []
+    for app_id in sorted(c.apps):
+        app = c.apps[app_id]
+        clean = app_id.strip("/").replace("/", "_")
+        running = [i for i in c.by_app.get(app_id, {}).values() if i.running]
+        service_ports = [p["port"] for p in app["portDefinitions"]]
+        if not service_ports:
+            lines.append(f"{clean}\t \t" + "".join(f"{i.host}\t" for i in running))
+        for index, port in enumerate(service_ports):
+            lines.append(f"{clean}\t{port}\t" + "".join(
+                f"{i.host}:{i.ports[index]}\t" for i in running if index < len(i.ports)))
+    return "".join(line + "\n" for line in lines)
 
 
 @bp.post("/v2/tasks/delete")
