@@ -6,12 +6,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run test unit integration proto proto-check bench clean system-deps
+.PHONY: help venv run test unit integration test-chaos proto proto-check bench clean system-deps
 
 help:
 	@echo "make run          start the embedded local cluster (master, 2 slaves)"
 	@echo "make test         set everything up and run the whole test suite"
 	@echo "make bench        run the benchmarks under bench/ (JSON on stdout)"
+	@echo "make test-chaos   kill masters, slaves, schedulers at random for 2 minutes (real ZooKeeper)"
 	@echo "make proto        regenerate offerd/proto/offerd_pb2.py"
 	@echo "make proto-check  fail if the committed generated module is stale"
 
@@ -48,6 +49,11 @@ unit: venv
 
 integration: venv
 	$(PY) -m pytest -q tests/integration
+
+# Kills a random master, slave or scheduler every few seconds for two minutes
+# (OFFERD_CHAOS_SECONDS) on a real ZooKeeper and checks the task invariants.
+test-chaos: venv system-deps
+	OFFERD_CHAOS=1 $(PY) -m pytest -q -s tests/ha/test_chaos.py
 
 proto: venv
 	$(PY) -m grpc_tools.protoc -Iofferd/proto --python_out=offerd/proto offerd/proto/offerd.proto

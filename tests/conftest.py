@@ -7,6 +7,7 @@ import time
 import pytest
 
 from offerd.cli.local import LocalCluster, free_base_port
+from tests.zookeeper import zk_server, zk_url  # noqa: F401
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):

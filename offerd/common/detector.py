@@ -2,7 +2,14 @@
 
 Users name a master by its HTTP address (``host:5050``), as with Mesos; the
 ZeroMQ endpoint is learned from the master's ``/master/info`` (its MasterInfo
-as JSON, the same document Mesos writes into ZooKeeper).
+as JSON, the same document Mesos writes into ZooKeeper). A standby master's
+``/master/info`` answers with the leader's MasterInfo, so ``host:port`` of any
+master finds the leader.
+
+With ``zk://host:2181/path`` (or ``file:///path``) the leader's MasterInfo is
+read from ZooKeeper through one watching detector per URL and process; every
+reconnect of a `transport.Client` resolves again, which is how slaves and
+schedulers follow a new leader.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import socket
 import struct
 
+from offerd.common.election import ElectionError, is_zk_url, shared_detector
 from offerd.common.http import get_json
 
 
@@ -35,11 +43,8 @@ def split_host_port(text: str, default_port: int = 5050) -> tuple[str, int]:
 
 def master_info(master: str, timeout: float = 5.0) -> dict:
     """MasterInfo JSON of the leading master named by `master`."""
-    if master.startswith("zk://") or master.startswith("file://"):
-        raise DetectorError(
-            f"{master}: ZooKeeper master detection is not available in this build; "
-            "name the master by HOST:PORT"
-        )
+    if is_zk_url(master):
+        return _zk_master_info(master, timeout)
     host, port = split_host_port(master)
     try:
         return get_json(f"http://{host}:{port}/master/info", timeout=timeout)
@@ -61,3 +66,14 @@ def zmq_endpoint(info: dict) -> str:
 
 def resolve_master(master: str, timeout: float = 5.0) -> str:
     return zmq_endpoint(master_info(master, timeout))
+
+
+def _zk_master_info(master: str, timeout: float) -> dict:
+    try:
+        detector = shared_detector(master)
+    except ElectionError as exc:
+        raise DetectorError(str(exc)) from None
+    info = detector.wait_leader(timeout)
+    if info is None:
+        raise DetectorError(f"no leading master in {master} yet")
+    return info

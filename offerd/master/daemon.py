@@ -27,7 +27,7 @@ from offerd.common.ids import IdGenerator, new_master_id
 from offerd.common.resources import parse_min_allocatable
 from offerd.common.transport import Server, encode
 from offerd.master import events
-from offerd.master.allocation import RolePolicy, RunTimer, parse_roles
+from offerd.master.allocation import RolePolicy, RunTimer, parse_roles, tune_gc
 from offerd.master.flags import MASTER_FLAGS, normalize_flags, optional_duration
 from offerd.master.frameworks import Frameworks
 from offerd.master.http_api import create_app
@@ -91,6 +91,7 @@ class Master:
         self._snapshot: Snapshot | None = None
         self._snapshot_version = -1
         self._allocation_pending = False
+        self._allocation_requested_at = 0.0
         self._allocate_all = False
         self._allocation_slaves: set[str] = set()
         self._context: zmq.Context | None = None
@@ -155,6 +156,9 @@ class Master:
         except Exception:
             self.stop()
             raise
+        # Startup and recovery done: the allocation cycles that follow should not
+        # pay for collector scans of what lives for good (see allocation.tune_gc).
+        tune_gc()
         return self
 
     def _open_server(self, zmq_port: int) -> Server:
@@ -240,10 +244,12 @@ class Master:
             self._allocation_slaves.update(slaves)
         if not self._allocation_pending:
             self._allocation_pending = True
+            self._allocation_requested_at = time.perf_counter()
             self.actor.call_soon(self._requested_allocation)
 
     def _requested_allocation(self) -> None:
         self._allocation_pending = False
+        self.allocation_timer.latency.record((time.perf_counter() - self._allocation_requested_at) * 1000)
         slaves = None if self._allocate_all else self._allocation_slaves
         self._allocate_all = False
         self._allocation_slaves = set()

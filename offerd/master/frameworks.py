@@ -63,6 +63,7 @@ class Frameworks:
         framework = Framework(framework_id, stored, roles, m.flags.max_completed_tasks_per_framework, time.time())
         framework.suppressed_roles = suppressed
         self.state.frameworks[framework_id] = framework
+        m.leadership.framework_added(framework_id, stored)
         self._connect(framework, peer)
         m.allocator.add_framework(framework_id, roles, active=True, suppressed_roles=suppressed)
         log.info("framework %s (%s) subscribed with roles %s", framework_id, info.name, list(roles))
@@ -83,6 +84,7 @@ class Frameworks:
         m.offers.remove_framework_offers(framework, notify=False)
         framework.update_info(info, roles)
         framework.recovered = False
+        m.leadership.framework_added(framework.framework_id, framework.info)
         framework.suppressed_roles = suppressed
         framework.reregistered_time = time.time()
         self._connect(framework, peer)
@@ -172,6 +174,7 @@ class Frameworks:
         framework.unregistered_time = now
         del self.state.frameworks[framework_id]
         self.state.add_completed_framework(framework)
+        m.leadership.framework_removed(framework_id)
         m.metrics.inc("master/frameworks_removed")
         log.info("removed framework %s", framework_id)
         m.request_allocation()

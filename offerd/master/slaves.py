@@ -57,6 +57,9 @@ class Slaves:
             m.send_to_peer(peer, events.slave_error(f"Registration refused: {error}"))
             return
         slave_id = m.ids.slave()
+        if not m.leadership.slave_admitted(slave_id, info):
+            m.send_to_peer(peer, events.slave_error("Registration refused: the registry did not admit the slave"))
+            return
         slave = self._admit(peer, slave_id, info, call.register.version)
         m.allocator.add_slave(slave_id, slave.total, hostname=slave.hostname, attributes=info.attributes)
         m.metrics.inc("master/slave_registrations")
@@ -81,6 +84,7 @@ class Slaves:
         if slave_id in self.removed:
             m.send_to_peer(peer, pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN))
             return
+        m.leadership.slave_reregistered(slave_id, info)
         was_unreachable = self.state.unreachable_slaves.pop(slave_id, None) is not None
         slave = self.state.slaves.get(slave_id)
         if slave is not None:
@@ -116,7 +120,13 @@ class Slaves:
     def on_unregister(self, slave: Slave, call: pb.SlaveCall) -> None:
         log.info("slave %s unregistered", slave.slave_id)
         self.removed.add(slave.slave_id)
+        self.m.leadership.slave_removed(slave.slave_id)
         self._remove(slave, unreachable=False, why=f"Slave {slave.slave_id} unregistered")
+
+    def remove_gone(self, slave: Slave) -> None:
+        """An operator marked the slave gone (MARK_AGENT_GONE): TASK_GONE_BY_OPERATOR."""
+        self._remove(slave, unreachable=False, why=f"Slave {slave.slave_id} marked gone by the operator",
+                     gone=True)
 
     # -- records ----------------------------------------------------------------
 
@@ -255,11 +265,14 @@ class Slaves:
         slave.lost_timer = m.later(grace, self._grace_expired, slave.slave_id)
 
     def _grace_expired(self, slave_id: str) -> None:
+        self.m.leadership.rate_limited(self._unreachable_now, slave_id)
+
+    def _unreachable_now(self, slave_id: str) -> None:
         slave = self.state.slaves.get(slave_id)
         if slave is not None and not slave.connected:
             self._remove(slave, unreachable=True, why=f"Slave {slave_id} is unreachable")
 
-    def _remove(self, slave: Slave, unreachable: bool, why: str) -> None:
+    def _remove(self, slave: Slave, unreachable: bool, why: str, gone: bool = False) -> None:
         m = self.m
         slave_id = slave.slave_id
         if slave.lost_timer is not None:
@@ -270,20 +283,21 @@ class Slaves:
         del self.state.slaves[slave_id]
         now = time.time()
         if unreachable:
+            m.leadership.slave_unreachable(slave_id, now)
             self.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, slave.info, now)
             while len(self.state.unreachable_slaves) > MAX_UNREACHABLE_SLAVES:
                 self.state.unreachable_slaves.popitem(last=False)
             m.metrics.inc("master/slave_unreachable_completed")
         m.metrics.inc("master/slave_removals")
         for task in slave.tasks.values():
-            self._task_lost(task, unreachable, why, now)
+            self._task_lost(task, unreachable, why, now, gone)
         slave.tasks.clear()
         for framework in self.state.frameworks.values():
             if framework.connected:
                 m.send_event(framework, events.failure(slave_id))
         log.info("%s: %s", why, "tasks reported unreachable or lost" if unreachable else "tasks lost or gone")
 
-    def _task_lost(self, task: Task, unreachable: bool, why: str, now: float) -> None:
+    def _task_lost(self, task: Task, unreachable: bool, why: str, now: float, gone: bool = False) -> None:
         m = self.m
         framework = self.state.frameworks.get(task.framework_id)
         if framework is None:
@@ -292,6 +306,9 @@ class Slaves:
         if is_terminal(task.state):
             # Its terminal update waits on the slave; nothing new to say.
             framework.add_completed(task)
+            return
+        if gone:
+            self.task_gone_by_operator(framework, task, now)
             return
         aware = framework.partition_aware
         if unreachable and aware:
@@ -307,6 +324,24 @@ class Slaves:
         task.statuses.append((state, now))
         status = events.master_status(task.task_id, state, Reason.REASON_SLAVE_REMOVED, why, task.slave_id,
                                       task.executor_id or None, unreachable_time=now if unreachable else None)
+        m.metrics.count_terminal(status)
+        if framework.connected:
+            m.send_event(framework, events.update(status))
+
+    def task_gone_by_operator(self, framework, task: Task, now: float) -> None:
+        """TASK_GONE_BY_OPERATOR for a task of a slave the operator marked gone."""
+        m = self.m
+        if task.state == pb.TASK_UNREACHABLE:
+            self.state.terminal_task_counts[pb.TASK_UNREACHABLE] -= 1
+            task.state = pb.TASK_GONE_BY_OPERATOR
+            self.state.terminal_task_counts[pb.TASK_GONE_BY_OPERATOR] += 1
+        else:
+            self.state.set_task_state(task, pb.TASK_GONE_BY_OPERATOR)
+        framework.add_completed(task)
+        task.statuses.append((pb.TASK_GONE_BY_OPERATOR, now))
+        status = events.master_status(task.task_id, pb.TASK_GONE_BY_OPERATOR, Reason.REASON_SLAVE_REMOVED_BY_OPERATOR,
+                                      f"Slave {task.slave_id} was marked gone by the operator", task.slave_id,
+                                      task.executor_id or None)
         m.metrics.count_terminal(status)
         if framework.connected:
             m.send_event(framework, events.update(status))
