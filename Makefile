@@ -68,7 +68,7 @@ proto-check: venv
 bench: venv
 	$(PY) bench/launch_bench.py
 	$(PY) bench/allocator_bench.py
-	$(PY) bench/state_bench.py
+	$(PY) bench/http_bench.py
 	$(PY) bench/failover_bench.py
 
 clean:

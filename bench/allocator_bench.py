@@ -15,6 +15,14 @@ a live master). For each (slaves x frameworks) size, in a fresh child process:
 * ``reference``: a textbook DRF (progressive filling that re-sorts every
   framework for every slave) on the same inputs, and the speed-up ratio.
 
+Each cycle is timed in wall time and in process CPU time. The garbage
+collector runs with the master's settings (``offerd.master.allocation.tune_gc``:
+after setup, the analogue of the master's startup and recovery, a collection,
+``gc.freeze()`` and a gen-0 threshold of 50,000); ``--gc default`` measures
+with CPython's defaults instead. The settings used are in the output (``gc``).
+The three setups of a size (all declining, half suppressed, reference) each run
+in their own forked child, so each is frozen once, as a master is.
+
 Prints one JSON document; progress goes to stderr.
 """
 
@@ -35,6 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from offerd.allocator import create_allocator, dominant_share  # noqa: E402
 from offerd.common.resources import Resources  # noqa: E402
+from offerd.master.allocation import gc_settings, tune_gc  # noqa: E402
 
 SLAVE = "cpus:2;mem:1024;disk:4096;ports:[31000-32000]"
 SIZES = [(1000, 100), (5000, 500), (10000, 1000), (20000, 2000), (50000, 200)]
@@ -121,14 +130,14 @@ def _decline_all(alloc, result, now, reference: bool) -> int:
 
 
 def _cycles(alloc, cycles: int, reference: bool) -> tuple[list[tuple[float, float]], list[int]]:
-    """(wall ms, CPU ms of this thread) per cycle; CPU time is what a busy
-    shared machine disturbs least."""
+    """(wall ms, process CPU ms) per cycle; CPU time is what a busy shared
+    machine disturbs least (the collector's work is in both)."""
     times, offers = [], []
     now = 0.0
     for _ in range(cycles):
-        started, cpu = time.perf_counter(), time.thread_time()
+        started, cpu = time.perf_counter(), time.process_time()
         result = alloc.allocate(now)
-        times.append(((time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000))
+        times.append(((time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000))
         offers.append(_decline_all(alloc, result, now, reference))
         now += 1.0  # one allocation interval
     return times, offers
@@ -139,10 +148,41 @@ def _summary(times: list[tuple[float, float]]) -> dict:
     cpu = [c for _, c in times]
     return {"median": round(statistics.median(wall), 2), "min": round(min(wall), 2),
             "max": round(max(wall), 2), "cpu_median": round(statistics.median(cpu), 2),
-            "runs": [round(t, 2) for t in wall]}
+            "cpu_min": round(min(cpu), 2), "runs": [round(t, 2) for t in wall],
+            "cpu_runs": [round(t, 2) for t in cpu]}
 
 
-def measure(slaves: int, frameworks: int, cycles: int, reference_cycles: int, sorter: str) -> dict:
+def _tune(gc_mode: str) -> dict:
+    return tune_gc() if gc_mode == "master" else gc_settings()
+
+
+def _in_child(fn, *args):
+    """fn(*args) in a fresh forked process (its own heap, frozen once)."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=lambda: queue.put(fn(*args)))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+
+
+def _rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def measure(slaves: int, frameworks: int, cycles: int, reference_cycles: int, sorter: str, gc_mode: str) -> dict:
+    out = _in_child(_measure_declines, slaves, frameworks, cycles, sorter, gc_mode)
+    out["half_suppressed_cycle_ms"] = _in_child(_measure_half_suppressed, slaves, frameworks, cycles, sorter, gc_mode)
+    if reference_cycles:
+        ref = _in_child(_measure_reference, slaves, frameworks, reference_cycles, gc_mode)
+        out["reference"] = ref
+        out["speedup"] = round(ref["decline_cycle_ms"]["median"] / out["decline_cycle_ms"]["median"], 1)
+        out["speedup_cpu"] = round(ref["decline_cycle_ms"]["cpu_median"] / out["decline_cycle_ms"]["cpu_median"], 1)
+    return out
+
+
+def _measure_declines(slaves: int, frameworks: int, cycles: int, sorter: str, gc_mode: str) -> dict:
     out: dict = {"slaves": slaves, "frameworks": frameworks}
     rng = random.Random(1)
 
@@ -150,6 +190,7 @@ def measure(slaves: int, frameworks: int, cycles: int, reference_cycles: int, so
     alloc = create_allocator("hierarchical", rng=rng, role_sorter=sorter, framework_sorter=sorter)
     _setup(alloc, slaves, frameworks, False, False)
     out["setup_s"] = round(time.perf_counter() - started, 2)
+    out["gc"] = _tune(gc_mode)
     times, offers = _cycles(alloc, cycles, False)
     out["decline_cycle_ms"] = _summary(times)
     out["offers_per_cycle"] = offers[-1]
@@ -172,27 +213,24 @@ def measure(slaves: int, frameworks: int, cycles: int, reference_cycles: int, so
     out["event_cycle_ms"] = {"median": round(statistics.median(event_times), 4),
                              "p99": round(sorted(event_times)[int(len(event_times) * 0.99) - 1], 4),
                              "runs": len(event_times), "offers": event_offers}
-    del alloc
-
-    alloc = create_allocator("hierarchical", rng=random.Random(1), role_sorter=sorter, framework_sorter=sorter)
-    _setup(alloc, slaves, frameworks, True, False)
-    times, _ = _cycles(alloc, cycles, False)
-    out["half_suppressed_cycle_ms"] = _summary(times)
-    del alloc
-
-    if reference_cycles:
-        ref = ReferenceDRF(random.Random(1))
-        _setup(ref, slaves, frameworks, False, True)
-        times, offers = _cycles(ref, reference_cycles, True)
-        out["reference"] = {"decline_cycle_ms": _summary(times), "offers_per_cycle": offers[-1]}
-        out["speedup"] = round(statistics.median(w for w, _ in times) / out["decline_cycle_ms"]["median"], 1)
-        out["speedup_cpu"] = round(statistics.median(c for _, c in times) / out["decline_cycle_ms"]["cpu_median"], 1)
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["peak_rss_mb"] = _rss_mb()
     return out
 
 
-def _child(queue, *args):
-    queue.put(measure(*args))
+def _measure_half_suppressed(slaves: int, frameworks: int, cycles: int, sorter: str, gc_mode: str) -> dict:
+    alloc = create_allocator("hierarchical", rng=random.Random(1), role_sorter=sorter, framework_sorter=sorter)
+    _setup(alloc, slaves, frameworks, True, False)
+    _tune(gc_mode)
+    times, _ = _cycles(alloc, cycles, False)
+    return _summary(times)
+
+
+def _measure_reference(slaves: int, frameworks: int, cycles: int, gc_mode: str) -> dict:
+    ref = ReferenceDRF(random.Random(1))
+    _setup(ref, slaves, frameworks, False, True)
+    _tune(gc_mode)
+    times, offers = _cycles(ref, cycles, True)
+    return {"decline_cycle_ms": _summary(times), "offers_per_cycle": offers[-1]}
 
 
 def main() -> int:
@@ -207,9 +245,10 @@ def main() -> int:
                         "(default: all but 20,000 x 2,000, whose one textbook cycle takes minutes); "
                         "above 2.5e7 it runs a single cycle")
     parser.add_argument("--sorter", default="drf", choices=["drf", "random"])
+    parser.add_argument("--gc", default="master", choices=["master", "default"],
+                        help="collector settings: the master's (tune_gc, default) or CPython's defaults")
     args = parser.parse_args()
     results = []
-    ctx = multiprocessing.get_context("fork")
     for size in args.sizes.split(","):
         slaves, frameworks = (int(x) for x in size.lower().split("x"))
         import math
@@ -217,11 +256,7 @@ def main() -> int:
         ref = 0 if work > args.reference_max_work else args.reference_cycles if work <= 2.5e7 else 1
         ref = min(ref, args.reference_cycles)
         print(f"allocator_bench: {slaves} slaves x {frameworks} frameworks...", file=sys.stderr, flush=True)
-        queue = ctx.Queue()
-        child = ctx.Process(target=_child, args=(queue, slaves, frameworks, args.cycles, ref, args.sorter))
-        child.start()
-        result = queue.get()
-        child.join()
+        result = measure(slaves, frameworks, args.cycles, ref, args.sorter, args.gc)
         print(f"  decline cycle median {result['decline_cycle_ms']['median']} ms"
               f" (cpu {result['decline_cycle_ms']['cpu_median']} ms)"
               + (f", reference {result['reference']['decline_cycle_ms']['median']} ms"
@@ -232,6 +267,9 @@ def main() -> int:
         "case": "DeclineOffers (every framework declines everything, refuse_seconds=5, 1 s per cycle)",
         "slave_resources": SLAVE,
         "sorter": args.sorter,
+        "gc": ("master settings (offerd.master.allocation.tune_gc): after setup gc.collect(), gc.freeze(), "
+               "gc.set_threshold(50000, 20, 10)" if args.gc == "master" else "CPython defaults"),
+        "cpu_time": "time.process_time() of the measuring process around allocate(now)",
         "python": platform.python_version(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "targets_ms": {"10000x1000": 100, "20000x2000": 300, "event": 1},

@@ -10,8 +10,9 @@ Four measurements in one run, printed as one JSON document:
 3. isolated: the posix run again with the slaves' `--isolation` set to real
    containers (default cgroups/cpu,cgroups/mem,namespaces/pid; needs root), next to
    `container_ceiling`: the container primitives alone in a loop (create the
-   cgroups and write limits, fork, join them, unshare, exec `true` as PID 1 of a
-   new PID namespace, remove the cgroups), the most the isolated path could do.
+   cgroups and write limits, have the slave's resident launch helper fork, join
+   them, unshare, exec `true` as PID 1 of a new PID namespace, remove the
+   cgroups), the most the isolated path could do.
 4. simulated: the same framework against `--simulated_slaves` simulated slaves
    hosted by one process (the one simulated-slave mode every benchmark reuses):
    offer, accept, run, RUNNING, FINISHED and acknowledgements, but no process.
@@ -95,13 +96,31 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
         for isolator in reversed(isolators):
             isolator.cleanup(box)
 
-    def spawn(plan: LaunchPlan, argv=("true",)) -> None:
+    import tempfile
+
+    helper = launcher.LaunchHelper()   # the slave's resident launch helper, as the slave runs it
+    sandbox = tempfile.mkdtemp(prefix="offerd-bench-")
+
+    def spawn(plan: LaunchPlan, argv=("true",), via_helper: bool | None = None, thread_pid_ns: bool = True) -> None:
+        """As the slave's launcher does it (posix.py): through the resident helper
+        when code must run between fork and exec, else vfork from this thread."""
+        if via_helper is None:
+            via_helper = launcher.use_helper(plan, None)
+        if via_helper:
+            child = helper.spawn(launcher.helper_request(list(argv), None, plan, None, sandbox, dict(os.environ)),
+                                 sandbox)
+            if child.wait() != 0:
+                raise RuntimeError(f"{argv} exited with {child.returncode}")
+            return
         thread_join = launcher.can_join_from_thread(plan)
-        command = launcher.wrap_argv(list(argv), None, plan, None, in_preexec=False, joined=thread_join)
+        in_ns = plan.pid_namespace and thread_pid_ns
+        command = launcher.wrap_argv(list(argv), None, plan, None, in_preexec=False, joined=thread_join,
+                                     thread_pid_ns=in_ns)
         read_fd = write_fd = None
         if plan.cgroup_procs and not thread_join:
             read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        with launcher.ThreadInCgroups(plan) if thread_join else contextlib.nullcontext():
+        with launcher.ThreadInCgroups(plan) if thread_join else contextlib.nullcontext(), \
+                launcher.ThreadInPidNamespace() if in_ns else contextlib.nullcontext():
             proc = subprocess.Popen(command, stdin=write_fd)
         if write_fd is not None:
             os.close(write_fd)
@@ -134,7 +153,7 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
             count += 1
         return round((time.perf_counter() - start) / count * 1000, 3)
 
-    part = seconds / 6
+    part = seconds / 8
     out = {
         "isolation": isolation,
         "cost_ms": {
@@ -142,6 +161,12 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
             "create_cgroups_and_limits_then_remove": cost_ms(lambda: cleanup(prepare()[0]), part),
             "spawn_true_in_cgroups_with_create_and_remove": cost_ms(cgroups_only, part),
             "spawn_true_in_pid_namespace": cost_ms(lambda: spawn(LaunchPlan(pid_namespace=True)), part),
+            # Before: `unshare --pid --fork --kill-child --mount-proc` made the namespace.
+            "spawn_true_in_pid_namespace_unshare_fork": cost_ms(
+                lambda: spawn(LaunchPlan(pid_namespace=True), thread_pid_ns=False), part),
+            # namespaces/uts and filesystem/linux: the resident helper forks from its small image.
+            "spawn_true_with_hostname_via_helper": cost_ms(
+                lambda: spawn(LaunchPlan(clone_flags=launcher.CLONE_NEWUTS, hostname="bench")), part),
             "whole_container": cost_ms(one, part),
         },
     }
@@ -157,6 +182,10 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
     for isolator in isolators:
         if hasattr(isolator, "remove_root"):
             isolator.remove_root()
+    helper.close()
+    import shutil
+
+    shutil.rmtree(sandbox, ignore_errors=True)
     return out
 
 
