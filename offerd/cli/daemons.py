@@ -29,18 +29,22 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run_master if command == "master" else run_slave)
 
 
-def wait_for_signal(done: threading.Event | None = None) -> None:
-    """Block until SIGINT/SIGTERM, or until `done` is set (the daemon ended itself)."""
+def wait_for_signal(done: threading.Event | None = None, extra: tuple = ()) -> int | None:
+    """Block until SIGINT/SIGTERM (or a signal in `extra`), or until `done` is set
+    (the daemon ended itself); returns the signal received, if any."""
     stop = done or threading.Event()
+    received: list[int] = []
 
     def on_signal(signum, _frame):
         log.info("received %s, shutting down", signal.Signals(signum).name)
+        received.append(signum)
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, *extra):
+        signal.signal(signum, on_signal)
     while not stop.wait(1):
         pass
+    return received[0] if received else None
 
 
 def _resolve(args, command: str):
@@ -96,10 +100,16 @@ def run_slave(args) -> int:
         log.error("cannot start the %s: %s", what, exc)
         return 1
     log.info("%s started, registering with the master at %s", what, flags.master)
+    # SIGTERM/SIGINT: stop, leaving checkpointing frameworks' tasks running for the
+    # next start (--recover=reconnect); SIGUSR1: shut down (kill all, unregister).
+    received = None
     try:
-        wait_for_signal(daemon.stopped)
+        received = wait_for_signal(daemon.stopped, extra=(signal.SIGUSR1,))
     finally:
-        daemon.stop()
+        if received == signal.SIGUSR1 and hasattr(daemon, "shutdown"):
+            daemon.shutdown()
+        else:
+            daemon.stop()
     reason = getattr(daemon, "shutdown_reason", None)
     if reason:
         log.warning("the master shut this slave down: %s", reason)

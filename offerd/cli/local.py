@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags
@@ -224,16 +225,40 @@ class LocalCluster:
             proc.send_signal(sig)
             proc.wait(30)
 
+    def _teardown_marathon(self, timeout: float = 10.0) -> None:
+        """End the marathon framework's tasks. Its process stops with failover (the master
+        keeps its tasks for a restart to adopt) and slaves keep tasks across their own
+        restarts, so without this a stopped cluster would leave the apps running."""
+        try:
+            frameworks = [f for f in self.state().get("frameworks", []) if f.get("name") == "marathon"]
+            for framework in frameworks:
+                data = urllib.parse.urlencode({"frameworkId": framework["id"]}).encode()
+                urllib.request.urlopen(f"{self.master_url}/master/teardown", data=data, timeout=5).close()
+            deadline = time.monotonic() + timeout
+            while frameworks and time.monotonic() < deadline:
+                if not any(f.get("name") == "marathon" and f.get("tasks") for f in self.state().get("frameworks", [])):
+                    break
+                time.sleep(0.1)
+        except (OSError, ValueError) as exc:
+            log.warning("could not tear down the marathon framework: %s", exc)
+
     def stop(self) -> None:
+        if self.marathon_proc is not None and self.master_proc is not None and self.master_proc.poll() is None:
+            self._teardown_marathon()
         if self.marathon_proc is not None and self.marathon_proc.poll() is None:
             self.marathon_proc.terminate()
             try:
                 self.marathon_proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.marathon_proc.kill()
-        for proc in [*self.slave_procs, self.master_proc]:
+        # Stopping a local cluster ends its tasks too: SIGUSR1 is the slave's
+        # "shut down" (kill everything, unregister); SIGTERM would leave the
+        # tasks of checkpointing frameworks running for a restarted slave.
+        for proc in self.slave_procs:
             if proc is not None and proc.poll() is None:
-                proc.terminate()
+                proc.send_signal(signal.SIGUSR1)
+        if self.master_proc is not None and self.master_proc.poll() is None:
+            self.master_proc.terminate()
         for proc in [*self.slave_procs, self.master_proc]:
             if proc is None:
                 continue

@@ -134,15 +134,22 @@ class SlaveCore:
             log.info("%s: found checkpointed slave id %s in %s", self.name, self.slave_id, self.work_dir)
         self.client.start()
 
-    def stop(self) -> None:
-        """Kill everything this slave runs and close its connection."""
+    def stop(self, keep_checkpointed: bool = False) -> None:
+        """Kill everything this slave runs and close its connection. With
+        `keep_checkpointed` (a SIGTERM under --recover=reconnect) the containers of
+        checkpointing frameworks keep running for the next run to adopt."""
         if self.stopped:
             return
         self.stopped = True
         self.registered = False
         self.registrar.stop()
         self.updates.pause()
-        self.containerizer.destroy_all()
+        if keep_checkpointed:
+            kept = sum(1 for f in self.frameworks.values() if f.info.checkpoint for _ in f.executors)
+            if kept:
+                log.info("%s: leaving %d executor(s) of checkpointing frameworks running for the next run",
+                         self.name, kept)
+        self.containerizer.destroy_all(keep_checkpointed=keep_checkpointed)
         if self.gc is not None:
             self.gc.close()
         for framework in self.frameworks.values():
@@ -150,6 +157,18 @@ class SlaveCore:
                 if executor.timer is not None:
                     executor.timer.cancel()
         self.client.close()
+
+    def shutdown(self) -> None:
+        """Shut this slave down for good (SIGUSR1, Mesos' agent shutdown): tell the
+        master it is leaving (UNREGISTER), kill everything, forget the slave id."""
+        if self.stopped:
+            return
+        if self.slave_id:
+            log.warning("%s: shutting down: unregistering slave %s and killing all tasks", self.name, self.slave_id)
+            self.client.send(pb.SlaveCall(type=pb.SlaveCall.UNREGISTER, slave_id=pb.SlaveID(value=self.slave_id)))
+        self.stop()
+        checkpoint.forget_slave(self.work_dir)
+        self.slave_id = None
 
     def slave_info(self) -> pb.SlaveInfo:
         info = pb.SlaveInfo()

@@ -32,8 +32,10 @@ EXECUTOR_PEER_TIMEOUT = 30.0
 
 
 class Slave:
-    """`start()` brings the slave up and registers it; `stop()` kills its tasks and
-    takes it down. `slave_id` is None until the master has (re)registered it."""
+    """`start()` brings the slave up and registers it; `stop()` takes it down
+    (leaving checkpointing frameworks' tasks running under --recover=reconnect),
+    `shutdown()` also kills those and unregisters. `slave_id` is None until the
+    master has (re)registered it."""
 
     def __init__(self, flags):
         self.flags = flags
@@ -113,10 +115,22 @@ class Slave:
         return f"tcp://{flags.ip}:{self.executor_port}"
 
     def stop(self) -> None:
-        """Kill every task and executor, then stop. Safe from any thread, repeatable."""
+        """Stop the slave (SIGTERM). Tasks of non-checkpointing frameworks are
+        killed; with --recover=reconnect those of checkpointing frameworks keep
+        running, and the next start on the same work_dir reattaches them (Mesos'
+        agent does the same). Safe from any thread, repeatable."""
+        keep = getattr(self.flags, "recover", "reconnect") == "reconnect" and self.flags.containerizer == "posix"
+        self._stop(lambda core: core.stop(keep_checkpointed=keep))
+
+    def shutdown(self) -> None:
+        """Shut the slave down (SIGUSR1): unregister from the master, kill every
+        task and executor, forget the slave id (the next start registers anew)."""
+        self._stop(lambda core: core.shutdown())
+
+    def _stop(self, stop_core) -> None:
         if self._running and self.actor.in_actor_thread():
             # The actor cannot wait for itself to stop.
-            threading.Thread(target=self.stop, name="slave-stop", daemon=True).start()
+            threading.Thread(target=self._stop, args=(stop_core,), name="slave-stop", daemon=True).start()
             return
         with self._stop_lock:
             if self._stopping:
@@ -125,7 +139,7 @@ class Slave:
         try:
             if self._running:
                 try:
-                    self.actor.call(self.core.stop, timeout=5.0)
+                    self.actor.call(stop_core, self.core, timeout=5.0)
                 except TimeoutError:
                     log.warning("the slave's actor did not answer; stopping anyway")
                 self.actor.stop()

@@ -18,7 +18,7 @@ KNOWN_ISOLATORS = frozenset({
     "namespaces/pid", "namespaces/uts", "namespaces/ipc", "namespaces/net",
     "filesystem/posix", "filesystem/linux",
 })
-IMPLEMENTED_ISOLATORS = KNOWN_ISOLATORS - {"posix/disk", "namespaces/net"}
+IMPLEMENTED_ISOLATORS = KNOWN_ISOLATORS - {"posix/disk"}
 RECOVER_MODES = ("reconnect", "cleanup")
 
 

@@ -301,6 +301,34 @@ def test_pid_and_uts_namespaces(master, container_slave):
 
 
 @linux_only
+def test_net_namespace_has_only_a_loopback_that_is_up(master, container_slave):
+    slave = container_slave("namespaces/net,namespaces/pid")
+    probe = ("import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+             "socket.create_connection(s.getsockname(), timeout=2); print('loopback ok')")
+    master.send(slave.slave_id, run_task(task("net", f"cat /proc/net/dev > dev.txt; {sys.executable} -c \"{probe}\" "
+                                                     "> lo.txt")))
+    assert master.wait_terminal("net").state == pb.TASK_FINISHED
+    directory = sandbox(slave, "net")
+    devices = {line.split(":")[0].strip() for line in open(os.path.join(directory, "dev.txt")).read().splitlines()
+               if ":" in line}
+    assert devices == {"lo"}, devices
+    assert open(os.path.join(directory, "lo.txt")).read().strip() == "loopback ok"
+
+
+@linux_only
+def test_a_pid_namespace_init_without_a_term_handler_dies_at_once_on_kill(master, container_slave):
+    """A namespace's PID 1 gets from outside only the signals it handles; one that
+    would have died of SIGTERM anywhere else dies at once, not after the grace."""
+    slave = container_slave("namespaces/pid")
+    master.send(slave.slave_id, run_task(task("init", "exec sleep 300", grace=30)))
+    master.wait_state("init", pb.TASK_RUNNING)
+    started = time.monotonic()
+    master.send(slave.slave_id, kill_task("init"))
+    assert master.wait_terminal("init").state == pb.TASK_KILLED
+    assert time.monotonic() - started < 10
+
+
+@linux_only
 def test_cfs_quota_holds_a_busy_task_at_its_share(master, container_slave):
     slave = container_slave("cgroups/cpu,cgroups/mem", cgroups_enable_cfs=True)
     master.send(slave.slave_id, run_task(task("spin", "while :; do :; done", cpus=0.25)))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -47,6 +50,9 @@ def test_task_ignoring_sigterm_is_killed_after_grace_period(cluster):
     with RunningFramework(cluster.master, grace_seconds=1.0) as fw:
         task_id = fw.scheduler.submit("trap '' TERM; echo ready; while true; do sleep 0.1; done")
         fw.scheduler.wait_state(task_id, pb.TASK_RUNNING)
+        # RUNNING can arrive before the shell has installed its trap: wait until
+        # the task says so in its stdout, read through the master's sandbox proxy.
+        wait_for(lambda: "ready" in _stdout(cluster, task_id), timeout=30, message="the task's trap")
         started = time.monotonic()
         fw.driver.killTask(pb.TaskID(value=task_id))
         status = fw.scheduler.wait_state(task_id, TERMINAL, timeout=30)
@@ -54,6 +60,21 @@ def test_task_ignoring_sigterm_is_killed_after_grace_period(cluster):
         assert status.state == pb.TASK_KILLED
         # It survived SIGTERM for the grace period, then SIGKILL ended it.
         assert elapsed >= 0.9, elapsed
+
+
+def _stdout(cluster, task_id: str) -> str:
+    try:
+        box = get_json(f"{cluster.master_url}/master/sandbox?task_id={task_id}")
+        query = urllib.parse.urlencode({"slave_id": box["slave_id"], "path": f"{box['directory']}/stdout",
+                                        "offset": 0, "length": 4096})
+        return get_json(f"{cluster.master_url}/files/read?{query}")["data"]
+    except (OSError, KeyError):
+        return ""
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
 
 
 def test_offerd_execute_exit_status(cluster):

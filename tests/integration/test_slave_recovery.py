@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import sys
 import time
 import uuid
@@ -52,11 +53,14 @@ def start_tasks(fw, marker: str, count: int) -> list[str]:
 
 LINUX = "cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid"
 HIERARCHIES = cgroups.detect()
+# namespaces/uts and filesystem/linux go through the slave's resident launch helper,
+# which is then the tasks' parent: it must leave them running when the slave goes.
+HELPER = "cgroups/cpu,cgroups/mem,namespaces/pid,namespaces/uts,filesystem/linux"
 
 
-@pytest.mark.parametrize("isolation, count", [("posix/cpu,posix/mem", TASKS), (LINUX, 5)])
+@pytest.mark.parametrize("isolation, count", [("posix/cpu,posix/mem", TASKS), (LINUX, 5), (HELPER, 5)])
 def test_restarted_slave_keeps_its_running_tasks_and_their_updates_arrive(cluster_factory, isolation, count):
-    if isolation == LINUX and (os.geteuid() != 0 or HIERARCHIES is None
+    if isolation != "posix/cpu,posix/mem" and (os.geteuid() != 0 or HIERARCHIES is None
                                or not {"cpu", "memory", "pids"} <= set(HIERARCHIES.mounts)):
         pytest.skip("needs root and the cpu, memory and pids cgroup controllers")
     root_name = f"offerd-test-{uuid.uuid4().hex[:8]}"
@@ -184,3 +188,74 @@ def test_a_custom_executor_survives_a_restart_and_its_updates_arrive(cluster_fac
             status = scheduler.wait_state(task_id, [pb.TASK_FINISHED, pb.TASK_FAILED, pb.TASK_LOST], timeout=40)
             assert status.state == pb.TASK_FINISHED, (task_id, status.message)
         assert executors() == executor_pids   # the same executor process, not a new one
+
+
+def helper_processes() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if any(part.endswith("containerizer/helper.py") for part in p.info["cmdline"] or ())]
+
+
+@pytest.mark.parametrize("isolation", ["posix/cpu,posix/mem", LINUX, HELPER])
+def test_sigterm_leaves_checkpointed_tasks_running_and_a_restart_reattaches_them(cluster_factory, isolation):
+    """Mesos' stop semantics: a SIGTERMed slave (--recover=reconnect) exits leaving the
+    tasks of checkpointing frameworks running; the restarted slave adopts them and
+    their updates arrive. A non-checkpointing framework's task dies with the slave."""
+    if isolation != "posix/cpu,posix/mem" and (os.geteuid() != 0 or HIERARCHIES is None
+                                               or not {"cpu", "memory", "pids"} <= set(HIERARCHIES.mounts)):
+        pytest.skip("needs root and the cpu, memory and pids cgroup controllers")
+    helpers_before = set(helper_processes())
+    root_name = f"offerd-test-{uuid.uuid4().hex[:8]}"
+    cluster = cluster_factory(slaves=1, slave_args=["--recover=reconnect", f"--isolation={isolation}",
+                                                     f"--cgroups_root={root_name}"])
+    marker, other = new_marker(8), new_marker(500)
+    with RunningFramework(cluster.master, info=framework_info(checkpoint=True)) as fw, \
+            RunningFramework(cluster.master, info=framework_info(name="plain", checkpoint=False)) as plain:
+        ids = start_tasks(fw, marker, 3)
+        start_tasks(plain, other, 1)
+        before = wait_for(lambda: (found := tasks_with(marker)) and len(found) == 3 and found, 10,
+                          message="every task's process")
+        wait_for(lambda: len(tasks_with(other)) == 1, 10, message="the plain framework's task")
+
+        cluster.kill_slave(0, signal.SIGTERM)
+        assert cluster.slave_procs[0].returncode == 0
+        # The slave is gone, its checkpointed tasks are not; the plain one is.
+        assert tasks_with(marker) == before
+        assert all(psutil.pid_exists(pid) for pid in before.values())
+        wait_for(lambda: not tasks_with(other), 10, message="the non-checkpointing task to be killed")
+        # A launch helper exits with its slave, leaving the tasks it started running.
+        wait_for(lambda: set(helper_processes()) <= helpers_before, 10, message="the launch helper to exit")
+
+        cluster.start_slave(0)
+        time.sleep(1.0)
+        assert tasks_with(marker) == before
+        for task_id in ids:
+            status = fw.scheduler.wait_state(task_id, [pb.TASK_FINISHED, pb.TASK_FAILED, pb.TASK_LOST,
+                                                       pb.TASK_KILLED], timeout=30)
+            assert status.state == pb.TASK_FINISHED, (task_id, status.message)
+            assert fw.scheduler.states(task_id).count(pb.TASK_RUNNING) == 1
+    if HIERARCHIES is not None:
+        def left():
+            return [p for m in set(HIERARCHIES.mounts.values()) for p in glob.glob(os.path.join(m, root_name, "*"))
+                    if os.path.isdir(p)]
+        wait_for(lambda: not left(), 5, message=f"every container's cgroup to be removed: {left()}")
+
+
+def test_sigusr1_shuts_the_slave_down_killing_everything_and_unregistering(cluster_factory):
+    cluster = cluster_factory(slaves=1, slave_args=["--recover=reconnect"])
+    marker = new_marker(600)
+    with RunningFramework(cluster.master, info=framework_info(checkpoint=True)) as fw:
+        ids = start_tasks(fw, marker, 2)
+        wait_for(lambda: len(tasks_with(marker)) == 2, 10, message="the tasks' processes")
+        work_dir = os.path.join(cluster.work_dir, "slave0")
+        assert os.path.exists(os.path.join(work_dir, "meta", "slaves", "latest", "slave.info"))
+
+        cluster.kill_slave(0, signal.SIGUSR1)
+        assert cluster.slave_procs[0].returncode == 0
+        assert not tasks_with(marker)
+        # The master removed the slave at once (no agent timeout): the tasks are reported gone.
+        for task_id in ids:
+            status = fw.scheduler.wait_state(task_id, [pb.TASK_LOST, pb.TASK_GONE, pb.TASK_KILLED,
+                                                       pb.TASK_FAILED], timeout=15)
+            assert status.state != pb.TASK_RUNNING
+        # It forgot its id: the next start registers as a new slave.
+        assert not os.path.exists(os.path.join(work_dir, "meta", "slaves", "latest", "slave.info"))

@@ -100,3 +100,88 @@ def test_isolation_that_needs_root_is_refused_clearly_without_it(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(IsolatorError, match="need root"):
         create_isolators("cgroups/mem", make_flags(master="127.0.0.1:5050"))
+
+
+def test_catches_reads_the_signal_masks():
+    import signal
+
+    proc = subprocess.Popen(["sh", "-c", "trap : TERM; sleep 30 & wait"])
+    plain = subprocess.Popen(["sleep", "30"])
+    try:
+        import time
+
+        deadline = time.monotonic() + 5
+        while not launcher.catches(proc.pid, signal.SIGTERM) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert launcher.catches(proc.pid, signal.SIGTERM)
+        assert not launcher.catches(plain.pid, signal.SIGTERM)
+        assert not launcher.catches(2**22 + 12345, signal.SIGTERM)   # no such process
+    finally:
+        for p in (proc, plain):
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
+def test_a_threads_pid_namespace_makes_the_next_child_pid_1_and_is_left_after():
+    with launcher.ThreadInPidNamespace():
+        inner = subprocess.run([launcher.UNSHARE, "--mount-proc", "sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"],
+                               capture_output=True, text=True, check=True)
+    pid, processes = inner.stdout.split()
+    assert pid == "1" and int(processes) <= 3   # sh, ls, grep: a /proc of its own namespace
+    after = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    assert after.stdout.strip() != "1"          # the thread is back in the slave's namespace
+
+
+@pytest.fixture
+def helper():
+    h = launcher.LaunchHelper()
+    yield h
+    h.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+def test_the_launch_helper_starts_a_namespaced_container_and_reports_its_exit(helper, tmp_path):
+    plan = LaunchPlan(clone_flags=launcher.CLONE_NEWUTS, hostname="in-the-box", pid_namespace=True)
+    request = launcher.helper_request(["sh", "-c", "hostname; echo $$; exit 3"], None, plan, None, str(tmp_path),
+                                      {"PATH": os.environ["PATH"]})
+    child = helper.spawn(request, str(tmp_path))
+    assert child.wait(10) == 3
+    assert (tmp_path / "stdout").read_text().split() == ["in-the-box", "1"]
+    assert helper.pid is not None and subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() \
+        != "in-the-box"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+def test_the_launch_helper_says_which_step_failed(helper, tmp_path):
+    plan = LaunchPlan(clone_flags=launcher.CLONE_NEWUTS, hostname="x",
+                      cgroup_procs=[str(tmp_path / "no-such-cgroup" / "cgroup.procs")])
+    request = launcher.helper_request(["true"], None, plan, None, str(tmp_path), {"PATH": os.environ["PATH"]})
+    with pytest.raises(launcher.LaunchError, match="joining cgroup .*no-such-cgroup: No such file"):
+        helper.spawn(request, str(tmp_path))
+    request = launcher.helper_request(["/no/such/program"], None, LaunchPlan(hostname="x"), None, str(tmp_path),
+                                      {"PATH": os.environ["PATH"]})
+    with pytest.raises(launcher.LaunchError, match="executing /no/such/program: No such file"):
+        helper.spawn(request, str(tmp_path))
+    # The helper lives on for the next launch.
+    ok = helper.spawn(launcher.helper_request(["true"], None, LaunchPlan(hostname="x", clone_flags=launcher.CLONE_NEWUTS),
+                                              None, str(tmp_path), {"PATH": os.environ["PATH"]}), str(tmp_path))
+    assert ok.wait(10) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+def test_a_new_helper_starts_after_one_dies(helper, tmp_path):
+    import signal
+    import time
+
+    plan = LaunchPlan(clone_flags=launcher.CLONE_NEWUTS, hostname="x")
+    request = lambda: launcher.helper_request(["true"], None, plan, None, str(tmp_path),  # noqa: E731
+                                              {"PATH": os.environ["PATH"]})
+    assert helper.spawn(request(), str(tmp_path)).wait(10) == 0
+    first = helper.pid
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while helper.pid == first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert helper.spawn(request(), str(tmp_path)).wait(10) == 0
+    assert helper.pid not in (None, first)

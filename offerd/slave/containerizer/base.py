@@ -105,8 +105,10 @@ class Containerizer(abc.ABC):
         return {"timestamp": time.time()}
 
     @abc.abstractmethod
-    def destroy_all(self) -> None:
-        """Kill every container at once (the slave is going away)."""
+    def destroy_all(self, keep_checkpointed: bool = False) -> None:
+        """Kill every container at once (the slave is going away); with
+        `keep_checkpointed`, leave those of checkpointing frameworks running
+        (and not killed by `close()` either) for the next run to recover."""
 
     def close(self) -> None:
         """Release threads; called after the actor has stopped."""

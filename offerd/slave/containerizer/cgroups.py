@@ -90,14 +90,25 @@ def own_cgroups(proc_file: str = "/proc/self/cgroup") -> dict[str, str]:
 
 
 def read(path: str) -> str:
-    with open(path) as handle:
-        return handle.read().strip()
+    # os-level calls: a launch touches a dozen cgroup files, and open()'s text
+    # layer costs more than the system calls themselves.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode().strip()
 
 
 def write(path: str, value) -> None:
     try:
-        with open(path, "w") as handle:
-            handle.write(str(value))
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise IsolatorError(f"cannot write {value} to {path}: {exc.strerror}") from None
 

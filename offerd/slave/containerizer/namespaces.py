@@ -41,6 +41,17 @@ class IpcNamespace(Isolator):
         return LaunchPlan(clone_flags=launcher.CLONE_NEWIPC)
 
 
+class NetNamespace(Isolator):
+    """A network namespace of the container's own with only the loopback device,
+    brought up (by the launch helper, which sets it up between fork and exec).
+    Nothing connects it to the host's network: no veth or CNI configuration."""
+
+    names = ("namespaces/net",)
+
+    def prepare(self, container: Container) -> LaunchPlan:
+        return LaunchPlan(clone_flags=launcher.CLONE_NEWNET)
+
+
 class LinuxFilesystem(Isolator):
     """A private mount namespace with the sandbox bind-mounted at
     /mnt/mesos/sandbox, which becomes $MESOS_SANDBOX."""
@@ -70,6 +81,7 @@ class PosixUsage(Isolator):
 
 NAMESPACE_ISOLATORS = {
     "namespaces/pid": PidNamespace, "namespaces/uts": UtsNamespace, "namespaces/ipc": IpcNamespace,
+    "namespaces/net": NetNamespace,
 }
 NEEDS_ROOT = ("cgroups/", "namespaces/", "filesystem/linux")
 

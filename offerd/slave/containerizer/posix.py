@@ -18,10 +18,16 @@ Nothing here blocks the actor thread: fork/exec happens on a small thread pool
 (launching is the slave's hot path) and one reaper thread waits for every exit
 through pidfds, reporting back with `actor.call_soon`.
 
-Running containers are not recovered across a slave restart. So that a slave
-killed outright (SIGKILL, OOM) leaves nothing running that nobody supervises,
-each live container's session id is recorded under `work_dir/meta/pids/`, and
-the next start kills whatever is left in those sessions (`cleanup_orphans`).
+Containers of checkpointing frameworks are recovered across a slave restart
+(recovery.py), and a SIGTERMed slave leaves them running (`destroy_all(keep_checkpointed=True)`).
+So that a slave killed outright (SIGKILL, OOM) leaves nothing else running that
+nobody supervises, each live container's session id is recorded under
+`work_dir/meta/pids/`, and the next start kills whatever is left in the sessions
+it did not adopt (`cleanup_orphans`).
+
+Namespaces that need code between fork and exec go through the resident launch
+helper (`launcher.LaunchHelper`, helper.py); the rest is vfork from a launcher
+thread (see launcher.py).
 """
 
 from __future__ import annotations
@@ -53,6 +59,14 @@ from offerd.slave.containerizer.processes import (  # noqa: F401 (re-exported fo
 log = logging.getLogger(__name__)
 
 LAUNCH_THREADS = 4
+
+
+class _Spawned(Exception):
+    """Control flow: the helper started the container (its launch is done)."""
+
+    def __init__(self, proc):
+        super().__init__()
+        self.proc = proc
 
 
 class _Container:
@@ -87,9 +101,15 @@ class PosixContainerizer(Containerizer):
         self._reaper = Reaper(self._reaped)
         self._closing = False
         self._wrapped: set[str] = set()   # containers under the exit-status wrapper
+        self._checkpointed: set[str] = set()   # containers of checkpointing frameworks
+        self._detached = False   # the slave exits leaving the checkpointed containers running
+        self._pid1: set[str] = set()   # containers whose process is the init of a PID namespace
+        self._helper = launcher.LaunchHelper()
 
     def launch(self, spec: LaunchSpec, on_started: OnStarted, on_exited: OnExited) -> None:
         self._containers[spec.container_id] = _Container(spec, on_started, on_exited)
+        if spec.checkpoint:
+            self._checkpointed.add(spec.container_id)
         self._pool.submit(self._spawn, spec)
 
     def kill(self, container_id: str, grace: float) -> None:
@@ -103,8 +123,14 @@ class PosixContainerizer(Containerizer):
         if container.proc is not None:
             self._enforce_kill(container)
 
-    def destroy_all(self) -> None:
+    def destroy_all(self, keep_checkpointed: bool = False) -> None:
+        """Kill every container; with `keep_checkpointed`, those of checkpointing
+        frameworks are left running (and unsupervised: the slave is exiting, and
+        its next run adopts them from the pid files)."""
+        self._detached = keep_checkpointed
         for container in self._containers.values():
+            if keep_checkpointed and container.spec.checkpoint:
+                continue
             container.kill_at = time.monotonic()
             if container.proc is not None:
                 self._enforce_kill(container)
@@ -113,6 +139,7 @@ class PosixContainerizer(Containerizer):
                 on_exited: OnExited) -> int | None:
         pid, started = _read_pid_file(os.path.join(self._pid_dir, container_id))
         self._wrapped.add(container_id)
+        self._checkpointed.add(container_id)
         box = Box(container_id, directory, cpus, mem_mb, pid=pid)
         self._boxes[container_id] = box
         spec = LaunchSpec(container_id, pb.CommandInfo(), directory, cpus=cpus, mem_mb=mem_mb, checkpoint=True)
@@ -155,7 +182,8 @@ class PosixContainerizer(Containerizer):
     def close(self) -> None:
         self._closing = True
         self._pool.shutdown(wait=True)
-        self._reaper.close()
+        self._reaper.close(keep=self._checkpointed if self._detached else frozenset())
+        self._helper.close()
         self._cleanup_pool.shutdown(wait=True)
         for isolator in self.isolators:
             if hasattr(isolator, "remove_root"):
@@ -187,9 +215,19 @@ class PosixContainerizer(Containerizer):
             if spec.checkpoint:
                 argv, executable = exit_status_wrapper(spec.command, argv, executable)
                 self._wrapped.add(spec.container_id)
+            environment = {**spec.environment, **plan.environment}
+            if launcher.use_helper(plan, user):
+                # Namespaces: the resident helper forks the container from its small image.
+                proc = self._helper.spawn(launcher.helper_request(argv, executable, plan, user, spec.directory,
+                                                                  environment), spec.directory)
+                if plan.pid_namespace:
+                    self._pid1.add(spec.container_id)
+                raise _Spawned(proc)
             in_preexec = launcher.needs_preexec(plan, user)
             thread_join = not in_preexec and launcher.can_join_from_thread(plan)
-            wrapped = launcher.wrap_argv(argv, executable, plan, user, in_preexec, joined=thread_join)
+            thread_pid_ns = plan.pid_namespace and not in_preexec
+            wrapped = launcher.wrap_argv(argv, executable, plan, user, in_preexec, joined=thread_join,
+                                         thread_pid_ns=thread_pid_ns)
             if wrapped is not argv:
                 argv, executable = wrapped, None
             environment = {**spec.environment, **plan.environment}
@@ -204,7 +242,8 @@ class PosixContainerizer(Containerizer):
                 stdin = write_fd
             with open(os.path.join(spec.directory, "stdout"), "wb") as out, \
                     open(os.path.join(spec.directory, "stderr"), "wb") as err, \
-                    (launcher.ThreadInCgroups(plan) if thread_join else contextlib.nullcontext()):
+                    (launcher.ThreadInCgroups(plan) if thread_join else contextlib.nullcontext()), \
+                    (launcher.ThreadInPidNamespace() if thread_pid_ns else contextlib.nullcontext()):
                 proc = subprocess.Popen(
                     argv, executable=executable, cwd=spec.directory, env=environment,
                     stdin=stdin, stdout=out, stderr=err,
@@ -218,6 +257,10 @@ class PosixContainerizer(Containerizer):
                     proc.kill()
                     proc.wait()
                     raise launcher.LaunchError(failure)
+            if plan.pid_namespace:
+                self._pid1.add(spec.container_id)
+        except _Spawned as spawned:
+            proc = spawned.proc
         except Exception as exc:   # noqa: BLE001 (any failure here is the launch's, never the slave's)
             if not isinstance(exc, (OSError, ValueError, subprocess.SubprocessError, launcher.LaunchError,
                                     IsolatorError, FetchError)):
@@ -241,7 +284,7 @@ class PosixContainerizer(Containerizer):
         self.actor.call_soon(self._started, spec.container_id, proc)
         self._watch(box)
         self._reaper.watch(spec.container_id, proc)
-        if self._closing:
+        if self._closing and not (self._detached and spec.container_id in self._checkpointed):
             _signal_group(proc.pid, signal.SIGKILL)
 
     def _update(self, box: Box, cpus: float, mem_mb: float) -> None:
@@ -293,6 +336,12 @@ class PosixContainerizer(Containerizer):
     def _cleanup(self, box: Box) -> Limitation | None:
         """After the container's end: the first limitation any isolator saw, then
         every isolator's cleanup."""
+        limitation = self._settle(box)
+        self._release(box)
+        return limitation
+
+    def _settle(self, box: Box) -> Limitation | None:
+        """Nothing of the container runs any more; the first limitation any isolator saw."""
         for fd in self._watch_fds.pop(box.container_id, ()):
             self._reaper.unwatch_fd(fd)
         self._kill_members(box)
@@ -302,16 +351,21 @@ class PosixContainerizer(Containerizer):
                 limitation = limitation or isolator.check(box)
             except (OSError, ValueError, IsolatorError):
                 pass
+        return limitation
+
+    def _release(self, box: Box) -> None:
+        """Every isolator's cleanup (cgroups removed)."""
         for isolator in reversed(self.isolators):
             try:
                 isolator.cleanup(box)
             except Exception:
                 log.exception("cleanup of container %s by %s failed", box.container_id, type(isolator).__name__)
         self._boxes.pop(box.container_id, None)
-        return limitation
 
     def _reaped(self, container_id: str, returncode: int | None) -> None:
         """On the reaper thread: the container's group is dead, forget it on disk too."""
+        self._checkpointed.discard(container_id)
+        self._pid1.discard(container_id)
         if container_id in self._wrapped:
             self._wrapped.discard(container_id)
             returncode = _shell_status(returncode)
@@ -327,8 +381,11 @@ class PosixContainerizer(Containerizer):
         self._cleanup_pool.submit(self._finish, box, returncode)
 
     def _finish(self, box: Box, returncode: int | None) -> None:
-        limitation = self._cleanup(box)
+        # Reported once nothing of it runs and its limitation is known; removing its
+        # cgroups (the kernel's slowest part) follows off the task's critical path.
+        limitation = self._settle(box)
         self.actor.call_soon(self._exited, box.container_id, returncode, None, limitation)
+        self._release(box)
 
     # -- actor thread ----------------------------------------------------------------
 
@@ -361,6 +418,10 @@ class PosixContainerizer(Containerizer):
         if not container.term_sent:
             container.term_sent = True
             _signal_group(pid, signal.SIGTERM)
+            if container.spec.container_id in self._pid1 and not launcher.catches(pid, signal.SIGTERM):
+                # A namespace's init gets only the signals it handles: one that would have
+                # died of SIGTERM anywhere else (no handler) dies now, with its namespace.
+                _signal_group(pid, signal.SIGKILL)
         container.kill_timer = self.actor.call_later(delay, self._force_kill, container)
 
     def _force_kill(self, container: _Container) -> None:

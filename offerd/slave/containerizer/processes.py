@@ -110,8 +110,9 @@ class Reaper:
         _signal_group(proc.pid, signal.SIGKILL)
         self._on_exit(key, returncode)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread, killing and reaping whatever is still watched."""
+    def close(self, timeout: float = 5.0, keep=frozenset()) -> None:
+        """Stop the thread, killing and reaping whatever is still watched, except
+        the processes whose key is in `keep`: those are left running."""
         self._closed = True
         os.eventfd_write(self._wakeup, 1)
         self._thread.join(timeout)
@@ -119,6 +120,9 @@ class Reaper:
             left = list(self._watched.items())
             self._watched.clear()
         for fd, (key, proc) in left:
+            if key in keep:
+                os.close(fd)
+                continue
             _signal_group(proc.pid, signal.SIGKILL)
             try:
                 returncode = proc.wait(timeout)

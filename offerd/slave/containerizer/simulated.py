@@ -45,7 +45,7 @@ class SimulatedContainerizer(Containerizer):
             self._running[container_id] = (
                 self.actor.call_later(0, self._exit, container_id, -signal.SIGTERM), entry[1])
 
-    def destroy_all(self) -> None:
+    def destroy_all(self, keep_checkpointed: bool = False) -> None:
         for timer, _ in self._running.values():
             timer.cancel()
         self._running.clear()
