@@ -49,6 +49,12 @@ def explain(alloc: HierarchicalAllocator, framework_id: str | None = None) -> di
         role_entries = {}
         if not f.active:
             reasons.append(_reason("INACTIVE", "the scheduler is disconnected; no offers until it resubscribes"))
+        if alloc._recovery is not None:
+            required, deadline = alloc._recovery
+            reasons.append(_reason(
+                "RECOVERING", f"allocation is paused after a master failover (quota is set) until {required} "
+                f"slaves have reregistered ({len(alloc._slaves)} so far) or {max(0.0, deadline - now):.0f}s pass",
+                slaves_required=required, slaves_registered=len(alloc._slaves)))
         for role in f.roles:
             sorter = alloc._role_frameworks.get(role)
             filtered = [(sid, flt.expires) for (r, sid), flt in f.filters.items() if r == role and flt.expires > now]

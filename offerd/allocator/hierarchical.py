@@ -28,8 +28,9 @@ import random
 from typing import Iterable, Mapping
 
 from offerd.allocator.interface import Allocation, Allocations, Allocator
+from offerd.allocator.one_role import OneRoleStage
 from offerd.allocator.quota import QuotaStages, Quota
-from offerd.allocator.sorter import Sorter, create_sorter, dominant_share
+from offerd.allocator.sorter import DRFSorter, Sorter, create_sorter, dominant_share
 from offerd.common.resources import DEFAULT_MIN_ALLOCATABLE, ResourceError, Resources, parse_min_allocatable
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class _Filter:
 
 class _Slave:
     __slots__ = ("id", "total", "available", "active", "reserved", "allocations", "filters",
-                 "hostname", "attributes", "_offerable", "_seen", "_seen_ok", "_seen_q")
+                 "hostname", "attributes", "_offerable", "_seen", "_seen_ok", "_seen_q",
+                 "_seen_a")
 
     def __init__(self, slave_id: str, total: Resources, hostname, attributes):
         self.id = slave_id
@@ -74,6 +76,7 @@ class _Slave:
         self._seen: Resources | None = None
         self._seen_ok = False
         self._seen_q: dict[str, float] | None = None
+        self._seen_a: Allocation | None = None  # and the last offer made of it
 
 
 class _Framework:
@@ -87,7 +90,7 @@ class _Framework:
         self.filters: dict[tuple[str, str], _Filter] = {}  # (role, slave id) -> filter
 
 
-class HierarchicalAllocator(QuotaStages, Allocator):
+class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
     """Roles by weighted DRF, then frameworks; quota first; see the module docstring."""
 
     def __init__(
@@ -98,6 +101,8 @@ class HierarchicalAllocator(QuotaStages, Allocator):
         framework_sorter: str = "drf",
         allocation_interval: float = 1.0,
         weights: Mapping[str, float] | None = None,
+        agent_recovery_factor: float = 0.8,
+        recovery_timeout: float = 600.0,
     ):
         if min_allocatable_resources is None:
             min_allocatable_resources = DEFAULT_MIN_ALLOCATABLE
@@ -122,6 +127,11 @@ class HierarchicalAllocator(QuotaStages, Allocator):
         # Roles whose unreserved resources were held back as quota headroom in the last run.
         self._held_back: set[str] = set()
         self._granted: set[str] = set()  # slaves granted in the quota stage of the current run
+        self._interned: dict[tuple, dict[str, float]] = {}  # see _quantities
+        self.agent_recovery_factor = agent_recovery_factor
+        self.recovery_timeout = recovery_timeout
+        # After a failover with quota: (slaves required, deadline) until resumed.
+        self._recovery: tuple[int, float] | None = None
 
     # -- roles ----------------------------------------------------------------
 
@@ -404,8 +414,10 @@ class HierarchicalAllocator(QuotaStages, Allocator):
     # -- the question ---------------------------------------------------------
 
     def allocate(self, now: float, slaves: Iterable[str] | None = None) -> Allocations:
-        self._runs += 1
         self._now = now
+        if self._recovery is not None and self._paused(now):
+            return {}
+        self._runs += 1
         if self._total_changed:
             self._total_changed = False
             self._roles.set_total(self._total)
@@ -426,7 +438,12 @@ class HierarchicalAllocator(QuotaStages, Allocator):
         if self._quotas:
             self._quota_stage(ids, now, result)
             headroom = self._headroom()
-        self._fair_share_stage(ids, now, result, headroom)
+        active_roles = self._roles.active
+        if (not self._quotas and len(active_roles) == 1
+                and isinstance(self._role_frameworks[next(iter(active_roles))], DRFSorter)):
+            self._one_role_stage(next(iter(active_roles)), ids, now, result)
+        else:
+            self._fair_share_stage(ids, now, result, headroom)
         return result
 
     def _fair_share_stage(self, ids, now, result, headroom) -> None:
@@ -477,7 +494,7 @@ class HierarchicalAllocator(QuotaStages, Allocator):
         if not slave.reserved:
             available = slave.available
             if available is not slave._seen:
-                slave._seen, slave._seen_q = available, None
+                slave._seen, slave._seen_q, slave._seen_a = available, None, None
                 slave._seen_ok = bool(available) and available.meets_minimum(self.min_allocatable)
             return available if slave._seen_ok else None
         memo = slave._offerable
@@ -514,7 +531,7 @@ class HierarchicalAllocator(QuotaStages, Allocator):
         if offerable is slave._seen:
             quantities = slave._seen_q
             if quantities is None:
-                quantities = slave._seen_q = offerable.scalars()
+                quantities = slave._seen_q = self._quantities(offerable)
         else:
             quantities = offerable.scalars()
         # The framework is in the role's sorter: that is how it was chosen.

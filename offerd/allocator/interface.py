@@ -155,6 +155,11 @@ class Allocator(ABC):
         Both None removes the role's quota."""
         raise NotImplementedError(f"{type(self).__name__} does not support quota")
 
+    def recovering(self, expected_slaves: int, now: float) -> None:
+        """The master failed over and expects `expected_slaves` back; an
+        allocator may pause until enough are (the hierarchical one does, with
+        quota set). Default: carry on."""
+
     def explain(self, framework_id: str | None = None) -> dict:
         """Why frameworks are (not) getting offers; shape in offerd/allocator/README.md."""
         return {"frameworks": {}} if framework_id is None else {}

@@ -9,9 +9,13 @@ Resources are "chopped" to what is needed, as in Mesos; this builds
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Mapping
 
 from offerd.common.resources import Resources
+
+log = logging.getLogger(__name__)
 
 EMPTY = Resources.EMPTY
 
@@ -30,25 +34,81 @@ def _scalar_text(quantities: Mapping[str, float]) -> str:
     return ";".join(f"{name}:{amount!r}" for name, amount in quantities.items() if amount > 0)
 
 
+def in_subtree(role: str, top: str) -> bool:
+    """`role` is `top` or below it in the role tree (``eng/web`` under ``eng``)."""
+    return role == top or role.startswith(top + "/")
+
+
 class QuotaStages:
-    """The quota stage, the headroom and limits (methods of HierarchicalAllocator)."""
+    """The quota stage, the headroom, limits and the pause after a failover
+    (methods of HierarchicalAllocator).
+
+    Quota is hierarchical, as in Mesos: the quota of ``eng`` covers what
+    ``eng`` and every role below it (``eng/web``, ``eng/web/a``) hold, its
+    guarantee may be served to any of them, and its limit caps them together.
+    """
+
+    def recovering(self, expected_slaves: int, now: float) -> None:
+        """The master failed over and expects `expected_slaves` to reregister.
+        With quota set, nothing is allocated until `agent_recovery_factor` of
+        them are back or `recovery_timeout` has passed (Mesos), so that the
+        first slaves back are not all handed out before quota can be honoured."""
+        if not self._quotas or expected_slaves <= 0:
+            return
+        required = math.ceil(expected_slaves * self.agent_recovery_factor)
+        self._recovery = (required, now + self.recovery_timeout)
+        log.info("allocation paused until %d of %d slaves reregister or %.0fs pass",
+                 required, expected_slaves, self.recovery_timeout)
+
+    def _paused(self, now: float) -> bool:
+        required, deadline = self._recovery
+        if len(self._slaves) >= required or now >= deadline:
+            log.info("allocation resumed: %d slaves, %s", len(self._slaves),
+                     "timeout" if now >= deadline else "enough reregistered")
+            self._recovery = None
+            return False
+        return True
+
+    def _subtree_held(self, top: str) -> dict[str, float]:
+        allocations = self._roles.allocations
+        held: dict[str, float] = {}
+        for role, quantities in allocations.items():
+            if role == top or role.startswith(top + "/"):
+                for name, amount in quantities.items():
+                    held[name] = held.get(name, 0.0) + amount
+        return held
+
+    def _quota_roles_of(self, role: str) -> list[str]:
+        """The roles with quota that cover `role`: itself and its ancestors."""
+        return [q for q in self._quotas if in_subtree(role, q)]
 
     def _need(self, role: str) -> dict[str, float]:
-        """What the role's guarantee still lacks (scalars > 0)."""
+        """What the role's own guarantee still lacks (scalars > 0)."""
         quota = self._quotas.get(role)
         if quota is None:
             return {}
-        held = self._roles.allocations.get(role, {}) if role in self._roles else {}
+        held = self._subtree_held(role)
         return {n: round(g - held.get(n, 0.0), 3) for n, g in quota.guarantee_q.items()
                 if g - held.get(n, 0.0) > 1e-9}
 
+    def _owed(self, role: str) -> bool:
+        """Some guarantee covering `role` (its own or an ancestor's) is unmet."""
+        return any(self._need(q) for q in self._quota_roles_of(role))
+
     def _room(self, role: str) -> dict[str, float] | None:
-        """How much more the role may get under its limit (None: no limit)."""
-        quota = self._quotas.get(role)
-        if quota is None or quota.limit_q is None:
-            return None
-        held = self._roles.allocations.get(role, {}) if role in self._roles else {}
-        return {n: max(0.0, round(lim - held.get(n, 0.0), 3)) for n, lim in quota.limit_q.items()}
+        """How much more the role may get under the limits of its own quota
+        and its ancestors' (None: no limit)."""
+        room: dict[str, float] | None = None
+        for q in self._quota_roles_of(role):
+            limit = self._quotas[q].limit_q
+            if limit is None:
+                continue
+            held = self._subtree_held(q)
+            room = room if room is not None else {}
+            for n, lim in limit.items():
+                left = max(0.0, round(lim - held.get(n, 0.0), 3))
+                room[n] = min(room.get(n, left), left)
+        return room
 
     def _chop(self, offerable: Resources, caps: Mapping[str, float], only_capped: bool) -> Resources:
         """The role's reservations plus unreserved scalars at most `caps`
@@ -70,35 +130,41 @@ class QuotaStages:
         return reserved + scalars + non_scalars
 
     def _quota_stage(self, ids, now, result) -> None:
-        quota_roles = [r for r in self._quotas if r in self._role_frameworks]
+        # Each quota role's guarantee may go to it or to any active role below
+        # it, in role-sorter order; deeper quotas are visited first.
+        quota_roles = sorted(self._quotas, key=lambda q: -q.count("/"))
         for slave_id in ids:
             slave = self._slaves[slave_id]
-            for role in quota_roles:
+            for top in quota_roles:
                 if not slave.available:
                     break
-                need = self._need(role)
-                if not need or not self._roles.active or role not in self._roles.active:
+                for role in [r for r in self._roles.sort() if in_subtree(r, top)]:
+                    need = self._need(top)
+                    if not need or not slave.available:
+                        break
+                    self._quota_grant(slave, slave_id, role, need, now, result)
+
+    def _quota_grant(self, slave, slave_id, role, need, now, result) -> None:
+        offerable = self._offerable(slave, role)
+        if offerable is None:
+            return
+        room = self._room(role)
+        if room is not None:
+            need = {n: min(v, room.get(n, v)) for n, v in need.items()}
+        chopped = self._chop(offerable, need, only_capped=False)
+        if not chopped or not chopped.meets_minimum(self.min_allocatable):
+            return
+        filters = slave.filters.get(role)
+        for framework_id in self._role_frameworks[role].sort():
+            if slave_id in self._granted and slave_id in result.get(framework_id, ()):
+                continue
+            if filters:
+                flt = filters.get(framework_id)
+                if flt is not None and self._holds(flt, chopped, now, slave, role, framework_id):
                     continue
-                offerable = self._offerable(slave, role)
-                if offerable is None:
-                    continue
-                room = self._room(role)
-                if room is not None:
-                    need = {n: min(v, room.get(n, v)) for n, v in need.items()}
-                chopped = self._chop(offerable, need, only_capped=False)
-                if not chopped or not chopped.meets_minimum(self.min_allocatable):
-                    continue
-                filters = slave.filters.get(role)
-                for framework_id in self._role_frameworks[role].sort():
-                    if slave_id in self._granted and slave_id in result.get(framework_id, ()):
-                        continue
-                    if filters:
-                        flt = filters.get(framework_id)
-                        if flt is not None and self._holds(flt, chopped, now, slave, role, framework_id):
-                            continue
-                    self._grant(result, framework_id, role, slave, chopped, None)
-                    self._granted.add(slave_id)
-                    break
+            self._grant(result, framework_id, role, slave, chopped, None)
+            self._granted.add(slave_id)
+            break
 
     def _headroom(self) -> dict[str, float] | None:
         """Free unreserved scalars minus what unmet guarantees still need:
@@ -121,7 +187,7 @@ class QuotaStages:
         room = self._room(role)
         if room is not None:
             offerable = self._chop(offerable, room, only_capped=False)
-        if headroom is not None and not self._need(role):
+        if headroom is not None and not self._owed(role):
             unreserved = offerable.unreserved().scalars()
             if any(headroom[n] - unreserved.get(n, 0.0) < -1e-9 for n in headroom):
                 # Giving these away would eat into what unmet guarantees need.

@@ -81,8 +81,9 @@ class Sorter(ABC):
 
     # -- accounting -----------------------------------------------------------
 
-    def allocated(self, client: str, quantities: Mapping[str, float]) -> None:
-        """`client` was given these scalar quantities (offered or used)."""
+    def allocated(self, client: str, quantities: Mapping[str, float], grants: int = 1) -> None:
+        """`client` was given these scalar quantities (offered or used), in
+        `grants` offers (a batch of a run is charged at once)."""
         held = self.allocations[client]
         for name, amount in quantities.items():
             held[name] = held.get(name, 0.0) + amount
@@ -130,11 +131,17 @@ class DRFSorter(Sorter):
     def __init__(self, total=None, rng=None):
         super().__init__(total, rng)
         self._order: list[tuple[float, int, str]] = []
-        self._names: list[str] = []
+        self._names: list[str] | None = []  # None: to rebuild from _order
         self._keys: dict[str, tuple[float, int, str]] = {}
         self._grants: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._stale = False
+
+    def _sync_names(self) -> list[str]:
+        names = self._names
+        if names is None:
+            names = self._names = [key[2] for key in self._order]
+        return names
 
     def activate(self, client):
         if client in self.weights and client not in self._keys:
@@ -145,7 +152,8 @@ class DRFSorter(Sorter):
             if not self._stale:
                 i = bisect_right(self._order, key)
                 self._order.insert(i, key)
-                self._names.insert(i, client)
+                if self._names is not None:
+                    self._names.insert(i, client)
 
     def deactivate(self, client):
         self.active.discard(client)
@@ -154,7 +162,8 @@ class DRFSorter(Sorter):
         if key is not None and not self._stale:
             i = bisect_left(self._order, key)
             del self._order[i]
-            del self._names[i]
+            if self._names is not None:
+                del self._names[i]
 
     def update_weight(self, client, weight):
         super().update_weight(client, weight)
@@ -167,14 +176,59 @@ class DRFSorter(Sorter):
         super().remove(client)
         self._grants.pop(client, None)
 
-    def allocated(self, client, quantities):
+    def allocated(self, client, quantities, grants=1):
         held = self.allocations[client]
         get = held.get
         for name in quantities:
             held[name] = get(name, 0.0) + quantities[name]
-        grants = self._grants
-        grants[client] = grants.get(client, 0) + 1
+        counts = self._grants
+        counts[client] = counts.get(client, 0) + grants
         self._dirty.add(client)
+
+    def order(self) -> list[tuple[float, int, str]]:
+        """The live sorted list of (share, grants, client) keys of the active
+        clients (`sort()`'s order), for a caller that hands out many grants
+        in a row through `grant_at`; no copy."""
+        self._refresh()
+        return self._order
+
+    def grant_at(self, i: int, client: str, quantities: Mapping[str, float]) -> bool:
+        """`allocated(client, quantities)` for the client at index `i` of
+        `order()`: moved now, to the right only (a grant never lowers a
+        share), without searching for its old place; `sort()`'s list of names
+        is rebuilt when next asked for. False (and a plain `allocated`) if `i`
+        is not that client's place: ask `order()` again."""
+        order = self._order
+        if self._dirty or self._stale or i >= len(order) or order[i][2] is not client:
+            self.allocated(client, quantities)
+            return False
+        held = self.allocations[client]
+        get = held.get
+        weight = self.weights[client]
+        if weight == 1.0:
+            # The old key's share is exactly the old maximum (no division by a
+            # weight), and adding can only raise fractions: keep the larger.
+            share = order[i][0]
+            total = self.total
+            for name in quantities:
+                value = held[name] = get(name, 0.0) + quantities[name]
+                cluster = total.get(name)
+                if cluster:
+                    fraction = value / cluster
+                    if fraction > share:
+                        share = fraction
+        else:
+            for name in quantities:
+                held[name] = get(name, 0.0) + quantities[name]
+            share = dominant_share(held, self.total, weight)
+        counts = self._grants
+        grants = counts[client] = counts.get(client, 0) + 1
+        key = (share, grants, client)
+        del order[i]
+        order.insert(bisect_right(order, key, i), key)
+        self._keys[client] = key
+        self._names = None
+        return True
 
     def unallocated(self, client, quantities):
         super().unallocated(client, quantities)
@@ -191,6 +245,7 @@ class DRFSorter(Sorter):
         if self._stale:
             dirty.clear()
             return
+        # Names (sort()'s list) are kept in step only if built; else rebuilt when asked.
         order, names, keys, total, weights = self._order, self._names, self._keys, self.total, self.weights
         grants = self._grants
         for client in dirty:
@@ -201,24 +256,29 @@ class DRFSorter(Sorter):
             if key != old:
                 i = bisect_left(order, old)
                 del order[i]
-                del names[i]
+                if names is not None:
+                    del names[i]
                 i = bisect_right(order, key)
                 order.insert(i, key)
-                names.insert(i, client)
+                if names is not None:
+                    names.insert(i, client)
                 keys[client] = key
         dirty.clear()
 
-    def sort(self):
+    def _refresh(self) -> None:
         if self._stale:
             self._dirty.clear()
             self._keys = {c: self._key(c) for c in self.active}
             self._order = sorted(self._keys.values())
-            self._names = [key[2] for key in self._order]
+            self._names = None
             self._stale = False
         elif self._dirty and len(self._order) > 1:
             self._flush()
+
+    def sort(self):
+        self._refresh()
         # The live list, no copy: callers stop at their first allocation.
-        return self._names
+        return self._sync_names()
 
 
 class RandomSorter(Sorter):
