@@ -65,6 +65,8 @@ class Master:
             role_sorter=self.flags.role_sorter,
             framework_sorter=self.flags.framework_sorter,
             allocation_interval=self.flags.allocation_interval,
+            agent_recovery_factor=self.flags.allocator_agent_recovery_factor,
+            recovery_timeout=self.flags.allocator_recovery_timeout,
         )
         self.allowed_roles = parse_roles(self.flags.roles)
         self.allocation_timer = RunTimer()

@@ -85,6 +85,10 @@ MASTER_FLAGS: list[Flag] = [
          sorter_name, "NAME"),
     Flag("allocation_interval", "1secs", "How often the allocator makes offers from all free resources "
          "(it also runs on events: slave added, resources freed, revive).", duration, "DURATION"),
+    Flag("allocator_agent_recovery_factor", 0.8, "After a failover with quota set, allocation waits until this "
+         "fraction of the registered slaves has reregistered (or --allocator_recovery_timeout passes).", float),
+    Flag("allocator_recovery_timeout", "10mins", "Longest allocation pause after a failover with quota set.",
+         duration, "DURATION"),
     Flag("offer_timeout", None, "How long an offer may stay outstanding before it is rescinded; "
          "unset means offers never expire.", optional_duration, "DURATION"),
     Flag("zk", None, "ZooKeeper URL for leader election and the registry, e.g. "

@@ -148,6 +148,8 @@ class Leadership:
         self.recovering = set(state.slaves) - set(m.state.slaves)
         if self.recovering:
             m.later(flags.slave_reregister_timeout, self._reregister_timeout)
+            # With quota set, the allocator waits for most slaves before offering.
+            m.allocator.recovering(len(state.slaves), time.monotonic())
         for framework_id, entry in state.frameworks.items():
             m.later(float(entry.get("failover_timeout", 0.0)), self._framework_timeout, framework_id)
         self.elected_time = time.time()

@@ -97,3 +97,9 @@ def test_state_frameworks_carry_the_explanation(tmp_path):
 def test_bad_flags_fail_at_startup(flag, value):
     with pytest.raises((FlagError, ValueError)):
         master_flags(**{flag: value})
+
+
+def test_failover_pause_flags_reach_the_allocator():
+    master = Master(master_flags(allocator_agent_recovery_factor=0.5, allocator_recovery_timeout="2mins"))
+    assert master.allocator.agent_recovery_factor == 0.5
+    assert master.allocator.recovery_timeout == 120.0
