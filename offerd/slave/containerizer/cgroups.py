@@ -313,9 +313,9 @@ class MemIsolator(CgroupsIsolator):
                 write(os.path.join(path, "memory.swap.max"), 0)
             return
         write(os.path.join(path, "memory.soft_limit_in_bytes"), limit)
-        current = int(read(os.path.join(path, "memory.limit_in_bytes")))
         if self.limit_swap and os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes")):
             # memsw must stay >= limit: raise the one that has to move first.
+            current = int(read(os.path.join(path, "memory.limit_in_bytes")))
             order = (("memory.memsw.limit_in_bytes", "memory.limit_in_bytes") if limit > current
                      else ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"))
             for name in order:
