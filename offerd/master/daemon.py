@@ -13,6 +13,7 @@ import argparse
 import logging
 import socket
 import struct
+import threading
 import time
 from typing import Callable, Iterable
 
@@ -97,6 +98,8 @@ class Master:
         self._allocate_all = False
         self._allocation_slaves: set[str] = set()
         self._context: zmq.Context | None = None
+        self._stop_lock = threading.Lock()
+        self._stopped = False
         self._info_json: dict | None = None
         self._flags_json = self._render_flags()
         C, S = pb.Call, pb.SlaveCall
@@ -179,12 +182,23 @@ class Master:
         self.server = self._open_server(self.zmq_port)
 
     def stop(self) -> None:
+        """Stop serving. Safe from any thread and more than once: an abdicating
+        leader stops itself from a thread while its owner may be stopping it too,
+        and two concurrent context teardowns make libzmq abort the process."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
         self.leadership.stop()
         if self.http is not None:
             self.http.close()
         if self.actor is not None:
             self.actor.stop()
             self.actor.join(10)
+            if not self.actor.stopped.is_set():
+                # Closing sockets under a live actor thread would crash libzmq.
+                log.warning("the master's actor thread did not stop within 10s; leaving its sockets open")
+                return
         if self._context is not None:
             self._context.destroy(linger=0)
             self._context = None
