@@ -25,8 +25,11 @@ def _get(url):
 
 def _marathon_child(pid: int):
     for child in psutil.Process(pid).children():
-        if "marathon" in child.cmdline():
-            return child
+        try:
+            if "marathon" in child.cmdline():
+                return child
+        except psutil.Error:
+            continue  # the killed one, a zombie until `offerd local` reaps it
     return None
 
 
