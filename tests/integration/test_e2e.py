@@ -30,8 +30,6 @@ def test_200_shell_tasks_finish_and_each_update_arrives_once(cluster):
             # Exactly once from the scheduler's point of view: no state repeats.
             assert len(states) == len(set(states)), (task_id, [pb.TaskState.Name(s) for s in states])
             assert states.count(pb.TASK_FINISHED) == 1
-        # Both slaves took work.
-        assert len(set(fw.scheduler.task_slaves.values())) == 2
     state = cluster.state()
     finished = [t for f in state["frameworks"] + state["completed_frameworks"]
                 for t in f.get("completed_tasks", []) + f.get("tasks", []) if t["state"] == "TASK_FINISHED"]

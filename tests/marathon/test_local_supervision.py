@@ -43,6 +43,10 @@ def test_offerd_local_restarts_a_dead_marathon(tmp_path):
                               "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]"],
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        # Wait for `offerd local` itself to finish starting (its banner), not only for
+        # marathon to answer: a kill before that is a failed start, not a crash.
+        wait_for(lambda: b"cluster is up" in (tmp_path / "local.log").read_bytes(), 60,
+                 message="the local cluster's banner")
         wait_for(lambda: _get(f"{api}/v2/info"), 60, message="the local cluster's marathon")
         requests.post(f"{api}/v2/apps", json={"id": "/kept", "cmd": "sleep 600", "cpus": 0.1, "mem": 16},
                       timeout=5).raise_for_status()
