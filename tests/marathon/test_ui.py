@@ -3,8 +3,6 @@ headless Chromium (skipped, with the reason, when the browser pieces are missing
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 
 import pytest
 import requests
@@ -12,10 +10,10 @@ import requests
 from frameworks.marathon_like.api import create_app
 from frameworks.marathon_like.core import Config, Core
 from offerd.common.http import HttpServer
+from tests.browser import chromium
+from tests.browser import skip_reason as _skip_reason
 from tests.conftest import wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture
@@ -45,35 +43,12 @@ def test_page_and_assets_over_http(served):
     assert requests.get(f"{url}/ui/..%2fcore.py", timeout=5).status_code == 404
 
 
-def _skip_reason() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    if not CHROMIUM or not CHROMEDRIVER:
-        return "Chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser():
     if _skip_reason():
         pytest.skip(_skip_reason())
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="marathon-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium("marathon-chromium-") as driver:
+        yield driver
 
 
 def _on(browser, selector, action):

@@ -8,49 +8,22 @@ the last).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import pytest
 
 from offerd.cli.local import LocalCluster, free_base_port
+from tests.browser import chromium
+from tests.browser import skip_reason as _skip_reason
 from tests.builders import RunningFramework, framework_info
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "..", "test-artifacts")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-def _skip_reason() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    if not CHROMIUM or not CHROMEDRIVER:
-        return "Chromium or chromedriver is missing (run 'make system-deps' as root: apt-get install chromium chromium-driver)"
-    return None
-
-
 @pytest.fixture(scope="session")
 def browser():
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="offerd-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium("offerd-chromium-") as driver:
+        yield driver
 
 
 @pytest.fixture(scope="session")
