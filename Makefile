@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run test unit integration test-chaos proto proto-check bench clean system-deps
+.PHONY: help venv run test unit integration test-chaos proto proto-check bench clean system-deps init
 
 help:
 	@echo "make run          start the embedded local cluster (master, 2 slaves)"
@@ -26,10 +26,14 @@ venv: $(STAMP)
 
 # System packages the tests use: iproute2 for network-namespace hosts, Chromium
 # and its driver for the web UI's browser tests (tests/webui), ZooKeeper (server
-# jars + java) for the HA tests (tests/zookeeper.py runs real servers from it).
+# jars + java) for the HA tests (tests/zookeeper.py runs real servers from it),
+# and a C compiler with musl for offerd-init, the containers' first process
+# (musl's static startup makes its exec cheap; gcc alone works too).
 # Installed only where missing and only when we are root (CI, fresh machines).
 system-deps:
 	@missing=""; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	command -v musl-gcc >/dev/null 2>&1 || missing="$$missing musl-tools"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
@@ -38,10 +42,16 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-run: venv
+# offerd-init, built once per source version into ~/.cache/offerd (a slave builds
+# it on first use otherwise).
+init: venv
+	@$(PY) -m offerd.slave.containerizer.init_binary >/dev/null || \
+		echo "offerd-init not built: isolated and checkpointed containers will fail to launch (see above)"
+
+run: venv init
 	$(VENV)/bin/offerd local --slaves 2
 
-test: venv system-deps proto-check
+test: venv system-deps init proto-check
 	$(PY) -m pytest -q
 
 unit: venv

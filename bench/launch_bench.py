@@ -9,10 +9,11 @@ Four measurements in one run, printed as one JSON document:
    launches `--tasks` trivial tasks (`true`) and waits for every TASK_FINISHED.
 3. isolated: the posix run again with the slaves' `--isolation` set to real
    containers (default cgroups/cpu,cgroups/mem,namespaces/pid; needs root), next to
-   `container_ceiling`: the container primitives alone in a loop (create the
-   cgroups and write limits, have the slave's resident launch helper fork, join
-   them, unshare, exec `true` as PID 1 of a new PID namespace, remove the
-   cgroups), the most the isolated path could do.
+   `container_ceiling`: the container primitives alone in a loop, through the
+   slave's own isolators and launcher (offerd-init, the containers' first process,
+   creates the cgroups, writes their limits and joins them, mounts the PID
+   namespace's /proc and runs `true` as its child; the cgroups are removed after),
+   the most the isolated path could do.
 4. simulated: the same framework against `--simulated_slaves` simulated slaves
    hosted by one process (the one simulated-slave mode every benchmark reuses):
    offer, accept, run, RUNNING, FINISHED and acknowledgements, but no process.
@@ -27,7 +28,6 @@ tasks that each fill a slave and measures the path itself.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import json
 import os
@@ -98,38 +98,14 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
 
     import tempfile
 
-    helper = launcher.LaunchHelper()   # the slave's resident launch helper, as the slave runs it
     sandbox = tempfile.mkdtemp(prefix="offerd-bench-")
 
-    def spawn(plan: LaunchPlan, argv=("true",), via_helper: bool | None = None, thread_pid_ns: bool = True) -> None:
-        """As the slave's launcher does it (posix.py): through the resident helper
-        when code must run between fork and exec, else vfork from this thread."""
-        if via_helper is None:
-            via_helper = launcher.use_helper(plan, None)
-        if via_helper:
-            child = helper.spawn(launcher.helper_request(list(argv), None, plan, None, sandbox, dict(os.environ)),
-                                 sandbox)
-            if child.wait() != 0:
-                raise RuntimeError(f"{argv} exited with {child.returncode}")
-            return
-        thread_join = launcher.can_join_from_thread(plan)
-        in_ns = plan.pid_namespace and thread_pid_ns
-        command = launcher.wrap_argv(list(argv), None, plan, None, in_preexec=False, joined=thread_join,
-                                     thread_pid_ns=in_ns)
-        read_fd = write_fd = None
-        if plan.cgroup_procs and not thread_join:
-            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        with launcher.ThreadInCgroups(plan) if thread_join else contextlib.nullcontext(), \
-                launcher.ThreadInPidNamespace() if in_ns else contextlib.nullcontext():
-            proc = subprocess.Popen(command, stdin=write_fd)
-        if write_fd is not None:
-            os.close(write_fd)
-            failure = launcher.wait_for_join(read_fd)
-            os.close(read_fd)
-            if failure:
-                raise RuntimeError(failure)
-        if proc.wait() != 0:
-            raise RuntimeError(f"{command} exited with {proc.returncode}")
+    def spawn(plan: LaunchPlan, argv=("true",), status_file: str | None = None) -> None:
+        """As the slave's launcher does it (posix.py): offerd-init when the plan
+        has something to set up (or a status file is wanted), else the command itself."""
+        launched = launcher.spawn(list(argv), None, plan, None, sandbox, dict(os.environ), status_file)
+        if launched.proc.wait() != 0:
+            raise RuntimeError(f"{argv} exited with {launched.proc.returncode}")
 
     def one(_=None) -> None:
         box, plan = prepare()
@@ -146,6 +122,16 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
         finally:
             cleanup(box)
 
+    def cgroups_alone() -> None:
+        """mkdir, limits and rmdir from Python, without a process."""
+        box, plan = prepare()
+        for directory in plan.cgroup_dirs:
+            os.mkdir(directory)
+        for path, value in plan.cgroup_writes:
+            with open(path, "w") as handle:
+                handle.write(value)
+        cleanup(box)
+
     def cost_ms(fn, budget: float) -> float:
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < budget:
@@ -158,14 +144,13 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
         "isolation": isolation,
         "cost_ms": {
             "spawn_true": cost_ms(lambda: spawn(LaunchPlan()), part),
-            "create_cgroups_and_limits_then_remove": cost_ms(lambda: cleanup(prepare()[0]), part),
+            "create_cgroups_and_limits_then_remove": cost_ms(cgroups_alone, part),
+            # offerd-init with nothing to set up: its own exec, fork and exit.
+            "spawn_true_via_init": cost_ms(
+                lambda: spawn(LaunchPlan(), status_file=os.path.join(sandbox, "status")), part),
             "spawn_true_in_cgroups_with_create_and_remove": cost_ms(cgroups_only, part),
             "spawn_true_in_pid_namespace": cost_ms(lambda: spawn(LaunchPlan(pid_namespace=True)), part),
-            # Before: `unshare --pid --fork --kill-child --mount-proc` made the namespace.
-            "spawn_true_in_pid_namespace_unshare_fork": cost_ms(
-                lambda: spawn(LaunchPlan(pid_namespace=True), thread_pid_ns=False), part),
-            # namespaces/uts and filesystem/linux: the resident helper forks from its small image.
-            "spawn_true_with_hostname_via_helper": cost_ms(
+            "spawn_true_with_hostname": cost_ms(
                 lambda: spawn(LaunchPlan(clone_flags=launcher.CLONE_NEWUTS, hostname="bench")), part),
             "whole_container": cost_ms(one, part),
         },
@@ -182,7 +167,6 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
     for isolator in isolators:
         if hasattr(isolator, "remove_root"):
             isolator.remove_root()
-    helper.close()
     import shutil
 
     shutil.rmtree(sandbox, ignore_errors=True)
@@ -206,6 +190,7 @@ class BenchScheduler(Scheduler):
         self.latencies: list[float] = []
         self.done = threading.Event()
         self.updates = 0
+        self.suppressed = False
 
     def resourceOffers(self, driver, offers):
         now = time.perf_counter()
@@ -228,6 +213,11 @@ class BenchScheduler(Scheduler):
                 driver.launchTasks(offer.id, tasks, pb.Filters(refuse_seconds=0.01))
             else:
                 driver.declineOffer(offer.id, pb.Filters(refuse_seconds=60))
+        if self.launched >= self.total and not self.suppressed:
+            # As a real framework does once it has nothing left to launch: without it every
+            # task that ends sends its resources back as one more offer to decline.
+            self.suppressed = True
+            driver.suppressOffers()
 
     def statusUpdate(self, driver, status):
         self.updates += 1

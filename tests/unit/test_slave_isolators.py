@@ -47,15 +47,23 @@ def test_cleanup_tolerates_unknown_containers(isolator):
     isolator.recover([], [f"never-{uuid.uuid4().hex}"])
 
 
-def test_prepare_then_cleanup_leaves_nothing(isolator, tmp_path):
+def test_prepare_plans_what_the_launch_makes_and_cleanup_removes_it(isolator, tmp_path):
     box = Container(f"c-{uuid.uuid4().hex[:8]}", str(tmp_path), cpus=0.5, mem_mb=64)
     plan = isolator.prepare(box) or LaunchPlan()
-    for procs in plan.cgroup_procs:
-        assert os.path.exists(procs)
+    for directory in plan.cgroup_dirs:
+        assert not os.path.exists(directory)   # planned, not made: offerd-init makes them
+    launched = launcher.spawn(["sh", "-c", "cat /proc/self/cgroup"], None, plan, None, str(tmp_path),
+                              {"PATH": os.environ["PATH"]})
+    assert launched.proc.wait() == 0
+    for path, value in plan.cgroup_writes:
+        assert open(path).read().split()[0] == value, path
+    joined = (tmp_path / "stdout").read_text().splitlines()   # the task's /proc/self/cgroup
+    if plan.cgroup_dirs:
+        assert any(line.endswith(f":/{isolator.cgroups_root}/{box.container_id}") for line in joined), joined
     assert isinstance(isolator.usage(box), dict)
     isolator.cleanup(box)
-    for procs in plan.cgroup_procs:
-        assert not os.path.exists(os.path.dirname(procs))
+    for directory in plan.cgroup_dirs:
+        assert not os.path.exists(directory)
 
 
 def test_cgroup_v2_is_detected_from_the_mount_table(tmp_path):
@@ -73,15 +81,46 @@ def test_cgroup_v2_is_detected_from_the_mount_table(tmp_path):
         detected.root("pids")
 
 
-def test_a_refused_cgroup_join_is_reported_by_the_launch_shell():
-    plan = LaunchPlan(cgroup_procs=["/nonexistent/offerd/c1/cgroup.procs"])
-    argv = launcher.wrap_argv(["true"], None, plan, None, in_preexec=False)
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    proc = subprocess.Popen(argv, stdin=write_fd)
-    os.close(write_fd)
-    assert launcher.wait_for_join(read_fd).strip() == "joining cgroup /nonexistent/offerd/c1 failed"
-    os.close(read_fd)
-    assert proc.wait() == 127
+def test_offerd_init_says_which_step_failed(tmp_path):
+    env = {"PATH": os.environ["PATH"]}
+    cases = [
+        (LaunchPlan(cgroup_joins=[str(tmp_path / "no-such-cgroup" / "tasks")]),
+         ["true"], f"joining cgroup {tmp_path}/no-such-cgroup: No such file or directory"),
+        (LaunchPlan(cgroup_writes=[(str(tmp_path / "no-dir" / "memory.limit_in_bytes"), "100")]),
+         ["true"], f"writing 100 to {tmp_path}/no-dir/memory.limit_in_bytes: No such file or directory"),
+        (LaunchPlan(cgroup_dirs=[str(tmp_path / "a" / "b")]),
+         ["true"], f"creating cgroup {tmp_path}/a/b: No such file or directory"),
+        (LaunchPlan(), ["/no/such/program"], "executing /no/such/program: No such file or directory"),
+    ]
+    for plan, argv, message in cases:
+        with pytest.raises(launcher.LaunchError) as raised:
+            launcher.spawn(argv, None, plan, None, str(tmp_path), env, status_file=str(tmp_path / "status"))
+        assert str(raised.value) == message
+
+
+def test_offerd_init_runs_the_task_as_its_child_and_exits_with_its_status(tmp_path):
+    env = {"PATH": os.environ["PATH"]}
+    status = str(tmp_path / "status")
+    launched = launcher.spawn(["sh", "-c", "echo $PPID; exit 3"], None, LaunchPlan(), None, str(tmp_path), env,
+                              status_file=status)
+    assert launched.via_init and launched.proc.wait() == 3
+    assert int((tmp_path / "stdout").read_text()) == launched.proc.pid   # the task is init's child
+    assert open(status).read().strip() == "3"
+    killed = launcher.spawn(["sh", "-c", "kill -9 $$"], None, LaunchPlan(), None, str(tmp_path), env,
+                            status_file=status)
+    assert killed.proc.wait() == 128 + 9 and open(status).read().strip() == "137"
+    # Nothing to set up: the command itself, no init.
+    plain = launcher.spawn(["true"], None, LaunchPlan(), None, str(tmp_path), env)
+    assert not plain.via_init and plain.proc.wait() == 0
+
+
+def test_offerd_init_has_help():
+    from offerd.slave.containerizer import init_binary
+
+    shown = subprocess.run([init_binary.path(), "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "usage: offerd-init" in shown.stdout
+    wrong = subprocess.run([init_binary.path(), "--bogus", "--", "true"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "unknown or incomplete option '--bogus'" in wrong.stderr
 
 
 def test_unknown_users_are_refused_by_name():
@@ -89,11 +128,13 @@ def test_unknown_users_are_refused_by_name():
         launcher.resolve_user("no-such-user-x")
 
 
-def test_a_pid_namespace_runs_the_command_behind_unshare():
-    plan = LaunchPlan(pid_namespace=True)
-    argv = launcher.wrap_argv(["sleep", "1"], None, plan, None, in_preexec=False)
-    assert argv[0].endswith("unshare") and "--pid" in argv and "--mount-proc" in argv
-    assert argv[-3:] == ["--", "sleep", "1"]
+def test_init_argv_carries_the_plan_in_order(tmp_path):
+    plan = LaunchPlan(cgroup_dirs=["/cg/a"], cgroup_writes=[("/cg/a/memory.limit_in_bytes", "64")],
+                      cgroup_joins=["/cg/a/tasks"], pid_namespace=True, hostname="box",
+                      clone_flags=launcher.CLONE_NEWUTS | launcher.CLONE_NEWIPC)
+    argv = launcher.init_argv(["sleep", "1"], None, plan, None, str(tmp_path), None, report_fd=7)
+    assert argv[1:] == ["--mkdir", "/cg/a", "--write", "/cg/a/memory.limit_in_bytes", "64", "--join", "/cg/a/tasks",
+                        "--mount-proc", "--hostname", "box", "--ipc", "--report-fd", "7", "--", "sleep", "1"]
 
 
 def test_isolation_that_needs_root_is_refused_clearly_without_it(monkeypatch):
@@ -102,86 +143,24 @@ def test_isolation_that_needs_root_is_refused_clearly_without_it(monkeypatch):
         create_isolators("cgroups/mem", make_flags(master="127.0.0.1:5050"))
 
 
-def test_catches_reads_the_signal_masks():
-    import signal
-
-    proc = subprocess.Popen(["sh", "-c", "trap : TERM; sleep 30 & wait"])
-    plain = subprocess.Popen(["sleep", "30"])
-    try:
-        import time
-
-        deadline = time.monotonic() + 5
-        while not launcher.catches(proc.pid, signal.SIGTERM) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert launcher.catches(proc.pid, signal.SIGTERM)
-        assert not launcher.catches(plain.pid, signal.SIGTERM)
-        assert not launcher.catches(2**22 + 12345, signal.SIGTERM)   # no such process
-    finally:
-        for p in (proc, plain):
-            p.kill()
-            p.wait()
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
 def test_a_threads_pid_namespace_makes_the_next_child_pid_1_and_is_left_after():
     with launcher.ThreadInPidNamespace():
-        inner = subprocess.run([launcher.UNSHARE, "--mount-proc", "sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"],
-                               capture_output=True, text=True, check=True)
-    pid, processes = inner.stdout.split()
-    assert pid == "1" and int(processes) <= 3   # sh, ls, grep: a /proc of its own namespace
+        inner = subprocess.Popen(["sh", "-c", "echo $$"], stdout=subprocess.PIPE, text=True)
+    assert inner.communicate()[0].strip() == "1"
     after = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
     assert after.stdout.strip() != "1"          # the thread is back in the slave's namespace
 
 
-@pytest.fixture
-def helper():
-    h = launcher.LaunchHelper()
-    yield h
-    h.close()
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
-def test_the_launch_helper_starts_a_namespaced_container_and_reports_its_exit(helper, tmp_path):
-    plan = LaunchPlan(clone_flags=launcher.CLONE_NEWUTS, hostname="in-the-box", pid_namespace=True)
-    request = launcher.helper_request(["sh", "-c", "hostname; echo $$; exit 3"], None, plan, None, str(tmp_path),
-                                      {"PATH": os.environ["PATH"]})
-    child = helper.spawn(request, str(tmp_path))
-    assert child.wait(10) == 3
-    assert (tmp_path / "stdout").read_text().split() == ["in-the-box", "1"]
-    assert helper.pid is not None and subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() \
-        != "in-the-box"
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
-def test_the_launch_helper_says_which_step_failed(helper, tmp_path):
-    plan = LaunchPlan(clone_flags=launcher.CLONE_NEWUTS, hostname="x",
-                      cgroup_procs=[str(tmp_path / "no-such-cgroup" / "cgroup.procs")])
-    request = launcher.helper_request(["true"], None, plan, None, str(tmp_path), {"PATH": os.environ["PATH"]})
-    with pytest.raises(launcher.LaunchError, match="joining cgroup .*no-such-cgroup: No such file"):
-        helper.spawn(request, str(tmp_path))
-    request = launcher.helper_request(["/no/such/program"], None, LaunchPlan(hostname="x"), None, str(tmp_path),
-                                      {"PATH": os.environ["PATH"]})
-    with pytest.raises(launcher.LaunchError, match="executing /no/such/program: No such file"):
-        helper.spawn(request, str(tmp_path))
-    # The helper lives on for the next launch.
-    ok = helper.spawn(launcher.helper_request(["true"], None, LaunchPlan(hostname="x", clone_flags=launcher.CLONE_NEWUTS),
-                                              None, str(tmp_path), {"PATH": os.environ["PATH"]}), str(tmp_path))
-    assert ok.wait(10) == 0
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
-def test_a_new_helper_starts_after_one_dies(helper, tmp_path):
-    import signal
-    import time
-
-    plan = LaunchPlan(clone_flags=launcher.CLONE_NEWUTS, hostname="x")
-    request = lambda: launcher.helper_request(["true"], None, plan, None, str(tmp_path),  # noqa: E731
-                                              {"PATH": os.environ["PATH"]})
-    assert helper.spawn(request(), str(tmp_path)).wait(10) == 0
-    first = helper.pid
-    os.kill(first, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while helper.pid == first and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert helper.spawn(request(), str(tmp_path)).wait(10) == 0
-    assert helper.pid not in (None, first)
+def test_offerd_init_makes_the_namespaces_with_their_own_proc_and_hostname(tmp_path):
+    plan = LaunchPlan(clone_flags=launcher.CLONE_NEWUTS | launcher.CLONE_NEWIPC, hostname="in-the-box",
+                      pid_namespace=True)
+    launched = launcher.spawn(["sh", "-c", "hostname; echo $$; ls /proc | grep -c '^[0-9]'; exit 3"], None, plan,
+                              None, str(tmp_path), {"PATH": os.environ["PATH"]})
+    assert launched.proc.wait() == 3
+    hostname, pid, processes = (tmp_path / "stdout").read_text().split()
+    assert hostname == "in-the-box" and pid == "2"   # init is PID 1, the task its child
+    assert int(processes) <= 4                        # init, sh, ls, grep: its own /proc
+    assert subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() != "in-the-box"
+    assert "/proc" in open("/proc/self/mounts").read()   # the host's /proc untouched

@@ -3,8 +3,8 @@
 An isolator adds one kind of isolation or accounting to a container. The
 containerizer calls its hooks in this order for each container:
 
-    prepare(container)  before the process exists: create cgroups, set limits,
-                        and say what the launch must do (a LaunchPlan);
+    prepare(container)  before the process exists: say what the launch must set
+                        up (a LaunchPlan: cgroups and their limits, namespaces);
     isolate(container, pid)   the process exists (already in its cgroups);
     watch(container)    start watching for a limitation (OOM): fds to poll;
     check(container)    whether a limit was hit (a watched fd fired, or it ended);
@@ -42,18 +42,22 @@ class Container:
 
 @dataclass
 class LaunchPlan:
-    """How the launcher must start a container, merged from every isolator's prepare()."""
-    cgroup_procs: list[str] = field(default_factory=list)   # cgroup.procs files the child joins
-    cgroup_homes: list[str | None] = field(default_factory=list)  # the slave's own cgroup, per hierarchy (v1)
-    clone_flags: int = 0                    # os.unshare() flags applied in the child
+    """How the launcher must start a container, merged from every isolator's
+    prepare(). The launcher (offerd-init) carries it out between fork and exec,
+    in this order: cgroups created, limits written, cgroups joined, namespaces."""
+    cgroup_dirs: list[str] = field(default_factory=list)      # cgroups to create
+    cgroup_writes: list[tuple[str, str]] = field(default_factory=list)  # (file, value): limits
+    cgroup_joins: list[str] = field(default_factory=list)     # v1 `tasks` / v2 `cgroup.procs` files
+    clone_flags: int = 0                    # namespaces: CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET, ...
     pid_namespace: bool = False             # run the command as PID 1's child of a new PID namespace
     hostname: str | None = None             # set in the new UTS namespace
     sandbox_mount: str | None = None        # bind the sandbox here in a private mount namespace
     environment: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: "LaunchPlan") -> None:
-        self.cgroup_procs.extend(other.cgroup_procs)
-        self.cgroup_homes.extend(other.cgroup_homes)
+        self.cgroup_dirs.extend(other.cgroup_dirs)
+        self.cgroup_writes.extend(other.cgroup_writes)
+        self.cgroup_joins.extend(other.cgroup_joins)
         self.clone_flags |= other.clone_flags
         self.pid_namespace = self.pid_namespace or other.pid_namespace
         self.hostname = other.hostname or self.hostname
@@ -73,8 +77,9 @@ class Isolator:
         not). Other slaves may share the machine: touch nothing else."""
 
     def prepare(self, container: Container) -> LaunchPlan | None:
-        """Make the container's isolation before its process exists. Raise
-        IsolatorError with a message saying what failed."""
+        """Plan the container's isolation before its process exists (the
+        launcher carries the plan out). Raise IsolatorError with a message
+        saying what cannot be done."""
         return None
 
     def isolate(self, container: Container, pid: int) -> None:

@@ -17,8 +17,9 @@ SANDBOX_MOUNT = "/mnt/mesos/sandbox"
 
 
 class PidNamespace(Isolator):
-    """The task is the child of PID 1 of its own PID namespace, with its own
-    /proc: `ps` inside sees only the container, and killing PID 1 kills all."""
+    """The task is the child of PID 1 (offerd-init) of its own PID namespace,
+    with its own /proc: `ps` inside sees only the container, and killing PID 1
+    kills all."""
 
     names = ("namespaces/pid",)
 
@@ -43,7 +44,7 @@ class IpcNamespace(Isolator):
 
 class NetNamespace(Isolator):
     """A network namespace of the container's own with only the loopback device,
-    brought up (by the launch helper, which sets it up between fork and exec).
+    brought up by the container's init (offerd-init).
     Nothing connects it to the host's network: no veth or CNI configuration."""
 
     names = ("namespaces/net",)

@@ -2,17 +2,19 @@
 containerizer: posix launcher with posix/cpu,mem; linux launcher with cgroups
 and namespaces).
 
-A container is a process group: the command runs as the leader of a new session
-in its sandbox, with stdout and stderr going to files there. Killing a
-container signals the whole group, so a shell's children die with it; with
-cgroups, every process in the container's cgroups is killed too, and with a PID
-namespace killing its PID 1 takes the whole namespace.
+A container is a process group: its first process (offerd-init, or the command
+itself when nothing needs setting up) leads a new session in its sandbox, with
+stdout and stderr going to files there. Killing a container signals the whole
+group, so a shell's children die with it; with cgroups, every process in the
+container's cgroups is killed too, and with a PID namespace killing its PID 1
+takes the whole namespace.
 
 Per launch, on a launcher thread: resolve the user, fetch the URIs, ask every
-isolator to prepare (cgroups made, limits written), spawn through
-`launcher.py` (cgroups joined, namespaces made), then isolate and watch (OOM
-events are polled by the reaper). When the leader exits the reaper
-kills what is left, asks the isolators whether a limit was hit, and cleans up.
+isolator to prepare (a LaunchPlan: cgroups and limits, namespaces), spawn
+through `launcher.py` (offerd-init carries the plan out), then isolate and
+watch (OOM events are polled by the reaper). When the first process exits the
+reaper kills what is left, asks the isolators whether a limit was hit, and
+cleans up.
 
 Nothing here blocks the actor thread: fork/exec happens on a small thread pool
 (launching is the slave's hot path) and one reaper thread waits for every exit
@@ -24,16 +26,11 @@ So that a slave killed outright (SIGKILL, OOM) leaves nothing else running that
 nobody supervises, each live container's session id is recorded under
 `work_dir/meta/pids/`, and the next start kills whatever is left in the sessions
 it did not adopt (`cleanup_orphans`).
-
-Namespaces that need code between fork and exec go through the resident launch
-helper (`launcher.LaunchHelper`, helper.py); the rest is vfork from a launcher
-thread (see launcher.py).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import logging
 import os
 import shutil
@@ -52,21 +49,13 @@ from offerd.slave.containerizer.isolator import Isolator, IsolatorError, LaunchP
 from offerd.slave.fetcher import Fetcher, FetchError
 from offerd.slave.containerizer.processes import (  # noqa: F401 (re-exported for the slave and tests)
     Reaper, _Adopted, _read_pid_file, _same_process, _shell_status, _signal_group, cleanup_orphans,
-    command_argv, exit_status_wrapper, pid_directory, process_statistics, read_exit_status,
+    EXIT_STATUS_FILE, command_argv, pid_directory, process_statistics, read_exit_status,
     recorded_containers,
 )
 
 log = logging.getLogger(__name__)
 
 LAUNCH_THREADS = 4
-
-
-class _Spawned(Exception):
-    """Control flow: the helper started the container (its launch is done)."""
-
-    def __init__(self, proc):
-        super().__init__()
-        self.proc = proc
 
 
 class _Container:
@@ -100,11 +89,9 @@ class PosixContainerizer(Containerizer):
         self._cleanup_pool = concurrent.futures.ThreadPoolExecutor(launch_threads, thread_name_prefix="slave-cleanup")
         self._reaper = Reaper(self._reaped)
         self._closing = False
-        self._wrapped: set[str] = set()   # containers under the exit-status wrapper
+        self._via_init: set[str] = set()   # containers started by offerd-init (shell-style status)
         self._checkpointed: set[str] = set()   # containers of checkpointing frameworks
         self._detached = False   # the slave exits leaving the checkpointed containers running
-        self._pid1: set[str] = set()   # containers whose process is the init of a PID namespace
-        self._helper = launcher.LaunchHelper()
 
     def launch(self, spec: LaunchSpec, on_started: OnStarted, on_exited: OnExited) -> None:
         self._containers[spec.container_id] = _Container(spec, on_started, on_exited)
@@ -138,7 +125,7 @@ class PosixContainerizer(Containerizer):
     def recover(self, container_id: str, directory: str, cpus: float, mem_mb: float,
                 on_exited: OnExited) -> int | None:
         pid, started = _read_pid_file(os.path.join(self._pid_dir, container_id))
-        self._wrapped.add(container_id)
+        self._via_init.add(container_id)
         self._checkpointed.add(container_id)
         box = Box(container_id, directory, cpus, mem_mb, pid=pid)
         self._boxes[container_id] = box
@@ -183,7 +170,6 @@ class PosixContainerizer(Containerizer):
         self._closing = True
         self._pool.shutdown(wait=True)
         self._reaper.close(keep=self._checkpointed if self._detached else frozenset())
-        self._helper.close()
         self._cleanup_pool.shutdown(wait=True)
         for isolator in self.isolators:
             if hasattr(isolator, "remove_root"):
@@ -193,15 +179,14 @@ class PosixContainerizer(Containerizer):
 
     def _spawn(self, spec: LaunchSpec) -> None:
         box = Box(spec.container_id, spec.directory, spec.cpus, spec.mem_mb, spec.user)
-        read_fd = write_fd = preexec = None
         try:
             os.makedirs(spec.directory, exist_ok=True)
             user = launcher.resolve_user(spec.user) if (self.switch_user and spec.user) else None
-            if user is not None and user.uid != os.geteuid():
+            if launcher.switching(user):
                 os.chown(spec.directory, user.uid, user.gid)
             if spec.fetch and spec.command.uris:
                 self.fetcher.fetch(spec.command.uris, spec.directory,
-                                   (user.uid, user.gid) if user is not None and user.uid != os.geteuid() else None)
+                                   (user.uid, user.gid) if launcher.switching(user) else None)
             plan = LaunchPlan()
             self._boxes[spec.container_id] = box
             for isolator in self.isolators:
@@ -212,70 +197,21 @@ class PosixContainerizer(Containerizer):
             if not spec.command.shell and not shutil.which(executable or argv[0], path=spec.environment.get("PATH")):
                 raise launcher.LaunchError(f"the command '{executable or argv[0]}' does not exist or is not "
                                            "executable on this slave")
-            if spec.checkpoint:
-                argv, executable = exit_status_wrapper(spec.command, argv, executable)
-                self._wrapped.add(spec.container_id)
-            environment = {**spec.environment, **plan.environment}
-            if launcher.use_helper(plan, user):
-                # Namespaces: the resident helper forks the container from its small image.
-                proc = self._helper.spawn(launcher.helper_request(argv, executable, plan, user, spec.directory,
-                                                                  environment), spec.directory)
-                if plan.pid_namespace:
-                    self._pid1.add(spec.container_id)
-                raise _Spawned(proc)
-            in_preexec = launcher.needs_preexec(plan, user)
-            thread_join = not in_preexec and launcher.can_join_from_thread(plan)
-            thread_pid_ns = plan.pid_namespace and not in_preexec
-            wrapped = launcher.wrap_argv(argv, executable, plan, user, in_preexec, joined=thread_join,
-                                         thread_pid_ns=thread_pid_ns)
-            if wrapped is not argv:
-                argv, executable = wrapped, None
-            environment = {**spec.environment, **plan.environment}
-            preexec = None
-            stdin = subprocess.DEVNULL
-            if in_preexec:
-                read_fd, write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-                preexec = launcher.make_preexec(plan, spec.directory, user, write_fd)
-            elif plan.cgroup_procs and not thread_join:
-                # The joining shell reports on its stdin and closes it when it execs.
-                read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-                stdin = write_fd
-            with open(os.path.join(spec.directory, "stdout"), "wb") as out, \
-                    open(os.path.join(spec.directory, "stderr"), "wb") as err, \
-                    (launcher.ThreadInCgroups(plan) if thread_join else contextlib.nullcontext()), \
-                    (launcher.ThreadInPidNamespace() if thread_pid_ns else contextlib.nullcontext()):
-                proc = subprocess.Popen(
-                    argv, executable=executable, cwd=spec.directory, env=environment,
-                    stdin=stdin, stdout=out, stderr=err,
-                    start_new_session=True, close_fds=True, preexec_fn=preexec,
-                )
-            if stdin is not subprocess.DEVNULL:
-                os.close(write_fd)
-                write_fd = None
-                failure = launcher.wait_for_join(read_fd)
-                if failure:
-                    proc.kill()
-                    proc.wait()
-                    raise launcher.LaunchError(failure)
-            if plan.pid_namespace:
-                self._pid1.add(spec.container_id)
-        except _Spawned as spawned:
-            proc = spawned.proc
+            # A checkpointed container's init writes the exit status where a restarted slave finds it.
+            status_file = os.path.join(spec.directory, EXIT_STATUS_FILE) if spec.checkpoint else None
+            launched = launcher.spawn(argv, executable, plan, user, spec.directory,
+                                      {**spec.environment, **plan.environment}, status_file)
+            proc = launched.proc
+            if launched.via_init:
+                self._via_init.add(spec.container_id)
         except Exception as exc:   # noqa: BLE001 (any failure here is the launch's, never the slave's)
             if not isinstance(exc, (OSError, ValueError, subprocess.SubprocessError, launcher.LaunchError,
                                     IsolatorError, FetchError)):
                 log.exception("unexpected error launching container %s", spec.container_id)
-            detail = launcher.read_error(read_fd) if read_fd is not None and preexec is not None else ""
-            message = str(exc) if isinstance(exc, FetchError) else \
-                f"Failed to launch container: {detail or exc}"
-            self._wrapped.discard(spec.container_id)
+            message = str(exc) if isinstance(exc, FetchError) else f"Failed to launch container: {exc}"
             self._cleanup(box)
             self.actor.call_soon(self._exited, spec.container_id, None, message)
             return
-        finally:
-            for fd in (read_fd, write_fd):
-                if fd is not None:
-                    os.close(fd)
         box.pid = proc.pid
         self._record_pid(spec.container_id, proc.pid)
         for isolator in self.isolators:
@@ -365,9 +301,8 @@ class PosixContainerizer(Containerizer):
     def _reaped(self, container_id: str, returncode: int | None) -> None:
         """On the reaper thread: the container's group is dead, forget it on disk too."""
         self._checkpointed.discard(container_id)
-        self._pid1.discard(container_id)
-        if container_id in self._wrapped:
-            self._wrapped.discard(container_id)
+        if container_id in self._via_init:
+            self._via_init.discard(container_id)
             returncode = _shell_status(returncode)
         try:
             os.remove(os.path.join(self._pid_dir, container_id))
@@ -417,11 +352,9 @@ class PosixContainerizer(Containerizer):
             return
         if not container.term_sent:
             container.term_sent = True
+            # The whole group: the task gets it as anywhere else; its init outlives it to
+            # report the status (as a PID namespace's init, it ignores what it does not handle).
             _signal_group(pid, signal.SIGTERM)
-            if container.spec.container_id in self._pid1 and not launcher.catches(pid, signal.SIGTERM):
-                # A namespace's init gets only the signals it handles: one that would have
-                # died of SIGTERM anywhere else (no handler) dies now, with its namespace.
-                _signal_group(pid, signal.SIGKILL)
         container.kill_timer = self.actor.call_later(delay, self._force_kill, container)
 
     def _force_kill(self, container: _Container) -> None:

@@ -1,10 +1,10 @@
-"""Processes of containers: the reaper, the exit-status wrapper, pid records.
+"""Processes of containers: the reaper, the pid records.
 
 `Reaper` is one thread waiting, through pidfds, for the exit of every watched
 process (children, or containers adopted after a slave restart), and polling
-the fds isolators watch (OOM events). A checkpointed container's command runs
-under a one-shell wrapper that writes its exit status into the sandbox, so the
-status survives the slave. Each live container's pid and start time are kept in
+the fds isolators watch (OOM events). A checkpointed container's init
+(offerd-init) writes the task's exit status into the sandbox, so the status
+survives the slave. Each live container's pid and start time are kept in
 `work_dir/meta/pids/<container id>`: a restarted slave adopts or kills them.
 """
 
@@ -135,18 +135,7 @@ class Reaper:
         os.close(self._wakeup)
 
 
-EXIT_STATUS_FILE = ".offerd_exit_status"
-# The command runs in a subshell; the wrapper outlives it (a TERM handler keeps it
-# waiting) and writes the status where a restarted slave can find it.
-_WRAPPER = f'trap : TERM INT; {{body}}; s=$?; echo $s > {EXIT_STATUS_FILE}; exit $s'
-
-
-def exit_status_wrapper(command, argv: list[str], executable: str | None) -> tuple[list[str], None]:
-    """argv that runs the command and records its exit status in the sandbox: one
-    shell, as before, which forks the command instead of exec'ing it."""
-    if command.shell:
-        return ["/bin/sh", "-c", _WRAPPER.format(body='( eval "$1" )'), "offerd-task", command.value], None
-    return ["/bin/sh", "-c", _WRAPPER.format(body='"$@"'), "offerd-task", executable or argv[0], *argv[1:]], None
+EXIT_STATUS_FILE = ".offerd_exit_status"   # written by a checkpointed container's offerd-init
 
 
 def _shell_status(status: int | None) -> int | None:

@@ -1,0 +1,324 @@
+/*
+ * offerd-init: the first process of a container.
+ *
+ * The slave execs it (vfork + exec: the slave's heap is never copied) with the
+ * container's stdout, stderr and working directory already set; it sets the
+ * container up with system calls only, forks the task, and stays as the task's
+ * parent until the task ends:
+ *
+ *   1. creates the container's cgroups (--mkdir DIR), writes their limits
+ *      (--write FILE VALUE) and joins them (--join FILE: 0 into a v1 `tasks` or
+ *      a v2 `cgroup.procs` file), in the order given, before anything of the
+ *      task exists;
+ *   2. makes the namespaces it was asked for (mount, UTS, IPC, network); with
+ *      --mount-proc it is PID 1 of the PID namespace the slave's launcher thread
+ *      made for it, and mounts that namespace's own /proc;
+ *   3. binds the sandbox (--bind SRC DST), sets the hostname, brings up the
+ *      loopback device of a new network namespace;
+ *   4. forks the task, which switches user (--user) and execs the command;
+ *   5. reaps every process that ends up as its child (orphans in a PID
+ *      namespace), and when the task ends writes the task's status, shell style
+ *      (the exit code, or 128+N for signal N), to --status-file, and exits with
+ *      that status. As the init of a PID namespace its exit ends the whole
+ *      namespace.
+ *
+ * Failures before the task's exec are reported on --report-fd as one line
+ * saying which step failed ("joining cgroup /sys/fs/cgroup/memory/offerd/x:
+ * Permission denied"), and init exits 127. The fd is closed, without a word,
+ * once the task's exec succeeded: the slave reads it to EOF to know.
+ *
+ * Signals: TERM, INT, HUP, QUIT, USR1 and USR2 are caught and ignored here.
+ * The slave signals the container's whole process group, so the task gets them
+ * directly; init must outlive the task to report its status (and, as PID 1,
+ * keep its namespace alive until the task is done).
+ *
+ * Standard C and Linux system calls only; built by the slave on first use
+ * (offerd/slave/containerizer/init_binary.py), statically where the C library
+ * allows it, so that its exec costs no dynamic linking.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_STEPS 64
+#define MAX_GROUPS 256
+
+static int report_fd = -1;
+
+/* Report what failed (on the report fd, else stderr) and exit 127. */
+static void fail(const char *format, ...)
+{
+    char message[1024];
+    va_list args;
+    va_start(args, format);
+    int length = vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    if (length < 0)
+        length = 0;
+    if (length >= (int)sizeof message)
+        length = sizeof message - 1;
+    int fd = report_fd >= 0 ? report_fd : 2;
+    ssize_t ignored = write(fd, message, (size_t)length);
+    (void)ignored;
+    _exit(127);
+}
+
+static void usage(int code)
+{
+    fprintf(code ? stderr : stdout,
+            "usage: offerd-init [--mkdir DIR | --write FILE VALUE | --join FILE]... [--mount-proc] [--bind SRC DST] [--hostname NAME]\n"
+            "                   [--ipc] [--net] [--user UID GID GROUPS NAME] [--exec PATH]\n"
+            "                   [--status-file PATH] [--report-fd FD] -- COMMAND [ARG]...\n"
+            "The first process of an offerd container: joins its cgroups, makes its namespaces,\n"
+            "runs COMMAND as its child and exits with COMMAND's status (128+N for signal N).\n"
+            "Started by the offerd slave; not meant to be run by hand.\n");
+    exit(code);
+}
+
+static void write_file(const char *path, const char *value, const char *step)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail("%s: %s", step, strerror(errno));
+    ssize_t written = write(fd, value, strlen(value));
+    int saved = errno;
+    close(fd);
+    if (written < 0)
+        fail("%s: %s", step, strerror(saved));
+}
+
+static void loopback_up(void)
+{
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0)
+        fail("bringing up the loopback device: %s", strerror(errno));
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(sock, SIOCGIFFLAGS, &request) < 0)
+        fail("bringing up the loopback device: %s", strerror(errno));
+    request.ifr_flags |= IFF_UP;
+    if (ioctl(sock, SIOCSIFFLAGS, &request) < 0)
+        fail("bringing up the loopback device: %s", strerror(errno));
+    close(sock);
+}
+
+static void ignore(int signum)
+{
+    (void)signum;
+}
+
+static int parse_int(const char *text, const char *what)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno || *end || end == text || value < 0 || value > 0x7fffffff)
+        fail("invalid %s '%s'", what, text);
+    return (int)value;
+}
+
+int main(int argc, char **argv)
+{
+    /* cgroup steps, in order: 'm' mkdir, 'w' write, 'j' join */
+    struct { char kind; const char *path, *value; } steps[MAX_STEPS];
+    int n_steps = 0, mount_proc = 0, new_ipc = 0, new_net = 0, switch_user = 0;
+    const char *bind_source = NULL, *bind_target = NULL, *hostname = NULL;
+    const char *status_file = NULL, *executable = NULL, *user_name = NULL;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    gid_t groups[MAX_GROUPS];
+    int n_groups = 0;
+    int i = 1;
+
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--")) {
+            i++;
+            break;
+        } else if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            usage(0);
+        } else if ((!strcmp(arg, "--mkdir") || !strcmp(arg, "--join")) && i + 1 < argc) {
+            if (n_steps == MAX_STEPS)
+                fail("more than %d cgroup steps", MAX_STEPS);
+            steps[n_steps].kind = arg[2];
+            steps[n_steps].value = NULL;
+            steps[n_steps++].path = argv[++i];
+        } else if (!strcmp(arg, "--write") && i + 2 < argc) {
+            if (n_steps == MAX_STEPS)
+                fail("more than %d cgroup steps", MAX_STEPS);
+            steps[n_steps].kind = 'w';
+            steps[n_steps].path = argv[++i];
+            steps[n_steps++].value = argv[++i];
+        } else if (!strcmp(arg, "--mount-proc")) {
+            mount_proc = 1;
+        } else if (!strcmp(arg, "--bind") && i + 2 < argc) {
+            bind_source = argv[++i];
+            bind_target = argv[++i];
+        } else if (!strcmp(arg, "--hostname") && i + 1 < argc) {
+            hostname = argv[++i];
+        } else if (!strcmp(arg, "--ipc")) {
+            new_ipc = 1;
+        } else if (!strcmp(arg, "--net")) {
+            new_net = 1;
+        } else if (!strcmp(arg, "--user") && i + 4 < argc) {
+            switch_user = 1;
+            uid = (uid_t)parse_int(argv[++i], "uid");
+            gid = (gid_t)parse_int(argv[++i], "gid");
+            char *list = argv[++i];
+            for (char *item = strtok(list, ","); item && n_groups < MAX_GROUPS; item = strtok(NULL, ","))
+                groups[n_groups++] = (gid_t)parse_int(item, "group id");
+            user_name = argv[++i];
+        } else if (!strcmp(arg, "--exec") && i + 1 < argc) {
+            executable = argv[++i];
+        } else if (!strcmp(arg, "--status-file") && i + 1 < argc) {
+            status_file = argv[++i];
+        } else if (!strcmp(arg, "--report-fd") && i + 1 < argc) {
+            report_fd = parse_int(argv[++i], "report fd");
+            fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+        } else {
+            fprintf(stderr, "offerd-init: unknown or incomplete option '%s'\n", arg);
+            usage(2);
+        }
+    }
+    if (i >= argc)
+        usage(2);
+    char **command = argv + i;
+    if (!executable)
+        executable = command[0];
+
+    for (int s = 0; s < n_steps; s++) {
+        char step[4096 + 64];
+        const char *path = steps[s].path;
+        if (steps[s].kind == 'm') {
+            if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                fail("creating cgroup %s: %s", path, strerror(errno));
+        } else if (steps[s].kind == 'w') {
+            snprintf(step, sizeof step, "writing %s to %s", steps[s].value, path);
+            write_file(path, steps[s].value, step);
+        } else {
+            snprintf(step, sizeof step, "joining cgroup %s", path);
+            char *slash = strrchr(step, '/');
+            if (slash)
+                *slash = '\0';   /* name the cgroup, not its tasks/cgroup.procs file */
+            write_file(path, "0", step);
+        }
+    }
+
+    int flags = 0;
+    if (mount_proc || bind_source)
+        flags |= CLONE_NEWNS;
+    if (hostname)
+        flags |= CLONE_NEWUTS;
+    if (new_ipc)
+        flags |= CLONE_NEWIPC;
+    if (new_net)
+        flags |= CLONE_NEWNET;
+    if (flags && unshare(flags) < 0)
+        fail("creating namespaces: %s", strerror(errno));
+    if (flags & CLONE_NEWNS) {
+        /* Nothing mounted here may propagate back to the host. */
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            fail("making mounts private: %s", strerror(errno));
+        if (mount_proc && mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+            fail("mounting /proc: %s", strerror(errno));
+        if (bind_source && mount(bind_source, bind_target, NULL, MS_BIND | MS_REC, NULL) < 0)
+            fail("mounting the sandbox at %s: %s", bind_target, strerror(errno));
+    }
+    if (new_net)
+        loopback_up();
+    if (hostname && sethostname(hostname, strlen(hostname)) < 0)
+        fail("setting the hostname: %s", strerror(errno));
+
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = ignore;   /* caught, not SIG_IGN: exec resets it for the task */
+    sigemptyset(&action.sa_mask);
+    const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t s = 0; s < sizeof forwarded / sizeof *forwarded; s++)
+        sigaction(forwarded[s], &action, NULL);
+
+    /* The task reports a failure before its exec on this pipe; exec closes it. */
+    int exec_pipe[2];
+    if (pipe2(exec_pipe, O_CLOEXEC) < 0)
+        fail("creating a pipe: %s", strerror(errno));
+    pid_t task = fork();
+    if (task < 0)
+        fail("forking the task: %s", strerror(errno));
+    if (task == 0) {
+        close(exec_pipe[0]);
+        report_fd = exec_pipe[1];
+        for (size_t s = 0; s < sizeof forwarded / sizeof *forwarded; s++)
+            signal(forwarded[s], SIG_DFL);
+        if (switch_user) {
+            if (setgroups((size_t)n_groups, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+                fail("switching to user %s: %s", user_name, strerror(errno));
+        }
+        execvp(executable, command);
+        fail("executing %s: %s", executable, strerror(errno));
+    }
+    close(exec_pipe[1]);
+    char message[1024];
+    ssize_t length, total = 0;
+    while ((length = read(exec_pipe[0], message + total, sizeof message - 1 - (size_t)total)) != 0) {
+        if (length < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        total += length;
+        if (total == (ssize_t)sizeof message - 1)
+            break;
+    }
+    close(exec_pipe[0]);
+    if (total > 0) {
+        message[total] = '\0';
+        waitpid(task, NULL, 0);
+        fail("%s", message);
+    }
+    if (report_fd >= 0) {
+        close(report_fd);   /* the task runs */
+        report_fd = -1;
+    }
+
+    int status = 0;
+    for (;;) {
+        int child_status;
+        pid_t pid = waitpid(-1, &child_status, 0);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;   /* ECHILD: cannot happen before the task is reaped */
+        }
+        if (pid == task) {
+            status = WIFEXITED(child_status) ? WEXITSTATUS(child_status)
+                   : WIFSIGNALED(child_status) ? 128 + WTERMSIG(child_status) : 1;
+            break;
+        }
+    }
+    if (status_file) {
+        char text[16];
+        int fd = open(status_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            ssize_t ignored = write(fd, text, (size_t)snprintf(text, sizeof text, "%d\n", status));
+            (void)ignored;
+            close(fd);
+        }
+    }
+    return status;
+}
