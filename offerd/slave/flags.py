@@ -91,6 +91,9 @@ SLAVE_FLAGS: list[Flag] = [
          "Comma-separated isolators. posix/cpu and posix/mem report usage and enforce nothing; "
          "cgroups/cpu, cgroups/mem, cgroups/pids (or cgroups/all), namespaces/pid, namespaces/uts, "
          "namespaces/ipc and filesystem/linux isolate (root; cgroup v1 or v2).", isolation),
+    Flag("cgroups_hierarchy", "/sys/fs/cgroup",
+         "Where the cgroup hierarchies are mounted: a cgroup2 mount here means cgroup v2, else the v1 "
+         "controller mounts below it are used."),
     Flag("cgroups_root", "offerd",
          "Name of the cgroup, in each hierarchy, under which every container's cgroup is made."),
     Flag("cgroups_enable_cfs", False,

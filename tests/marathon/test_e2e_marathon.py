@@ -10,7 +10,7 @@ APP = {"cpus": 0.1, "mem": 16, "cmd": "sleep 600"}
 
 
 def running(api, app_id, n, timeout=30.0):
-    return wait_for(lambda: len(api.tasks(app_id)) == n and api.tasks(app_id), timeout,
+    return wait_for(lambda: len(tasks := api.tasks(app_id)) == n and tasks, timeout,
                     message=f"{n} running tasks of {app_id}")
 
 
@@ -132,5 +132,5 @@ def test_health_checks_report_and_replace_unhealthy(marathon):
     failure = wait_for(lambda: api.get("/v2/apps/sick").json()["app"].get("lastTaskFailure"), 30,
                        message="the unhealthy task killed")
     assert failure["message"].startswith("unhealthy")
-    wait_for(lambda: api.tasks("/sick") and api.tasks("/sick")[0]["id"] != failure["taskId"], 30,
+    wait_for(lambda: (tasks := api.tasks("/sick")) and tasks[0]["id"] != failure["taskId"], 30,
              message="a replacement")

@@ -69,16 +69,20 @@ def test_prepare_plans_what_the_launch_makes_and_cleanup_removes_it(isolator, tm
 def test_cgroup_v2_is_detected_from_the_mount_table(tmp_path):
     mounts = tmp_path / "mounts"
     mounts.write_text("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n")
-    detected = cgroups.detect(str(mounts))
+    detected = cgroups.detect(mounts_file=str(mounts))
     assert detected is not None and detected.version == 2
     mounts.write_text("cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
                       "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0\n"
                       "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
-    detected = cgroups.detect(str(mounts))
+    detected = cgroups.detect(mounts_file=str(mounts))
     assert detected.version == 1 and detected.mounts == {
         "memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct"}
     with pytest.raises(IsolatorError, match="'pids' is not available"):
         detected.root("pids")
+    # --cgroups_hierarchy: a cgroup2 mount elsewhere (a hybrid machine's unified tree) is v2 there.
+    detected = cgroups.detect("/sys/fs/cgroup/unified", mounts_file=str(mounts))
+    assert detected.version == 2
+    assert cgroups.detect("/elsewhere", mounts_file=str(mounts)) is None
 
 
 def test_offerd_init_says_which_step_failed(tmp_path):
@@ -112,6 +116,45 @@ def test_offerd_init_runs_the_task_as_its_child_and_exits_with_its_status(tmp_pa
     # Nothing to set up: the command itself, no init.
     plain = launcher.spawn(["true"], None, LaunchPlan(), None, str(tmp_path), env)
     assert not plain.via_init and plain.proc.wait() == 0
+
+
+@pytest.mark.parametrize("pid_namespace", [False, True], ids=["plain", "pid-namespace"])
+def test_a_kill_during_set_up_means_the_task_never_starts(tmp_path, pid_namespace):
+    """SIGTERM while init is still setting the container up (here: blocked writing a
+    'limit' into a FIFO nobody reads) ends it as killed, 128+15, and the task never
+    runs, also as a PID namespace's init, which drops signals it does not handle."""
+    import signal
+    import time
+
+    if pid_namespace and os.geteuid() != 0:
+        pytest.skip("PID namespaces need root")
+    fifo = tmp_path / "limit"
+    os.mkfifo(fifo)
+    marker = tmp_path / "ran"
+    plan = LaunchPlan(cgroup_writes=[(str(fifo), "1")], pid_namespace=pid_namespace)
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    argv = launcher.init_argv(["touch", str(marker)], None, plan, None, str(tmp_path), None, write_fd)
+    if pid_namespace:
+        argv.remove("--mount-proc")   # the namespace alone: no /proc mount needed here
+        with launcher.ThreadInPidNamespace():
+            proc = subprocess.Popen(argv, pass_fds=(write_fd,))
+    else:
+        proc = subprocess.Popen(argv, pass_fds=(write_fd,))
+    os.close(write_fd)
+    def catches_term() -> bool:
+        with open(f"/proc/{proc.pid}/status") as status:
+            caught = next(line for line in status if line.startswith("SigCgt:"))
+        return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+    deadline = time.monotonic() + 5
+    while not catches_term() and time.monotonic() < deadline:   # init has exec'd and set up its handlers
+        time.sleep(0.005)
+    time.sleep(0.05)   # and is blocked opening the FIFO
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(5) == 128 + signal.SIGTERM
+    assert os.read(read_fd, 4096) == b""   # not reported as a launch failure
+    os.close(read_fd)
+    assert not marker.exists()
 
 
 def test_offerd_init_has_help():

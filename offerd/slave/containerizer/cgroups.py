@@ -11,8 +11,9 @@ before anything of the task runs, in C rather than in the slave's Python: a
 dozen system calls per launch that would each take the GIL back.
 
 Which version runs is detected once at start (`detect()`): pure v2 when
-/sys/fs/cgroup itself is cgroup2, else the v1 controller mounts from
-/proc/self/mounts (a hybrid machine's empty /sys/fs/cgroup/unified is ignored).
+--cgroups_hierarchy (/sys/fs/cgroup) is itself cgroup2, else the v1 controller
+mounts below it, from /proc/self/mounts (a hybrid machine's controller-less
+/sys/fs/cgroup/unified is ignored).
 """
 
 from __future__ import annotations
@@ -51,8 +52,14 @@ class Hierarchies:
                                 f"(cgroup v{self.version})") from None
 
 
-def detect(mounts_file: str = "/proc/self/mounts") -> Hierarchies | None:
-    """The cgroup hierarchies of this machine, or None without cgroups."""
+DEFAULT_HIERARCHY = "/sys/fs/cgroup"
+
+
+def detect(hierarchy: str = DEFAULT_HIERARCHY, mounts_file: str = "/proc/self/mounts") -> Hierarchies | None:
+    """The cgroup hierarchies under `hierarchy` (--cgroups_hierarchy), or None
+    without cgroups: v2 when `hierarchy` itself is a cgroup2 mount, else the v1
+    controller mounts below it."""
+    hierarchy = hierarchy.rstrip("/") or "/"
     v1: dict[str, str] = {}
     v2_root = None
     try:
@@ -65,9 +72,9 @@ def detect(mounts_file: str = "/proc/self/mounts") -> Hierarchies | None:
         if len(parts) < 4:
             continue
         _, mount_point, fstype, options = parts[:4]
-        if fstype == "cgroup2" and mount_point == "/sys/fs/cgroup":
+        if fstype == "cgroup2" and mount_point == hierarchy:
             v2_root = mount_point
-        elif fstype == "cgroup":
+        elif fstype == "cgroup" and mount_point.startswith(hierarchy + "/"):
             for option in options.split(","):
                 if option in ("cpu", "cpuacct", "memory", "pids", "freezer"):
                     v1[option] = mount_point

@@ -97,9 +97,11 @@ def create_isolators(isolation: str, flags=None, hierarchies: cgroups.Hierarchie
     if wanted_root and os.geteuid() != 0:
         raise IsolatorError(f"isolator(s) {', '.join(wanted_root)} need root; use --isolation=posix/cpu,posix/mem")
     if any(n.startswith("cgroups/") for n in names) and hierarchies is None:
-        hierarchies = cgroups.detect()
+        where = getattr(flags, "cgroups_hierarchy", None) or cgroups.DEFAULT_HIERARCHY
+        hierarchies = cgroups.detect(where)
         if hierarchies is None:
-            raise IsolatorError("cgroups isolators need cgroups, and this machine has none mounted")
+            raise IsolatorError(f"cgroups isolators need cgroups, and none are mounted at {where} "
+                                "(see --cgroups_hierarchy)")
     cgroups_root = getattr(flags, "cgroups_root", "offerd") or "offerd"
     isolators: list[Isolator] = []
     if "filesystem/linux" in names:

@@ -27,10 +27,12 @@
  * Permission denied"), and init exits 127. The fd is closed, without a word,
  * once the task's exec succeeded: the slave reads it to EOF to know.
  *
- * Signals: TERM, INT, HUP, QUIT, USR1 and USR2 are caught and ignored here.
- * The slave signals the container's whole process group, so the task gets them
- * directly; init must outlive the task to report its status (and, as PID 1,
- * keep its namespace alive until the task is done).
+ * Signals: TERM, INT, HUP, QUIT, USR1 and USR2 are caught and ignored here
+ * once the task runs. The slave signals the container's whole process group, so
+ * the task gets them directly; init must outlive the task to report its status
+ * (and, as PID 1, keep its namespace alive until the task is done). One that
+ * arrives while the container is being set up means the task is not started:
+ * init exits 128+N.
  *
  * Standard C and Linux system calls only; built by the slave on first use
  * (offerd/slave/containerizer/init_binary.py), statically where the C library
@@ -60,9 +62,15 @@
 
 static int report_fd = -1;
 
-/* Report what failed (on the report fd, else stderr) and exit 127. */
+/* The first TERM-like signal received before the task started: it is not started. */
+static volatile sig_atomic_t early_signal = 0;
+
+/* Report what failed (on the report fd, else stderr) and exit 127; killed
+ * meanwhile, exit as killed. */
 static void fail(const char *format, ...)
 {
+    if (early_signal)
+        _exit(128 + early_signal);   /* a kill interrupted the set-up: not a launch failure */
     char message[1024];
     va_list args;
     va_start(args, format);
@@ -118,9 +126,10 @@ static void loopback_up(void)
     close(sock);
 }
 
-static void ignore(int signum)
+static void note_signal(int signum)
 {
-    (void)signum;
+    if (!early_signal)
+        early_signal = signum;
 }
 
 static int parse_int(const char *text, const char *what)
@@ -202,6 +211,21 @@ int main(int argc, char **argv)
     if (!executable)
         executable = command[0];
 
+    /* Caught from the start (a PID namespace's init would silently drop what it does
+     * not handle) and blocked around the fork, so that a kill arriving while the
+     * container is set up is neither lost nor swallowed by the task before its exec. */
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = note_signal;   /* caught, not SIG_IGN: exec resets it for the task */
+    sigemptyset(&action.sa_mask);
+    const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    sigset_t blocked;
+    sigemptyset(&blocked);
+    for (size_t s = 0; s < sizeof forwarded / sizeof *forwarded; s++) {
+        sigaction(forwarded[s], &action, NULL);
+        sigaddset(&blocked, forwarded[s]);
+    }
+
     for (int s = 0; s < n_steps; s++) {
         char step[4096 + 64];
         const char *path = steps[s].path;
@@ -245,18 +269,14 @@ int main(int argc, char **argv)
     if (hostname && sethostname(hostname, strlen(hostname)) < 0)
         fail("setting the hostname: %s", strerror(errno));
 
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = ignore;   /* caught, not SIG_IGN: exec resets it for the task */
-    sigemptyset(&action.sa_mask);
-    const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-    for (size_t s = 0; s < sizeof forwarded / sizeof *forwarded; s++)
-        sigaction(forwarded[s], &action, NULL);
-
     /* The task reports a failure before its exec on this pipe; exec closes it. */
     int exec_pipe[2];
     if (pipe2(exec_pipe, O_CLOEXEC) < 0)
         fail("creating a pipe: %s", strerror(errno));
+    sigset_t previous;
+    sigprocmask(SIG_BLOCK, &blocked, &previous);
+    if (early_signal)
+        return 128 + early_signal;   /* killed while being set up: the task never starts */
     pid_t task = fork();
     if (task < 0)
         fail("forking the task: %s", strerror(errno));
@@ -265,6 +285,7 @@ int main(int argc, char **argv)
         report_fd = exec_pipe[1];
         for (size_t s = 0; s < sizeof forwarded / sizeof *forwarded; s++)
             signal(forwarded[s], SIG_DFL);
+        sigprocmask(SIG_SETMASK, &previous, NULL);   /* a pending kill now takes the task */
         if (switch_user) {
             if (setgroups((size_t)n_groups, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
                 fail("switching to user %s: %s", user_name, strerror(errno));
@@ -272,6 +293,7 @@ int main(int argc, char **argv)
         execvp(executable, command);
         fail("executing %s: %s", executable, strerror(errno));
     }
+    sigprocmask(SIG_SETMASK, &previous, NULL);
     close(exec_pipe[1]);
     char message[1024];
     ssize_t length, total = 0;
