@@ -157,6 +157,23 @@ def test_a_kill_during_set_up_means_the_task_never_starts(tmp_path, pid_namespac
     assert not marker.exists()
 
 
+def test_offerd_init_is_built_per_source_version_and_a_missing_compiler_is_explained(tmp_path, monkeypatch):
+    from offerd.slave.containerizer import init_binary
+
+    monkeypatch.setenv("OFFERD_INIT_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(init_binary, "_built", None)
+    built = init_binary.path()
+    assert os.path.dirname(built) == str(tmp_path / "cache") and os.access(built, os.X_OK)
+    assert subprocess.run([built, "--", "true"]).returncode == 0
+    assert os.listdir(tmp_path / "cache") == [os.path.basename(built)]   # no temporary left behind
+
+    monkeypatch.setenv("OFFERD_INIT_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(init_binary, "_built", None)
+    monkeypatch.setattr(init_binary.shutil, "which", lambda name: None)
+    with pytest.raises(init_binary.InitBuildError, match="needs a C compiler"):
+        init_binary.path()
+
+
 def test_offerd_init_has_help():
     from offerd.slave.containerizer import init_binary
 

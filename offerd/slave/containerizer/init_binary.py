@@ -52,8 +52,10 @@ def _builds() -> list[tuple[str, list[str]]]:
         compiler = shutil.which(name) if name else None
         if compiler and compiler not in {c for c, _ in found}:
             found.append((compiler, flags))
-    # The last resort: dynamically linked, where no static C library is installed.
-    return found + [(compiler, []) for compiler, _ in found[:1]]
+    # The last resort: dynamically linked against the system's C library, where no
+    # static one is installed.
+    system = [compiler for compiler, _ in found if not os.path.basename(compiler).startswith("musl")]
+    return found + [(compiler, []) for compiler in system[:1]]
 
 
 def path() -> str:
