@@ -8,7 +8,10 @@ Four measurements in one run, printed as one JSON document:
 2. posix: `offerd local --slaves 2` with real processes; a framework on the SDK
    launches `--tasks` trivial tasks (`true`) and waits for every TASK_FINISHED.
 3. isolated: the posix run again with the slaves' `--isolation` set to real
-   containers (default cgroups/cpu,cgroups/mem,namespaces/pid; needs root), next to
+   containers (default cgroups/cpu,cgroups/mem,namespaces/pid; needs root). posix
+   and isolated alternate for `--rounds` rounds on clusters started once (the
+   machine's load drifts; both see the same drift); medians are reported, with
+   each round's rate and posix/isolated ratio. Next to them,
    `container_ceiling`: the container primitives alone in a loop, through the
    slave's own isolators and launcher (offerd-init, the containers' first process,
    creates the cgroups, writes their limits and joins them, mounts the PID
@@ -21,13 +24,14 @@ Four measurements in one run, printed as one JSON document:
 Throughput is tasks per second from the first offer to the last TASK_FINISHED;
 latency is from the offer a task was launched on reaching the scheduler to its
 TASK_RUNNING reaching the scheduler. With 1,000 tasks launched at once that
-latency is mostly queueing, so a second posix run (`posix_unloaded`) launches
-tasks that each fill a slave and measures the path itself.
+latency is mostly queueing, so a last run per mode (`posix_unloaded`,
+`isolated_unloaded`) launches tasks that each fill a slave and measures the path itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
@@ -274,6 +278,8 @@ def main() -> int:
                         help="tasks for the one-at-a-time latency run (default 100)")
     parser.add_argument("--simulated_tasks", type=int, default=20000, help="tasks for the simulated run")
     parser.add_argument("--simulated_slaves", type=int, default=100, help="simulated slaves (default 100)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating posix/isolated runs of --tasks; medians are reported (default 3)")
     parser.add_argument("--raw_seconds", type=float, default=3.0, help="how long to measure the raw ceiling")
     parser.add_argument("--isolation", default="cgroups/cpu,cgroups/mem,namespaces/pid",
                         help="the slaves' --isolation for the isolated run (needs root)")
@@ -289,41 +295,55 @@ def main() -> int:
     print("measuring the raw fork+exec ceiling...", file=sys.stderr)
     result["raw_ceiling"] = raw_ceiling(args.raw_seconds)
 
+    want_isolated = "isolated" not in args.skip
+    if want_isolated and os.geteuid() != 0:
+        result["isolated"] = {"skipped": "needs root for cgroups and namespaces"}
+        want_isolated = False
+    if want_isolated:
+        print(f"container primitives alone ({args.isolation})...", file=sys.stderr)
+        result["container_ceiling"] = container_ceiling(args.raw_seconds, args.isolation)
+
+    # posix and isolated alternate, round after round, on clusters started once: the
+    # machine's load drifts over a run, and the two must see the same drift.
+    modes = {}
     if "posix" not in args.skip:
-        print(f"posix: {args.tasks} tasks on offerd local --slaves 2...", file=sys.stderr)
-        with LocalCluster(slaves=2, port=free_base_port(2), resources="cpus:64;mem:65536;disk:10240",
-                          allocation_interval=0.1, logging_level="WARNING") as cluster:
-            posix = run_framework(cluster.master, args.tasks, "cpus:0.1;mem:32", "true", args.timeout)
+        modes["posix"] = []
+    if want_isolated:
+        modes["isolated"] = [f"--isolation={args.isolation}", f"--cgroups_root=offerd-bench-{os.getpid()}"]
+    with contextlib.ExitStack() as stack:
+        clusters = {mode: stack.enter_context(LocalCluster(
+            slaves=2, port=free_base_port(2), resources="cpus:64;mem:65536;disk:10240", allocation_interval=0.1,
+            logging_level="WARNING", slave_args=slave_args)) for mode, slave_args in modes.items()}
+        rounds: dict[str, list[dict]] = {mode: [] for mode in modes}
+        for number in range(args.rounds):
+            for mode, cluster in clusters.items():
+                print(f"round {number + 1}/{args.rounds}: {args.tasks} tasks, {mode}...", file=sys.stderr)
+                rounds[mode].append(run_framework(cluster.master, args.tasks, "cpus:0.1;mem:32", "true",
+                                                  args.timeout))
+        for mode, cluster in clusters.items():
             # The same path without a queue: each task fills a slave, so at most
             # two run at once and offer->RUNNING is the protocol's own latency.
-            unloaded = run_framework(cluster.master, args.unloaded_tasks, "cpus:64;mem:32", "true", args.timeout)
-        posix["fraction_of_raw_ceiling"] = round(
-            (posix["tasks_per_second"] or 0) / result["raw_ceiling"]["per_second"], 3)
-        result["posix"] = posix
-        result["posix_unloaded"] = unloaded
-
-    if "isolated" not in args.skip:
-        if os.geteuid() != 0:
-            result["isolated"] = {"skipped": "needs root for cgroups and namespaces"}
-        else:
-            print(f"container primitives alone ({args.isolation})...", file=sys.stderr)
-            result["container_ceiling"] = container_ceiling(args.raw_seconds, args.isolation)
-            print(f"isolated: {args.tasks} tasks with --isolation={args.isolation}...", file=sys.stderr)
-            with LocalCluster(slaves=2, port=free_base_port(2), resources="cpus:64;mem:65536;disk:10240",
-                              allocation_interval=0.1, logging_level="WARNING",
-                              slave_args=[f"--isolation={args.isolation}",
-                                          f"--cgroups_root=offerd-bench-{os.getpid()}"]) as cluster:
-                isolated = run_framework(cluster.master, args.tasks, "cpus:0.1;mem:32", "true", args.timeout)
-                unloaded = run_framework(cluster.master, args.unloaded_tasks, "cpus:64;mem:32", "true",
-                                         args.timeout)
-            isolated["isolation"] = args.isolation
-            isolated["fraction_of_container_ceiling"] = round(
-                (isolated["tasks_per_second"] or 0) / result["container_ceiling"]["per_second"], 3)
-            if "posix" in result and result["posix"].get("tasks_per_second"):
-                isolated["posix_over_isolated_rate"] = round(
-                    result["posix"]["tasks_per_second"] / (isolated["tasks_per_second"] or float("nan")), 2)
-            result["isolated"] = isolated
-            result["isolated_unloaded"] = unloaded
+            print(f"{args.unloaded_tasks} tasks one slave-full at a time, {mode}...", file=sys.stderr)
+            result[f"{mode}_unloaded"] = run_framework(cluster.master, args.unloaded_tasks, "cpus:64;mem:32", "true",
+                                                       args.timeout)
+    for mode, runs in rounds.items():
+        median = sorted(runs, key=lambda run: run["tasks_per_second"] or 0)[len(runs) // 2]
+        result[mode] = {**median, "rounds_tasks_per_second": [run["tasks_per_second"] for run in runs]}
+    if "posix" in result and "tasks_per_second" in result["posix"]:
+        result["posix"]["fraction_of_raw_ceiling"] = round(
+            (result["posix"]["tasks_per_second"] or 0) / result["raw_ceiling"]["per_second"], 3)
+    if "isolated" in rounds:
+        isolated = result["isolated"]
+        isolated["isolation"] = args.isolation
+        isolated["fraction_of_container_ceiling"] = round(
+            (isolated["tasks_per_second"] or 0) / result["container_ceiling"]["per_second"], 3)
+        if "posix" in rounds:
+            # The ratio of the medians, and each round's (same round: the same machine state).
+            isolated["posix_over_isolated_rate"] = round(
+                result["posix"]["tasks_per_second"] / (isolated["tasks_per_second"] or float("nan")), 2)
+            isolated["rounds_posix_over_isolated_rate"] = [
+                round((p["tasks_per_second"] or 0) / (i["tasks_per_second"] or float("nan")), 2)
+                for p, i in zip(rounds["posix"], rounds["isolated"])]
 
     if "simulated" not in args.skip:
         print(f"simulated: {args.simulated_tasks} tasks on {args.simulated_slaves} simulated slaves...",

@@ -297,6 +297,7 @@ class MemIsolator(CgroupsIsolator):
         self.swap_file = swap_file if self.limit_swap and os.path.exists(
             os.path.join(self.roots[0], self.cgroups_root, swap_file)) else None
         self._event_fds: dict[str, int] = {}
+        self._oom_notified: set[str] = set()   # v1 containers whose OOM eventfd fired
 
     def limit_bytes(self, container: Container) -> int:
         return max(MIN_MEMORY_BYTES, int(container.mem_mb * 1024 * 1024))
@@ -352,15 +353,21 @@ class MemIsolator(CgroupsIsolator):
         return read_keyed(os.path.join(path, name)).get("oom_kill", 0)
 
     def check(self, container: Container) -> Limitation | None:
-        fd = self._event_fds.get(container.container_id)
+        cid = container.container_id
+        fd = self._event_fds.get(cid)
         if fd is not None:
             try:
                 if self.v2:
                     os.pread(fd, 4096, 0)   # re-arms the POLLPRI notification
                 else:
                     os.eventfd_read(fd)
+                    self._oom_notified.add(cid)
             except (BlockingIOError, OSError):
                 pass
+            if not self.v2 and cid not in self._oom_notified:
+                # v1 notifies on entering OOM, before any kill: no notification, no OOM kill
+                # (and no read of memory.oom_control for every container that ends).
+                return None
         if self.oom_kills(container) <= 0:
             return None
         path = self.path("memory", container)
@@ -389,6 +396,7 @@ class MemIsolator(CgroupsIsolator):
                 "mem_file_bytes": cache, "mem_swap_bytes": swap}
 
     def cleanup(self, container: Container) -> None:
+        self._oom_notified.discard(container.container_id)
         fd = self._event_fds.pop(container.container_id, None)
         if fd is not None:
             os.close(fd)
