@@ -178,7 +178,8 @@ def container_ceiling(seconds: float, isolation: str, threads: int = 4) -> dict:
 
 
 class BenchScheduler(Scheduler):
-    """Packs as many tasks into each offer as fit until `total` are launched."""
+    """Launches `total` tasks, as many per offer as fit, spread evenly over the
+    offers of each round."""
 
     def __init__(self, total: int, task_resources: str, command: str):
         self.total = total
@@ -200,10 +201,13 @@ class BenchScheduler(Scheduler):
         now = time.perf_counter()
         if self.first_offer_at is None:
             self.first_offer_at = now
-        for offer in offers:
+        for index, offer in enumerate(offers):
             remaining = Resources.from_protos(offer.resources)
             tasks = []
-            while self.launched < self.total and remaining.contains(self.per_task):
+            # Spread what is left over the offers of this round (as Marathon spreads
+            # instances): one slave must not carry the run while another idles.
+            share = -(-(self.total - self.launched) // (len(offers) - index))
+            while len(tasks) < share and remaining.contains(self.per_task):
                 remaining = remaining - self.per_task
                 task = pb.TaskInfo(name="bench")
                 task.task_id.value = f"bench-{self.launched}"
