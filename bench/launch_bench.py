@@ -282,8 +282,8 @@ def main() -> int:
                         help="tasks for the one-at-a-time latency run (default 100)")
     parser.add_argument("--simulated_tasks", type=int, default=20000, help="tasks for the simulated run")
     parser.add_argument("--simulated_slaves", type=int, default=100, help="simulated slaves (default 100)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating posix/isolated runs of --tasks; medians are reported (default 3)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating posix/isolated runs of --tasks; medians are reported (default 5)")
     parser.add_argument("--raw_seconds", type=float, default=3.0, help="how long to measure the raw ceiling")
     parser.add_argument("--isolation", default="cgroups/cpu,cgroups/mem,namespaces/pid",
                         help="the slaves' --isolation for the isolated run (needs root)")
