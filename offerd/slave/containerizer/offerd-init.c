@@ -58,7 +58,6 @@
 #include <unistd.h>
 
 #define MAX_STEPS 64
-#define MAX_GROUPS 256
 
 static int report_fd = -1;
 
@@ -78,8 +77,9 @@ static void fail(const char *format, ...)
     va_end(args);
     if (length < 0)
         length = 0;
-    if (length >= (int)sizeof message)
-        length = sizeof message - 1;
+    if (length >= (int)sizeof message - 1)
+        length = sizeof message - 2;
+    message[length++] = '\n';
     int fd = report_fd >= 0 ? report_fd : 2;
     ssize_t ignored = write(fd, message, (size_t)length);
     (void)ignored;
@@ -132,14 +132,15 @@ static void note_signal(int signum)
         early_signal = signum;
 }
 
-static int parse_int(const char *text, const char *what)
+/* A non-negative decimal number no larger than `most`, or fail naming `what`. */
+static unsigned long parse_number(const char *text, const char *what, unsigned long most)
 {
     char *end;
     errno = 0;
-    long value = strtol(text, &end, 10);
-    if (errno || *end || end == text || value < 0 || value > 0x7fffffff)
+    unsigned long value = strtoul(text, &end, 10);
+    if (errno || *end || end == text || *text == '-' || value > most)
         fail("invalid %s '%s'", what, text);
-    return (int)value;
+    return value;
 }
 
 int main(int argc, char **argv)
@@ -151,8 +152,8 @@ int main(int argc, char **argv)
     const char *status_file = NULL, *executable = NULL, *user_name = NULL;
     uid_t uid = 0;
     gid_t gid = 0;
-    gid_t groups[MAX_GROUPS];
-    int n_groups = 0;
+    gid_t *groups = NULL;
+    size_t n_groups = 0;
     int i = 1;
 
     for (; i < argc; i++) {
@@ -187,18 +188,24 @@ int main(int argc, char **argv)
             new_net = 1;
         } else if (!strcmp(arg, "--user") && i + 4 < argc) {
             switch_user = 1;
-            uid = (uid_t)parse_int(argv[++i], "uid");
-            gid = (gid_t)parse_int(argv[++i], "gid");
+            uid = (uid_t)parse_number(argv[++i], "uid", 0xfffffffeUL);
+            gid = (gid_t)parse_number(argv[++i], "gid", 0xfffffffeUL);
             char *list = argv[++i];
-            for (char *item = strtok(list, ","); item && n_groups < MAX_GROUPS; item = strtok(NULL, ","))
-                groups[n_groups++] = (gid_t)parse_int(item, "group id");
+            size_t most = 1;
+            for (const char *c = list; *c; c++)
+                most += *c == ',';
+            groups = calloc(most, sizeof *groups);
+            if (!groups)
+                fail("out of memory for %zu group ids", most);
+            for (char *item = strtok(list, ","); item; item = strtok(NULL, ","))
+                groups[n_groups++] = (gid_t)parse_number(item, "group id", 0xfffffffeUL);
             user_name = argv[++i];
         } else if (!strcmp(arg, "--exec") && i + 1 < argc) {
             executable = argv[++i];
         } else if (!strcmp(arg, "--status-file") && i + 1 < argc) {
             status_file = argv[++i];
         } else if (!strcmp(arg, "--report-fd") && i + 1 < argc) {
-            report_fd = parse_int(argv[++i], "report fd");
+            report_fd = (int)parse_number(argv[++i], "report fd", 1 << 20);
             fcntl(report_fd, F_SETFD, FD_CLOEXEC);
         } else {
             fprintf(stderr, "offerd-init: unknown or incomplete option '%s'\n", arg);
@@ -287,7 +294,7 @@ int main(int argc, char **argv)
             signal(forwarded[s], SIG_DFL);
         sigprocmask(SIG_SETMASK, &previous, NULL);   /* a pending kill now takes the task */
         if (switch_user) {
-            if (setgroups((size_t)n_groups, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+            if (setgroups(n_groups, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
                 fail("switching to user %s: %s", user_name, strerror(errno));
         }
         execvp(executable, command);
