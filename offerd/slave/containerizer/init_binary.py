@@ -2,8 +2,8 @@
 
 It is a small C program (offerd-init.c beside this file): a container's launch
 must not cost a Python interpreter, nor the dynamic linking of util-linux tools
-(see bench/README.md). It is compiled once per machine and per source version,
-into a cache directory keyed by the source's hash, so a changed source is never
+(see bench/README.md). It is compiled once per machine, source version and compiler,
+into a cache directory keyed by their hash, so a changed source is never
 run stale and concurrent slaves do not race (each builds under a temporary name
 and renames). `make` builds it ahead (`python -m offerd.slave.containerizer.init_binary`);
 a slave builds it on first use otherwise.
@@ -72,12 +72,14 @@ def path() -> str:
 def _build() -> str:
     with open(SOURCE, "rb") as handle:
         source = handle.read()
-    digest = hashlib.sha256(source).hexdigest()[:16]
+    builds = _builds()
+    # Keyed by the source and the best compiler here: installing musl later rebuilds it.
+    best = repr(builds[:1]).encode()
+    digest = hashlib.sha256(source + b"\0" + best).hexdigest()[:16]
     directory = cache_directory()
     target = os.path.join(directory, f"offerd-init-{digest}")
     if os.access(target, os.X_OK):
         return target
-    builds = _builds()
     if not builds:
         raise InitBuildError("building offerd-init (the containers' first process) needs a C compiler: "
                              "install one (apt-get install musl-tools, or gcc libc6-dev) or set CC")
