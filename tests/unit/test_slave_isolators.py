@@ -174,6 +174,24 @@ def test_offerd_init_is_built_per_source_version_and_a_missing_compiler_is_expla
         init_binary.path()
 
 
+def test_a_task_under_init_inherits_no_fd_of_the_slave_and_default_signals(tmp_path):
+    import signal
+
+    leaked = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(leaked, True)   # as a careless library in the slave might leave one
+    try:
+        launched = launcher.spawn(["sh", "-c", "ls /proc/$$/fd; grep SigIgn /proc/$$/status; pwd"], None,
+                                  LaunchPlan(), None, str(tmp_path), {"PATH": os.environ["PATH"]},
+                                  status_file=str(tmp_path / "status"))
+        assert launched.via_init and launched.proc.wait() == 0
+    finally:
+        os.close(leaked)
+    *fds, ignored, cwd = (tmp_path / "stdout").read_text().split("\n")[:-1]
+    assert sorted(map(int, fds)) == [0, 1, 2], fds
+    assert not int(ignored.split()[1], 16) & (1 << (signal.SIGPIPE - 1))   # Python's SIG_IGN not passed on
+    assert cwd == str(tmp_path)
+
+
 def test_offerd_init_has_help():
     from offerd.slave.containerizer import init_binary
 
@@ -194,7 +212,8 @@ def test_init_argv_carries_the_plan_in_order(tmp_path):
                       clone_flags=launcher.CLONE_NEWUTS | launcher.CLONE_NEWIPC)
     argv = launcher.init_argv(["sleep", "1"], None, plan, None, str(tmp_path), None, report_fd=7)
     assert argv[1:] == ["--mkdir", "/cg/a", "--write", "/cg/a/memory.limit_in_bytes", "64", "--join", "/cg/a/tasks",
-                        "--mount-proc", "--hostname", "box", "--ipc", "--report-fd", "7", "--", "sleep", "1"]
+                        "--mount-proc", "--hostname", "box", "--ipc", "--chdir", str(tmp_path), "--report-fd", "7",
+                        "--", "sleep", "1"]
 
 
 def test_isolation_that_needs_root_is_refused_clearly_without_it(monkeypatch):

@@ -39,6 +39,7 @@
  * allows it, so that its exec costs no dynamic linking.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -53,6 +54,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -91,7 +93,7 @@ static void usage(int code)
     fprintf(code ? stderr : stdout,
             "usage: offerd-init [--mkdir DIR | --write FILE VALUE | --join FILE]... [--mount-proc] [--bind SRC DST] [--hostname NAME]\n"
             "                   [--ipc] [--net] [--user UID GID GROUPS NAME] [--exec PATH]\n"
-            "                   [--status-file PATH] [--report-fd FD] -- COMMAND [ARG]...\n"
+            "                   [--chdir DIR] [--status-file PATH] [--report-fd FD] -- COMMAND [ARG]...\n"
             "The first process of an offerd container: joins its cgroups, makes its namespaces,\n"
             "runs COMMAND as its child and exits with COMMAND's status (128+N for signal N).\n"
             "Started by the offerd slave; not meant to be run by hand.\n");
@@ -132,6 +134,32 @@ static void note_signal(int signum)
         early_signal = signum;
 }
 
+/* Nothing of the slave's but stdin, stdout, stderr and the report fd reaches the task,
+ * whatever the spawning side left open. */
+static void close_stray_fds(int keep)
+{
+#ifdef SYS_close_range
+    int done;
+    if (keep > 3)
+        done = syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U) == 0 &&
+               syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U) == 0;
+    else
+        done = syscall(SYS_close_range, keep == 3 ? 4U : 3U, ~0U, 0U) == 0;
+    if (done)
+        return;
+#endif
+    DIR *fds = opendir("/proc/self/fd");
+    if (!fds)
+        return;   /* no /proc: nothing better to do than trust close-on-exec */
+    int own = dirfd(fds);
+    for (struct dirent *entry; (entry = readdir(fds));) {
+        int fd = atoi(entry->d_name);
+        if (fd > 2 && fd != keep && fd != own)
+            close(fd);
+    }
+    closedir(fds);
+}
+
 /* A non-negative decimal number no larger than `most`, or fail naming `what`. */
 static unsigned long parse_number(const char *text, const char *what, unsigned long most)
 {
@@ -149,7 +177,7 @@ int main(int argc, char **argv)
     struct { char kind; const char *path, *value; } steps[MAX_STEPS];
     int n_steps = 0, mount_proc = 0, new_ipc = 0, new_net = 0, switch_user = 0;
     const char *bind_source = NULL, *bind_target = NULL, *hostname = NULL;
-    const char *status_file = NULL, *executable = NULL, *user_name = NULL;
+    const char *status_file = NULL, *executable = NULL, *user_name = NULL, *directory = NULL;
     uid_t uid = 0;
     gid_t gid = 0;
     gid_t *groups = NULL;
@@ -202,6 +230,8 @@ int main(int argc, char **argv)
             user_name = argv[++i];
         } else if (!strcmp(arg, "--exec") && i + 1 < argc) {
             executable = argv[++i];
+        } else if (!strcmp(arg, "--chdir") && i + 1 < argc) {
+            directory = argv[++i];
         } else if (!strcmp(arg, "--status-file") && i + 1 < argc) {
             status_file = argv[++i];
         } else if (!strcmp(arg, "--report-fd") && i + 1 < argc) {
@@ -217,6 +247,9 @@ int main(int argc, char **argv)
     char **command = argv + i;
     if (!executable)
         executable = command[0];
+    close_stray_fds(report_fd);
+    if (directory && chdir(directory) < 0)
+        fail("entering the sandbox %s: %s", directory, strerror(errno));
 
     /* Caught from the start (a PID namespace's init would silently drop what it does
      * not handle) and blocked around the fork, so that a kill arriving while the
