@@ -1,10 +1,11 @@
 /*
  * offerd-init: the first process of a container.
  *
- * The slave execs it (vfork + exec: the slave's heap is never copied) with the
- * container's stdout, stderr and working directory already set; it sets the
- * container up with system calls only, forks the task, and stays as the task's
- * parent until the task ends:
+ * The slave starts it with posix_spawn (vfork semantics: the slave's heap is
+ * never copied) with the container's stdout and stderr already in place. It
+ * closes every other fd it inherited (but the report pipe), enters the sandbox
+ * (--chdir), sets the container up with system calls only, forks the task, and
+ * stays as the task's parent until the task ends:
  *
  *   1. creates the container's cgroups (--mkdir DIR), writes their limits
  *      (--write FILE VALUE) and joins them (--join FILE: 0 into a v1 `tasks` or
@@ -348,6 +349,8 @@ int main(int argc, char **argv)
             break;
     }
     close(exec_pipe[0]);
+    while (total > 0 && message[total - 1] == '\n')
+        total--;   /* the task's fail() ended its line; ours will too */
     if (total > 0) {
         message[total] = '\0';
         waitpid(task, NULL, 0);
