@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import os
 import pwd
 import select
@@ -207,11 +208,18 @@ def spawn(argv: list[str], executable: str | None, plan: LaunchPlan, user: User 
     # fd itself and chdirs into the sandbox; the spawn only wires stdio and the report
     # pipe (dup2 clears close-on-exec on the copy alone, so no other launch inherits it).
     opened: list[int] = []
+    proc = None
     try:
         opened.append(out := os.open(stdout, _OUTPUT, 0o644))
         opened.append(err := os.open(stderr, _OUTPUT, 0o644))
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         opened += [read_fd, write_fd]
+        if write_fd == REPORT_FD:
+            # dup2 onto itself would leave close-on-exec set on some C libraries.
+            opened.append(moved := fcntl.fcntl(write_fd, fcntl.F_DUPFD_CLOEXEC, REPORT_FD + 1))
+            os.close(write_fd)
+            opened.remove(write_fd)
+            write_fd = moved
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), (os.POSIX_SPAWN_DUP2, out, 1),
                    (os.POSIX_SPAWN_DUP2, err, 2), (os.POSIX_SPAWN_DUP2, write_fd, REPORT_FD)]
         with ThreadInPidNamespace() if plan.pid_namespace else nullcontext():
@@ -223,6 +231,9 @@ def spawn(argv: list[str], executable: str | None, plan: LaunchPlan, user: User 
             opened.remove(fd)
         failure = _read_report(read_fd, timeout)
     except OSError as exc:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
         raise LaunchError(f"starting the container's init: {exc.strerror or exc}") from None
     finally:
         for fd in opened:
