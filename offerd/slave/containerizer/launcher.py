@@ -5,8 +5,8 @@ never a fork of the slave's heap: Python's subprocess uses vfork unless a
 preexec_fn is given, and fork()ing a slave of some hundred MB costs tens of ms.
 So nothing runs in Python between fork and exec. Whatever a container needs
 set up is done by `offerd-init` (offerd-init.c, built by init_binary.py), a
-small static C program the slave vforks and execs as the container's first
-process:
+small static C program the slave starts with posix_spawn (vfork semantics) as
+the container's first process, with stdout, stderr and a report pipe wired:
 
 - it creates the container's cgroups, writes their limits and joins them
   (v1: its `tasks` files; v2: `cgroup.procs`), so nothing of the task ever
@@ -17,7 +17,8 @@ process:
 - it forks the task, which switches user and execs the command, and stays as
   its parent: it reaps orphans (as PID 1), writes the task's exit status into
   the sandbox for a restarted slave (checkpointing), and exits with it;
-- a step that fails is reported on a close-on-exec pipe, read here, as one
+- it closes every other fd it inherited and enters the sandbox;
+- a step that fails is reported on the report pipe, read here, as one
   line saying what failed ("joining cgroup /sys/fs/cgroup/memory/offerd/c1:
   Permission denied"), which becomes the task's launch error.
 
@@ -27,7 +28,7 @@ fork: the launcher thread calls unshare(CLONE_NEWPID), which applies to the
 back (`ThreadInPidNamespace`).
 
 A container with nothing to set up (posix isolation, a framework that does not
-checkpoint, no user switch) execs its command directly.
+checkpoint, no user switch) execs its command directly (Popen, for its cwd).
 """
 
 from __future__ import annotations
