@@ -66,6 +66,32 @@ def test_prepare_plans_what_the_launch_makes_and_cleanup_removes_it(isolator, tm
         assert not os.path.exists(directory)
 
 
+@pytest.mark.skipif(not CAN_ISOLATE, reason="needs root and the cpu, memory and pids cgroup controllers")
+def test_a_swap_limit_is_written_after_the_limit_and_resized_in_a_safe_order(tmp_path):
+    flags = make_flags(master="127.0.0.1:5050", cgroups_root=f"offerd-unit-{uuid.uuid4().hex[:8]}",
+                       cgroups_limit_swap=True)
+    mem = next(i for i in create_isolators("cgroups/mem", flags) if "cgroups/mem" in i.names)
+    if mem.swap_file is None:
+        pytest.skip("this kernel does not account swap in memory cgroups")
+    box = Container(f"c-{uuid.uuid4().hex[:8]}", str(tmp_path), mem_mb=64)
+    plan = mem.prepare(box)
+    names = [os.path.basename(path) for path, _ in plan.cgroup_writes]
+    assert names.index("memory.limit_in_bytes") < names.index(mem.swap_file)
+    try:
+        assert launcher.spawn(["true"], None, plan, None, str(tmp_path), {"PATH": os.environ["PATH"]}).proc.wait() == 0
+        directory = mem.path("memory", box)
+        for mb in (128, 48):   # a raise moves memsw first, a cut the limit first: both must be accepted
+            box.mem_mb = mb
+            mem.update(box)
+            for name in ("memory.limit_in_bytes", mem.swap_file):
+                assert int(open(os.path.join(directory, name)).read()) == mb * 2**20
+        box.mem_mb = 0
+        mem.update(box)   # nothing to limit: nothing written, no error
+    finally:
+        mem.cleanup(box)
+        mem.remove_root()
+
+
 def test_cgroup_v2_is_detected_from_the_mount_table(tmp_path):
     mounts = tmp_path / "mounts"
     mounts.write_text("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n")

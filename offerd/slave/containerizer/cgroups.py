@@ -318,7 +318,7 @@ class MemIsolator(CgroupsIsolator):
 
     def update(self, container: Container) -> None:
         limits = self.limits(container)
-        if self.swap_file and not self.v2:
+        if limits and self.swap_file and not self.v2:
             # A resize: memsw must stay >= limit, so a raise moves memsw first.
             path = self.path("memory", container)
             current = int(read(os.path.join(path, "memory.limit_in_bytes")))
