@@ -60,9 +60,14 @@ def run_master(args) -> int:
     setup_logging(flags.logging_level)
     from offerd.master.daemon import Master
 
-    master = Master(flags)
+    from offerd.common.exposure import ExposureError
+
     try:
+        master = Master(flags)
         master.start()
+    except (ValueError, ExposureError) as exc:
+        print(f"offerd master: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("cannot start the master: %s (is another master using port %s?)", exc, flags.port)
         return 1

@@ -9,11 +9,22 @@ Frame layout (see docs/protocol.md):
     data       [MAGIC, <protobuf full name>, <serialized message>]
     heartbeat  [MAGIC, b"~hb"]  (the server's echo adds its 8-byte incarnation id)
     goodbye    [MAGIC, b"~bye"]
+    authenticate (client first)
+               [MAGIC, b"~auth", principal, client nonce]  ->  [MAGIC, b"~challenge", server nonce]
+               [MAGIC, b"~proof", HMAC]  ->  [MAGIC, b"~authok", principal] | [MAGIC, b"~authfail", reason]
+               (or [MAGIC, b"~noauth"] from a server that has no credentials)
 
 A ROUTER sees the DEALER's identity as an extra first frame. Heartbeats flow from
 client to server and are echoed; silence past a timeout means the peer is gone.
 Frames that are malformed, oversized or of a type the receiver does not accept are
 answered with a ``ProtocolError`` message and otherwise ignored.
+
+Security (docs/security.md): a server given a CURVE key pair encrypts every
+link and proves itself to clients that know its public key; each message then
+carries the client's key, and a routing id is bound to the key that first used
+it, so no other connection can speak under it. A server given credentials
+answers the challenge-response above and remembers each peer's principal
+(:meth:`Server.principal`); the upper layers decide what needs one.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ from typing import Callable, Iterable
 import zmq
 from google.protobuf.message import DecodeError, Message
 
+from offerd.common import credentials as creds
+from offerd.common import curve
 from offerd.common.actor import Actor, Timer
 from offerd.proto import offerd_pb2
 
@@ -36,6 +49,18 @@ log = logging.getLogger(__name__)
 MAGIC = b"offerd/1"
 HEARTBEAT = b"~hb"
 GOODBYE = b"~bye"
+AUTH = b"~auth"
+CHALLENGE = b"~challenge"
+PROOF = b"~proof"
+AUTH_OK = b"~authok"
+AUTH_FAIL = b"~authfail"
+NO_AUTH = b"~noauth"
+
+MAX_PRINCIPAL_BYTES = 256
+# A failed proof is answered this much later, which slows down guessing.
+AUTH_FAILURE_DELAY = 0.5
+# A client whose authentication is not answered in this time tries again.
+AUTH_TIMEOUT = 10.0
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # ZeroMQ drops a connection outright above this; below it we answer with an error.
@@ -65,6 +90,9 @@ class TransportStats:
         self.oversized_messages = 0
         self.unknown_types = 0
         self.dropped_sends = 0
+        self.authentications = 0
+        self.authentication_failures = 0
+        self.rebound_peers = 0
 
     def as_dict(self, prefix: str) -> dict[str, int]:
         return {f"{prefix}/{key}": value for key, value in vars(self).items()}
@@ -126,9 +154,15 @@ class Server:
         on_peer_lost: Callable[[bytes], None] | None = None,
         peer_timeout: float = 10.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        curve_key: tuple[bytes, bytes] | None = None,
+        credentials: Callable[[str], str | None] | None = None,
     ):
+        """`curve_key` (public, secret) turns encryption on; `credentials` maps a
+        principal to its secret (None: unknown) and turns authentication on."""
         self.actor = actor
         self.on_message = on_message
+        self.credentials = credentials
+        self.encrypted = curve_key is not None
         self.on_peer_lost = on_peer_lost or (lambda peer: None)
         self.default_peer_timeout = peer_timeout
         self.stats = TransportStats()
@@ -138,8 +172,16 @@ class Server:
         self.incarnation = os.urandom(8)
         self._last_seen: dict[bytes, float] = {}
         self._peer_timeouts: dict[bytes, float] = {}
+        self._principals: dict[bytes, str] = {}
+        self._peer_keys: dict[bytes, bytes] = {}
+        self._challenges: dict[bytes, tuple[str, bytes, bytes]] = {}
 
         sock = actor.context.socket(zmq.ROUTER)
+        if curve_key is not None:
+            curve.acquire_zap(actor.context)
+            sock.setsockopt(zmq.ZAP_DOMAIN, curve.ZAP_DOMAIN)
+            sock.curve_server = True
+            sock.curve_secretkey = curve_key[1]
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes * HARD_LIMIT_FACTOR)
@@ -166,17 +208,28 @@ class Server:
         return self._send_frames(peer, frames)
 
     def forget(self, peer: bytes) -> None:
-        """Stop tracking a peer's liveness (the upper layer dropped it)."""
+        """Stop tracking a peer (the upper layer dropped it, or it left)."""
         self._last_seen.pop(peer, None)
         self._peer_timeouts.pop(peer, None)
+        self._principals.pop(peer, None)
+        self._peer_keys.pop(peer, None)
+        self._challenges.pop(peer, None)
 
     def knows(self, peer: bytes) -> bool:
         return peer in self._last_seen
 
+    def principal(self, peer: bytes) -> str | None:
+        """The principal `peer` proved on this connection, or None."""
+        return self._principals.get(peer)
+
     def close(self) -> None:
+        if self.socket.closed:
+            return
         self._liveness_timer.cancel()
         self.actor.remove_socket(self.socket)
         self.socket.close(0)
+        if self.encrypted:
+            curve.release_zap(self.actor.context)
 
     def _send_frames(self, peer: bytes, frames: list[bytes]) -> bool:
         try:
@@ -194,20 +247,34 @@ class Server:
         now = time.monotonic()
         # Drain what is queued, but yield to the loop now and then; the poller
         # is level-triggered, so whatever is left is seen on the next turn.
+        encrypted = self.encrypted
         for _ in range(1000):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                if encrypted:
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    frames = [part.bytes for part in parts]
+                    if not self._bind_key(frames[0], parts[-1].get("User-Id")):
+                        continue
+                else:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             peer, body = frames[0], frames[1:]
             self._last_seen[peer] = now
-            if len(body) == 2 and body[0] == MAGIC:
-                if body[1] == HEARTBEAT:
+            if 2 <= len(body) <= 4 and body[0] == MAGIC and body[1][:1] == b"~":
+                control = body[1]
+                if control == HEARTBEAT:
                     self._send_frames(peer, [MAGIC, HEARTBEAT, self.incarnation])
                     continue
-                if body[1] == GOODBYE:
+                if control == GOODBYE:
                     self.forget(peer)
                     self.actor._guard(self.on_peer_lost, peer)
+                    continue
+                if control == AUTH and len(body) == 4:
+                    self._on_auth(peer, body[2], body[3])
+                    continue
+                if control == PROOF and len(body) == 3:
+                    self._on_proof(peer, body[2])
                     continue
             message, error = self._decoder.decode(body)
             if error is not None:
@@ -216,6 +283,71 @@ class Server:
                 self._send_frames(peer, _error_frames(error, kind))
                 continue
             self.actor._guard(self.on_message, peer, message)
+
+    def _bind_key(self, peer: bytes, key: str | None) -> bool:
+        """Whether a message under routing id `peer` comes from the connection that
+        owns it. A new connection under a known id means the old one is gone (libzmq
+        refuses a duplicate while the first is connected): the old peer is dropped
+        and the new one starts unauthenticated, so it inherits nothing."""
+        if not key:
+            return False
+        known = self._peer_keys.get(peer)
+        if known is None:
+            self._peer_keys[peer] = key.encode()
+            return True
+        if known == key.encode():
+            return True
+        self.stats.rebound_peers += 1
+        log.warning("peer id %s reused by another connection: the old connection is treated as gone", peer.hex())
+        self.forget(peer)
+        self.actor._guard(self.on_peer_lost, peer)
+        self._peer_keys[peer] = key.encode()
+        return True
+
+    def _on_auth(self, peer: bytes, principal_bytes: bytes, client_nonce: bytes) -> None:
+        if self.credentials is None:
+            self._send_frames(peer, [MAGIC, NO_AUTH])
+            return
+        try:
+            principal = principal_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            principal = ""
+        if not principal or len(principal_bytes) > MAX_PRINCIPAL_BYTES or not 16 <= len(client_nonce) <= 64:
+            self._refuse_auth(peer, "malformed authentication request")
+            return
+        current = self._principals.get(peer)
+        if current is not None and current != principal:
+            self._refuse_auth(peer, f"this connection is already authenticated as {current!r}")
+            return
+        server_nonce = creds.new_nonce()
+        self._challenges[peer] = (principal, client_nonce, server_nonce)
+        self._send_frames(peer, [MAGIC, CHALLENGE, server_nonce])
+
+    def _on_proof(self, peer: bytes, proof: bytes) -> None:
+        pending = self._challenges.pop(peer, None)
+        if pending is None or self.credentials is None:
+            self._refuse_auth(peer, "no authentication in progress on this connection")
+            return
+        principal, client_nonce, server_nonce = pending
+        try:
+            secret = self.credentials(principal)
+        except Exception:
+            log.exception("credential lookup failed")
+            secret = None
+        if not creds.verify(secret, server_nonce, client_nonce, principal, proof):
+            log.warning("authentication of principal %r from peer %s failed", principal, peer.hex())
+            self._refuse_auth(peer, f"authentication of principal {principal!r} failed: unknown principal "
+                                    "or wrong secret")
+            return
+        self._principals[peer] = principal
+        self.stats.authentications += 1
+        log.debug("peer %s authenticated as %r", peer.hex(), principal)
+        self._send_frames(peer, [MAGIC, AUTH_OK, principal.encode()])
+
+    def _refuse_auth(self, peer: bytes, reason: str) -> None:
+        self.stats.authentication_failures += 1
+        frames = [MAGIC, AUTH_FAIL, reason.encode()]
+        self.actor.call_later(AUTH_FAILURE_DELAY, self._send_frames, peer, frames)
 
     def _check_liveness(self) -> None:
         now = time.monotonic()
@@ -271,8 +403,19 @@ class Client:
         backoff: Backoff | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         name: str = "client",
+        server_key: bytes | None = None,
+        credential: creds.Credential | None = None,
+        on_auth_failed: Callable[[str], None] | None = None,
     ):
+        """`server_key` (the server's public CURVE key) turns encryption on;
+        `credential` makes the client prove its principal before `on_connected`.
+        A refused proof calls `on_auth_failed(reason)` and is retried after the
+        backoff unless that callback closes the client."""
         self.actor = actor
+        self.server_key = server_key
+        self.credential = credential
+        self.on_auth_failed = on_auth_failed or (lambda reason: None)
+        self.principal: str | None = None
         self.resolve = resolve
         self.on_message = on_message
         self.on_connected = on_connected or (lambda: None)
@@ -286,7 +429,11 @@ class Client:
         self._max_message_bytes = max_message_bytes
         self.socket = None
         self.endpoint: str | None = None
+        # `_link_up`: the server answers; `connected`: authenticated too, ready for calls.
+        self._link_up = False
         self.connected = False
+        self._auth_nonce: bytes | None = None
+        self._auth_timer: Timer | None = None
         self._last_heard = 0.0
         self._server_incarnation: bytes | None = None
         self._heartbeat_timer: Timer | None = None
@@ -328,7 +475,7 @@ class Client:
             except zmq.ZMQError:
                 pass
             self._close_socket(linger_ms=200)
-        for timer in (self._heartbeat_timer, self._reconnect_timer):
+        for timer in (self._heartbeat_timer, self._reconnect_timer, self._auth_timer):
             if timer is not None:
                 timer.cancel()
 
@@ -366,6 +513,11 @@ class Client:
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.setsockopt(zmq.RCVHWM, 100_000)
         sock.setsockopt(zmq.IDENTITY, os.urandom(8))
+        if self.server_key is not None:
+            public, secret = zmq.curve_keypair()
+            sock.curve_serverkey = self.server_key
+            sock.curve_publickey = public
+            sock.curve_secretkey = secret
         sock.connect(endpoint)
         self.socket = sock
         self.endpoint = endpoint
@@ -380,7 +532,12 @@ class Client:
             return
         silent_for = time.monotonic() - self._last_heard
         if silent_for > self.heartbeat_interval * self.max_missed:
-            self._drop(f"no heartbeat from {self.endpoint} for {silent_for:.1f}s")
+            hint = ""
+            if not self._link_up:
+                hint = ("; if it is up, check that it uses encryption exactly when this client does, "
+                        "with the public key this client was given") if self.server_key is not None else \
+                       "; if it is up, it may require encryption (give its public key)"
+            self._drop(f"no answer from {self.endpoint} for {silent_for:.1f}s{hint}")
             return
         try:
             self.socket.send_multipart([MAGIC, HEARTBEAT], zmq.NOBLOCK)
@@ -388,15 +545,19 @@ class Client:
             pass  # not connected yet; silence will tell
         # Until the first echo, beat often: the echo is what tells us we are connected,
         # and a full interval's wait would delay every (re)connection.
-        delay = self.heartbeat_interval if self.connected else min(self.heartbeat_interval, 0.02)
+        delay = self.heartbeat_interval if self._link_up else min(self.heartbeat_interval, 0.02)
         self._heartbeat_timer = self.actor.call_later(delay, self._heartbeat)
 
     def _drop(self, reason: str) -> None:
         was_connected = self.connected
         self.connected = False
+        self._link_up = False
+        self._auth_nonce = None
         self._generation += 1
         if self._heartbeat_timer is not None:
             self._heartbeat_timer.cancel()
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
         if self.socket is not None:
             self._close_socket()
         if self._closed:
@@ -423,20 +584,73 @@ class Client:
             except zmq.Again:
                 return
             self._last_heard = time.monotonic()
-            if not self.connected:
-                self.connected = True
+            if not self._link_up:
+                self._link_up = True
                 self.backoff.reset()
                 log.debug("%s: connected to %s", self.name, self.endpoint)
-                self.actor._guard(self.on_connected)
-            if len(frames) == 3 and frames[0] == MAGIC and frames[1] == HEARTBEAT:
-                if self._server_incarnation is None:
-                    self._server_incarnation = frames[2]
-                elif frames[2] != self._server_incarnation:
-                    self._drop("the server restarted")
-                    return
-                continue
+                if self.credential is None:
+                    self._ready()
+                else:
+                    self._authenticate()
+            if 2 <= len(frames) <= 3 and frames[0] == MAGIC and frames[1][:1] == b"~":
+                if frames[1] == HEARTBEAT and len(frames) == 3:
+                    if self._server_incarnation is None:
+                        self._server_incarnation = frames[2]
+                    elif frames[2] != self._server_incarnation:
+                        self._drop("the server restarted")
+                        return
+                    continue
+                if self._on_auth_frame(frames):
+                    continue
+            if not self.connected:
+                continue  # nothing but the handshake counts before authentication
             message, error = self._decoder.decode(frames)
             if error is not None:
                 log.warning("%s: refused a frame from %s: %s", self.name, self.endpoint, error)
                 continue
             self.actor._guard(self.on_message, message)
+
+    # -- authentication -------------------------------------------------------
+
+    def _ready(self) -> None:
+        self.connected = True
+        self.actor._guard(self.on_connected)
+
+    def _authenticate(self) -> None:
+        self._auth_nonce = creds.new_nonce()
+        self.socket.send_multipart([MAGIC, AUTH, self.credential.principal.encode(), self._auth_nonce],
+                                   zmq.NOBLOCK)
+        generation = self._generation
+
+        def timed_out():
+            if generation == self._generation and not self.connected:
+                self._drop(f"{self.endpoint} did not answer the authentication of {self.credential.principal!r}")
+        self._auth_timer = self.actor.call_later(AUTH_TIMEOUT, timed_out)
+
+    def _on_auth_frame(self, frames: list[bytes]) -> bool:
+        """Handle a handshake frame; False if `frames` is not one."""
+        kind = frames[1]
+        if kind == CHALLENGE and len(frames) == 3 and self._auth_nonce is not None:
+            proof = creds.prove(self.credential.secret, frames[2], self._auth_nonce, self.credential.principal)
+            self.socket.send_multipart([MAGIC, PROOF, proof], zmq.NOBLOCK)
+            return True
+        if kind == AUTH_OK and self._auth_nonce is not None and not self.connected:
+            self._auth_nonce = None
+            self.principal = self.credential.principal
+            log.info("%s: authenticated to %s as %r", self.name, self.endpoint, self.principal)
+            self._ready()
+            return True
+        if kind == NO_AUTH and self._auth_nonce is not None and not self.connected:
+            self._auth_nonce = None
+            log.warning("%s: %s does not authenticate (no --credentials there); continuing without",
+                        self.name, self.endpoint)
+            self._ready()
+            return True
+        if kind == AUTH_FAIL and len(frames) == 3 and self._auth_nonce is not None:
+            reason = frames[2].decode("utf-8", "replace")
+            log.error("%s: %s refused authentication: %s", self.name, self.endpoint, reason)
+            self.actor._guard(self.on_auth_failed, reason)
+            if not self._closed:
+                self._drop(f"authentication refused: {reason}")
+            return True
+        return kind in (CHALLENGE, AUTH_OK, NO_AUTH, AUTH_FAIL)

@@ -21,7 +21,10 @@ import zmq
 
 from offerd import __version__
 from offerd.allocator import Allocator, create_allocator
+from offerd.common import curve, exposure
+from offerd.common.acls import Authorizer
 from offerd.common.actor import Actor, Timer
+from offerd.common.credentials import load_credentials
 from offerd.common.flags import duration
 from offerd.common.http import HttpServer
 from offerd.common.ids import IdGenerator, new_master_id
@@ -57,6 +60,7 @@ class Master:
     def __init__(self, flags: argparse.Namespace, allocator: Allocator | None = None, rng=None,
                  heartbeat_interval: float = HEARTBEAT_INTERVAL):
         self.flags = normalize_flags(flags)
+        self._load_security()
         self.master_id = new_master_id()
         self.ids = IdGenerator(self.master_id)
         self.allocator = allocator or create_allocator(
@@ -123,11 +127,36 @@ class Master:
             S.UNREGISTER: self.slaves.on_unregister,
         }
 
+    def _load_security(self) -> None:
+        """Credentials, ACLs and keys from the flags; raises ValueError saying what to fix."""
+        flags = self.flags
+        self.credentials: dict[str, str] | None = load_credentials(flags.credentials) if flags.credentials else None
+        for name in ("authenticate_frameworks", "authenticate_agents",
+                     "authenticate_http_readonly", "authenticate_http_readwrite"):
+            if getattr(flags, name) and self.credentials is None:
+                raise ValueError(f"--{name} needs --credentials: a file of principals and secrets")
+        self.authorizer = Authorizer.from_flag(flags.acls)
+        self.curve_key = curve.load_key_pair(flags.zmq_key_file) if flags.zmq_key_file else None
+        if bool(flags.ssl_cert_file) != bool(flags.ssl_key_file):
+            raise ValueError("--ssl_cert_file and --ssl_key_file go together")
+        missing = []
+        if not (flags.authenticate_frameworks and flags.authenticate_agents):
+            missing.append("authentication of schedulers and slaves "
+                           "(--credentials, --authenticate_frameworks, --authenticate_agents)")
+        if not (flags.authenticate_http_readonly and flags.authenticate_http_readwrite):
+            missing.append("HTTP authentication (--authenticate_http_readonly, --authenticate_http_readwrite)")
+        if self.curve_key is None:
+            missing.append("ZeroMQ encryption (--zmq_key_file, from 'offerd keygen')")
+        if not flags.ssl_cert_file:
+            missing.append("HTTPS (--ssl_cert_file, --ssl_key_file)")
+        self.exposure_missing = missing
+
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> "Master":
         """Bind HTTP and ZeroMQ, start the actor; returns once both serve."""
         flags = self.flags
+        exposure.check("master", flags.ip, self.exposure_missing, flags.insecure)
         self._context = zmq.Context()
         self.actor = Actor("master", self._context)
         self.start_time = time.time()
@@ -175,6 +204,8 @@ class Master:
             # makes the liveness sweep fine-grained enough for the real timeouts.
             peer_timeout=min(flags.framework_timeout, self.slaves.timeout),
             max_message_bytes=flags.max_message_bytes,
+            curve_key=self.curve_key,
+            credentials=self.credentials.get if self.credentials is not None else None,
         )
 
     def open_server(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from offerd.common.flags import Flag, duration, positive_int, resolve_flags
+from offerd.common.flags import Flag, boolean, duration, positive_int, resolve_flags
 from offerd.common.resources import DEFAULT_MIN_ALLOCATABLE, ResourceError, parse_min_allocatable
 
 _SIZE = re.compile(r"^\s*([0-9]+)\s*([a-z]*)\s*$")
@@ -120,6 +120,34 @@ MASTER_FLAGS: list[Flag] = [
          positive_int, "N"),
     Flag("max_completed_tasks_per_framework", 1000, "Number of completed tasks kept per framework.",
          positive_int, "N"),
+    # -- security (docs/security.md) --
+    Flag("authenticate_frameworks", False, "Only schedulers that prove a principal from --credentials may "
+         "subscribe (and FrameworkInfo.principal must be that principal).", boolean),
+    Flag("authenticate_agents", False, "Only slaves that prove a principal from --credentials may register.",
+         boolean),
+    Flag("authenticate_slaves", None, "Alias of --authenticate_agents.", boolean),
+    Flag("credentials", None, "File of the principals and secrets this master accepts: Mesos' JSON "
+         '{"credentials": [{"principal": "...", "secret": "..."}]} or one "principal secret" per line.',
+         metavar="PATH"),
+    Flag("authenticate_http_readonly", False, "HTTP Basic authentication (--credentials) for the read-only "
+         "endpoints (state, metrics, files, the web UI's data).", boolean),
+    Flag("authenticate_http_readwrite", False, "HTTP Basic authentication (--credentials) for the endpoints "
+         "that change something (teardown, quota, weights, /api/v1).", boolean),
+    Flag("acls", None, "Authorization rules in Mesos' ACL JSON (or a file holding it): register_frameworks, "
+         "run_tasks, teardown_frameworks, update_quotas, update_weights, view_*, access_sandboxes, "
+         "mark_agents_gone, ... Unset allows everything.", metavar="JSON|PATH"),
+    Flag("root_submissions", True, "Whether tasks may run as root (a task's or framework's user 'root').",
+         boolean),
+    Flag("zmq_key_file", None, "This master's CURVE key pair (a .key_secret file from 'offerd keygen'): every "
+         "ZeroMQ link is encrypted and clients check the master by its public key. Standby masters share it.",
+         metavar="PATH"),
+    Flag("ssl_cert_file", None, "Serve HTTPS with this PEM certificate (chain) instead of plain HTTP.",
+         metavar="PATH"),
+    Flag("ssl_key_file", None, "The PEM private key of --ssl_cert_file.", metavar="PATH"),
+    Flag("ssl_ca_file", None, "PEM CA bundle used to verify slaves' HTTPS (the sandbox proxy) and other peers.",
+         metavar="PATH"),
+    Flag("insecure", False, "Allow listening on a non-loopback address without authentication and "
+         "encryption (anyone who reaches the ports then owns the cluster).", boolean),
     Flag("webui_dir", None, "Directory of the web UI's static files (default: the webui/ of this install)."),
     Flag("logging_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.", metavar="LEVEL"),
 ]
@@ -138,6 +166,9 @@ def normalize_flags(namespace: argparse.Namespace) -> argparse.Namespace:
         if isinstance(value, str) and flag.type is not str:
             value = flag.type(value)
         setattr(namespace, flag.name, value)
+    if namespace.authenticate_slaves is not None:
+        namespace.authenticate_agents = namespace.authenticate_agents or namespace.authenticate_slaves
+        namespace.authenticate_slaves = None
     return namespace
 
 

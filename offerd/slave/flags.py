@@ -136,6 +136,29 @@ SLAVE_FLAGS: list[Flag] = [
     Flag("heartbeat_interval", "1secs",
          "Interval of heartbeats to the master; 5 missed echoes mean the master is gone.", duration,
          "DURATION"),
+    # -- security (docs/security.md) --
+    Flag("credential", None, "File with this slave's principal and secret (one 'principal secret' line, or "
+         'JSON {"principal": ..., "secret": ...}), proven to a master that authenticates slaves.',
+         metavar="PATH"),
+    Flag("master_public_key", None, "The master's CURVE public key (40 Z85 characters, or its .key file from "
+         "'offerd keygen'): the link to the master is encrypted and only that master is accepted.",
+         metavar="KEY|PATH"),
+    Flag("zmq_key_file", None, "CURVE key pair of the executor endpoint (made on first start; "
+         "default: work_dir/meta/executor.key_secret). Executors get its public key in their environment."),
+    Flag("http_credentials", None, "Principals and secrets for the slave's HTTP Basic authentication "
+         "(the master's --credentials format).", metavar="PATH"),
+    Flag("authenticate_http_readonly", False, "HTTP Basic authentication for the read-only endpoints "
+         "(state, files, usage).", boolean),
+    Flag("authenticate_http_readwrite", False, "HTTP Basic authentication for the endpoints that change "
+         "something.", boolean),
+    Flag("acls", None, "Authorization rules in Mesos' ACL JSON (or a file): access_sandboxes, view_*, "
+         "view_flags.", metavar="JSON|PATH"),
+    Flag("ssl_cert_file", None, "Serve HTTPS with this PEM certificate (chain).", metavar="PATH"),
+    Flag("ssl_key_file", None, "The PEM private key of --ssl_cert_file.", metavar="PATH"),
+    Flag("ssl_ca_file", None, "PEM CA bundle to verify the master's HTTPS (the master's address is then "
+         "reached over https).", metavar="PATH"),
+    Flag("insecure", False, "Allow listening on a non-loopback address without authentication and "
+         "encryption.", boolean),
     Flag("logging_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
 ]
 
