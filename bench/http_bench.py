@@ -12,6 +12,11 @@ One run, printed as one JSON document (progress on stderr):
 4. Launch throughput of a second framework (`--churn_tasks` short tasks), first
    alone, then while `--pollers` simulated browsers fetch /master/state and
    /metrics/snapshot every `--poll_interval` seconds, as the web UI does.
+
+With `--secure` the cluster runs with all security on (as `offerd local
+--secure`): every request goes over HTTPS with Basic authentication, a new TLS
+connection each (as a browser polling without keep-alive would), and the
+frameworks authenticate over encrypted ZeroMQ.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import json
 import os
 import platform
 import statistics
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -30,8 +37,9 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from launch_bench import BenchScheduler, percentile, run_framework  # noqa: E402
+from launch_bench import BenchScheduler, driver_security, percentile, run_framework  # noqa: E402
 
+from offerd.cli import secure_setup  # noqa: E402
 from offerd.cli.local import LocalCluster, free_base_port  # noqa: E402
 from offerd.framework_sdk import MesosSchedulerDriver  # noqa: E402
 from offerd.proto import offerd_pb2 as pb  # noqa: E402
@@ -53,9 +61,13 @@ class HoldingScheduler(BenchScheduler):
             self.failed += 1
 
 
+# How requests are opened: plain urllib, or the secure cluster's (https, CA, Basic).
+_urlopen = urllib.request.urlopen
+
+
 def fetch(url: str) -> tuple[float, int]:
     start = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as response:
+    with _urlopen(url, timeout=60) as response:
         size = len(response.read())
     return (time.perf_counter() - start) * 1000, size
 
@@ -111,21 +123,32 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating alone/polled rounds (default 3)")
     parser.add_argument("--pollers", type=int, default=4, help="simulated browsers polling (default 4)")
     parser.add_argument("--poll_interval", type=float, default=2.0, help="seconds between polls (default 2, the UI's)")
+    parser.add_argument("--secure", action="store_true",
+                        help="all security on: HTTPS with Basic auth, authenticated and encrypted ZeroMQ")
     args = parser.parse_args()
+    global _urlopen
 
     result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
                     "slaves": {"count": args.slaves, "kind": "simulated (one process, real protocol, no processes)"},
-                    "tasks": args.tasks}
-    print(f"starting a master and {args.slaves} simulated slaves...", file=sys.stderr)
+                    "tasks": args.tasks, "secure": args.secure}
+    print(f"starting a master and {args.slaves} simulated slaves{' with security on' if args.secure else ''}...",
+          file=sys.stderr)
+    secure_dir = tempfile.mkdtemp(prefix="offerd-bench-secure-") if args.secure else None
     cluster = LocalCluster(slaves=args.slaves, simulate=args.slaves, port=free_base_port(1),
                            resources="cpus:16;mem:65536;disk:102400", allocation_interval=1.0,
-                           logging_level="WARNING")
+                           logging_level="WARNING",
+                           security=secure_setup.prepare(secure_dir) if secure_dir else None)
+    if args.secure:
+        _urlopen = cluster.urlopen
+    security = driver_security(cluster)
     cluster.start(timeout=600)
     try:
         base = cluster.master_url
         holder = HoldingScheduler(args.tasks, "cpus:0.1;mem:32", "sleep 600")
         driver = MesosSchedulerDriver(holder, pb.FrameworkInfo(name="state-bench-holder", user=getpass.getuser()),
-                                      cluster.master)
+                                      cluster.master, True, security.get("credential"),
+                                      master_public_key=security.get("master_public_key"),
+                                      ca_file=security.get("ca_file"))
         started = time.perf_counter()
         driver.start()
         if not holder.done.wait(600):
@@ -145,13 +168,13 @@ def main() -> int:
         alone_runs, polled_runs, samples = [], [], []
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}: {args.churn_tasks} tasks without polling...", file=sys.stderr)
-            alone_runs.append(run_framework(cluster.master, args.churn_tasks, "cpus:0.1;mem:32", "true", 300)
+            alone_runs.append(run_framework(cluster.master, args.churn_tasks, "cpus:0.1;mem:32", "true", 300, security)
                               ["tasks_per_second"])
             print(f"round {round_ + 1}: ... and with {args.pollers} pollers every {args.poll_interval}s",
                   file=sys.stderr)
             with Pollers(base, args.pollers, args.poll_interval) as pollers:
-                polled_runs.append(run_framework(cluster.master, args.churn_tasks, "cpus:0.1;mem:32", "true", 300)
-                                   ["tasks_per_second"])
+                polled_runs.append(run_framework(cluster.master, args.churn_tasks, "cpus:0.1;mem:32", "true", 300,
+                                                 security)["tasks_per_second"])
             samples.extend(pollers.samples)
         alone, polled = statistics.median(alone_runs), statistics.median(polled_runs)
         result["launch"] = {
@@ -167,6 +190,8 @@ def main() -> int:
         driver.join()
     finally:
         cluster.stop()
+        if secure_dir:
+            shutil.rmtree(secure_dir, ignore_errors=True)
     state = result["latency_idle"]["/master/state"]
     result["targets"] = {"state_p99_under_200ms": state["p99_ms"] < 200,
                          "launch_drop_at_most_10_percent": (result["launch"]["change_percent"] or 0) >= -10}

@@ -20,6 +20,11 @@ Four measurements in one run, printed as one JSON document:
 4. simulated: the same framework against `--simulated_slaves` simulated slaves
    hosted by one process (the one simulated-slave mode every benchmark reuses):
    offer, accept, run, RUNNING, FINISHED and acknowledgements, but no process.
+5. secure (`--secure`): the posix cluster again with all security on (as
+   `offerd local --secure`: authenticated schedulers and slaves, ACLs, CURVE on
+   every ZeroMQ link, HTTPS), in the same alternating rounds as posix; its
+   framework authenticates as the operator principal. Reported with each
+   round's secure/open ratio.
 
 Throughput is tasks per second from the first offer to the last TASK_FINISHED;
 latency is from the offer a task was launched on reaching the scheduler to its
@@ -39,11 +44,13 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from offerd.cli import secure_setup  # noqa: E402
 from offerd.cli.local import LocalCluster, free_base_port  # noqa: E402
 from offerd.common.resources import Resources  # noqa: E402
 from offerd.framework_sdk import MesosSchedulerDriver, Scheduler  # noqa: E402
@@ -249,10 +256,23 @@ class BenchScheduler(Scheduler):
         self.done.set()
 
 
-def run_framework(master: str, tasks: int, task_resources: str, command: str, timeout: float) -> dict:
+def driver_security(cluster) -> dict:
+    """The driver arguments that reach `cluster` (none unless it runs with security)."""
+    files = getattr(cluster, "security", None)
+    if files is None:
+        return {}
+    credential = pb.Credential(principal=secure_setup.OPERATOR, secret=files.secret(secure_setup.OPERATOR).encode())
+    return {"credential": credential, "master_public_key": files.master_public_key, "ca_file": files.ca_file}
+
+
+def run_framework(master: str, tasks: int, task_resources: str, command: str, timeout: float,
+                  security: dict | None = None) -> dict:
     scheduler = BenchScheduler(tasks, task_resources, command)
     framework = pb.FrameworkInfo(name="launch-bench", user=getpass.getuser())
-    driver = MesosSchedulerDriver(scheduler, framework, master)
+    security = security or {}
+    driver = MesosSchedulerDriver(scheduler, framework, master, True, security.get("credential"),
+                                  master_public_key=security.get("master_public_key"),
+                                  ca_file=security.get("ca_file"))
     driver.start()
     completed = scheduler.done.wait(timeout)
     driver.stop()
@@ -289,6 +309,8 @@ def main() -> int:
                         help="the slaves' --isolation for the isolated run (needs root)")
     parser.add_argument("--skip", choices=["posix", "isolated", "simulated"], action="append", default=[],
                         help="skip a part of the run")
+    parser.add_argument("--secure", action="store_true",
+                        help="add a posix cluster with all security on, alternating with the open one")
     parser.add_argument("--timeout", type=float, default=600, help="give up on a run after this many seconds")
     args = parser.parse_args()
 
@@ -314,22 +336,27 @@ def main() -> int:
         modes["posix"] = []
     if want_isolated:
         modes["isolated"] = [f"--isolation={args.isolation}", f"--cgroups_root=offerd-bench-{os.getpid()}"]
+    if args.secure:
+        modes["secure"] = []
     with contextlib.ExitStack() as stack:
+        secure_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="offerd-bench-secure-"))
         clusters = {mode: stack.enter_context(LocalCluster(
             slaves=2, port=free_base_port(2), resources="cpus:64;mem:65536;disk:10240", allocation_interval=0.1,
-            logging_level="WARNING", slave_args=slave_args)) for mode, slave_args in modes.items()}
+            logging_level="WARNING", slave_args=slave_args,
+            security=secure_setup.prepare(secure_dir) if mode == "secure" else None))
+            for mode, slave_args in modes.items()}
         rounds: dict[str, list[dict]] = {mode: [] for mode in modes}
         for number in range(args.rounds):
             for mode, cluster in clusters.items():
                 print(f"round {number + 1}/{args.rounds}: {args.tasks} tasks, {mode}...", file=sys.stderr)
                 rounds[mode].append(run_framework(cluster.master, args.tasks, "cpus:0.1;mem:32", "true",
-                                                  args.timeout))
+                                                  args.timeout, driver_security(cluster)))
         for mode, cluster in clusters.items():
             # The same path without a queue: each task fills a slave, so at most
             # two run at once and offer->RUNNING is the protocol's own latency.
             print(f"{args.unloaded_tasks} tasks one slave-full at a time, {mode}...", file=sys.stderr)
             result[f"{mode}_unloaded"] = run_framework(cluster.master, args.unloaded_tasks, "cpus:64;mem:32", "true",
-                                                       args.timeout)
+                                                       args.timeout, driver_security(cluster))
     for mode, runs in rounds.items():
         median = sorted(runs, key=lambda run: run["tasks_per_second"] or 0)[len(runs) // 2]
         result[mode] = {**median, "rounds_tasks_per_second": [run["tasks_per_second"] for run in runs]}
@@ -348,6 +375,14 @@ def main() -> int:
             isolated["rounds_posix_over_isolated_rate"] = [
                 round((p["tasks_per_second"] or 0) / (i["tasks_per_second"] or float("nan")), 2)
                 for p, i in zip(rounds["posix"], rounds["isolated"])]
+
+    if "secure" in rounds and "posix" in rounds:
+        secure = result["secure"]
+        secure["secure_over_open_rate"] = round(
+            (secure["tasks_per_second"] or 0) / (result["posix"]["tasks_per_second"] or float("nan")), 2)
+        secure["rounds_secure_over_open_rate"] = [
+            round((locked["tasks_per_second"] or 0) / (open_["tasks_per_second"] or float("nan")), 2)
+            for open_, locked in zip(rounds["posix"], rounds["secure"])]
 
     if "simulated" not in args.skip:
         print(f"simulated: {args.simulated_tasks} tasks on {args.simulated_slaves} simulated slaves...",

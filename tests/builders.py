@@ -151,10 +151,12 @@ class RecordingScheduler(Scheduler):
 class RunningFramework:
     """A RecordingScheduler under a started driver; stops it on exit."""
 
-    def __init__(self, master: str, info: pb.FrameworkInfo | None = None, **scheduler_kwargs):
+    def __init__(self, master: str, info: pb.FrameworkInfo | None = None, driver_kwargs: dict | None = None,
+                 **scheduler_kwargs):
+        """`driver_kwargs`: the driver's credential, master_public_key, ca_file."""
         self.scheduler = RecordingScheduler(**scheduler_kwargs)
         self.info = info or framework_info()
-        self.driver = MesosSchedulerDriver(self.scheduler, self.info, master)
+        self.driver = MesosSchedulerDriver(self.scheduler, self.info, master, **(driver_kwargs or {}))
 
     def __enter__(self):
         self.driver.start()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import uuid
 
 
@@ -80,3 +82,55 @@ class TestNetwork:
                     pass
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+class Capture:
+    """Every frame between the hosts of a TestNetwork, as a wire tap sees it:
+    read with a raw packet socket on the hosts' links while the block runs."""
+
+    ETH_P_ALL = 0x0003
+
+    def __init__(self, network: TestNetwork):
+        # Frames switched between two hosts never reach the bridge device itself,
+        # so the tap listens on every interface and keeps the hosts' veth links.
+        self.prefix = f"ov{network.tag}"
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ETH_P_ALL))
+        self.sock.settimeout(0.2)
+        self.frames: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, (interface, *_rest) = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if interface.startswith(self.prefix):
+                self.frames.append(frame)
+
+    def __enter__(self) -> "Capture":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def contains(self, needle: bytes) -> bool:
+        return any(needle in frame for frame in self.frames)
+
+    def bytes_to_port(self, port: int) -> int:
+        """Bytes of TCP frames to or from `port` (IPv4 over Ethernet)."""
+        total = 0
+        for frame in self.frames:
+            if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+                continue
+            ihl = (frame[14] & 0x0F) * 4
+            tcp = frame[14 + ihl:]
+            if len(tcp) >= 4 and port in (int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big")):
+                total += len(frame)
+        return total

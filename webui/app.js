@@ -2,6 +2,8 @@
 // It polls the master's read-only endpoints (/master/state, /metrics/snapshot)
 // and redraws the current view in place; sandbox files and slave usage come
 // through the master's proxy, so the browser never needs to reach a slave.
+// When the master requires HTTP authentication the browser's Basic prompt is the
+// login: the page and every request it makes carry what was typed there.
 "use strict";
 
 const SCALARS = ["cpus", "mem", "disk", "gpus"];
@@ -11,7 +13,7 @@ const COUNTED_STATES = ["TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_K
   "TASK_FINISHED", "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_DROPPED", "TASK_GONE"];
 const ACTIVE_STATES = new Set(["TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"]);
 
-const app = { state: null, metrics: null, view: null, history: loadHistory() };
+const app = { state: null, metrics: null, view: null, history: loadHistory(), whoami: null };
 
 // -- small DOM helpers ------------------------------------------------------
 
@@ -54,6 +56,14 @@ function bytes(n) {
 
 function when(ts) { return ts ? new Date(ts * 1000).toLocaleString() : ""; }
 function link(href, text, cls) { return h("a", { href, class: cls }, text); }
+// A URL from the cluster (a framework's webui_url) is a link only when it is http(s):
+// `javascript:` or `data:` from a hostile framework must not become clickable.
+function safeLink(url, text) {
+  let parsed = null;
+  try { parsed = new URL(url, location.href); } catch (e) { parsed = null; }
+  if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) return h("span", { class: "id" }, text);
+  return h("a", { href: parsed.href, rel: "noopener noreferrer", target: "_blank" }, text);
+}
 function idLink(href, text) { return link(href, text, "id"); }
 function stateCell(state) { return h("td", { class: `state-${state}` }, state); }
 
@@ -92,11 +102,58 @@ function route() {
 
 // -- data -------------------------------------------------------------------
 
+class HttpError extends Error {
+  constructor(url, status, text) {
+    super(httpMessage(url, status, text));
+    this.status = status;
+  }
+}
+
+function httpMessage(url, status, text) {
+  if (status === 401) return `Not authenticated: the master requires HTTP credentials (${text.trim()}). Reload the page and log in with a principal of the master's --credentials.`;
+  if (status === 403) return `Not authorized: ${text.trim()}`;
+  return `${url}: ${status} ${text.trim()}`;
+}
+
+// Relative to this page, but never with the user:password@ an address bar may hold:
+// fetch() refuses such URLs, and the browser sends the credentials by itself.
+function resolve(path) { return new URL(path, location.origin + location.pathname).href; }
+
 async function getJSON(url) {
-  const response = await fetch(url, { cache: "no-store" });
+  const response = await fetch(resolve(url), { cache: "no-store", credentials: "same-origin" });
   const text = await response.text();
-  if (!response.ok) throw new Error(`${url}: ${response.status} ${text.trim()}`);
+  if (!response.ok) throw new HttpError(url, response.status, text);
   return JSON.parse(text);
+}
+
+// Operator actions are POSTs of a form to the master, from this page's own origin (the
+// master refuses them from any other site).
+async function postForm(url, fields) {
+  const response = await fetch(resolve(url), { method: "POST", credentials: "same-origin", body: new URLSearchParams(fields) });
+  const text = await response.text();
+  if (!response.ok) throw new HttpError(url, response.status, text);
+  return text;
+}
+
+// What the caller may do (GET /master/whoami); operator buttons show only when allowed.
+// A master without that endpoint has no ACLs to ask about: its actions are shown, and
+// its refusals, if any, are shown as they come.
+async function loadWhoami() {
+  try {
+    app.whoami = await getJSON("master/whoami");
+  } catch (err) {
+    if (!(err instanceof HttpError) || err.status !== 404) return;
+    app.whoami = { principal: null, authenticated: false, permissions: null };
+  }
+  const who = document.getElementById("whoami");
+  who.textContent = app.whoami.authenticated ? `signed in as ${app.whoami.principal}` : "";
+  if (app.state && app.view && app.view.update) app.view.update(app.state);
+}
+
+function may(permission) {
+  if (!app.whoami) return false;   // not known yet: show nothing that may be refused
+  const permissions = app.whoami.permissions;
+  return permissions === null || permissions === undefined || permissions[permission] === true;
 }
 
 function allFrameworks(state) { return (state.frameworks || []).concat(state.completed_frameworks || []); }
@@ -150,6 +207,7 @@ function record(state) {
 
 async function poll() {
   try {
+    if (!app.whoami) await loadWhoami();
     const [state, metrics] = await Promise.all([getJSON("master/state"), getJSON("metrics/snapshot").catch(() => null)]);
     app.state = state;
     app.metrics = metrics;
@@ -160,7 +218,8 @@ async function poll() {
   } catch (err) {
     const box = document.getElementById("error");
     box.hidden = false;
-    box.textContent = `Cannot reach the master: ${err.message || err}`;
+    box.textContent = err instanceof HttpError && (err.status === 401 || err.status === 403)
+      ? err.message : `Cannot reach the master: ${err.message || err}`;
   }
 }
 
@@ -169,7 +228,7 @@ function leaderURL(state) {
   const address = info.address || {};
   const host = address.ip || address.hostname || info.hostname;
   const port = address.port || info.port;
-  return host && port ? `http://${host}:${port}/` : null;
+  return host && port ? `${location.protocol}//${host}:${port}/` : null;
 }
 
 function renderHeader(state) {
@@ -313,12 +372,33 @@ function taskTable(tasks, options) {
     { class: opts.cls || "tasks" });
 }
 
+// Tear down: only for principals the master's ACLs allow (teardown_frameworks).
+function teardownButton(f) {
+  const status = document.getElementById("action-status");
+  return h("button", { id: "teardown", class: "danger", onclick: async () => {
+    if (!window.confirm(`Tear down framework ${f.name} (${f.id})? All its tasks are killed.`)) return;
+    try {
+      await postForm("master/teardown", { frameworkId: f.id });
+      status.className = "muted";
+      status.textContent = `Framework ${f.id} torn down.`;
+      poll();
+    } catch (err) {
+      status.className = "error";
+      status.textContent = String(err.message || err);
+    }
+  } }, "Tear down");
+}
+
 function frameworkView(root, id) {
-  root.append(h("h2", {}, "Framework ", h("span", { class: "id" }, id)), h("div", { id: "detail" }));
+  root.append(h("h2", {}, "Framework ", h("span", { class: "id" }, id)),
+    h("div", { class: "toolbar" }, h("span", { id: "actions" }), h("span", { id: "action-status", role: "status" })),
+    h("div", { id: "detail" }));
   return {
     update(state) {
       const f = allFrameworks(state).find((x) => x.id === id);
       const box = document.getElementById("detail");
+      const active = (state.frameworks || []).some((x) => x.id === id);
+      document.getElementById("actions").replaceChildren(f && active && may("teardown_frameworks") ? teardownButton(f) : "");
       if (!f) { box.replaceChildren(h("p", { class: "empty" }, "No such framework on this master.")); return; }
       const named = (list) => list.map((t) => ({ ...t, framework_name: f.name }));
       const reason = why(f);
@@ -327,7 +407,7 @@ function frameworkView(root, id) {
           h("dt", {}, "roles"), h("dd", {}, (f.roles || [f.role]).join(", ")), h("dt", {}, "principal"), h("dd", {}, f.principal || ""),
           h("dt", {}, "active / connected"), h("dd", {}, `${f.active ? "active" : "inactive"} / ${f.connected ? "connected" : "disconnected"}`),
           h("dt", {}, "hostname"), h("dd", {}, f.hostname || ""),
-          h("dt", {}, "web UI"), h("dd", {}, f.webui_url ? link(f.webui_url, f.webui_url) : ""),
+          h("dt", {}, "web UI"), h("dd", { id: "webui-url" }, f.webui_url ? safeLink(f.webui_url, f.webui_url) : ""),
           h("dt", {}, "registered"), h("dd", {}, when(f.registered_time)),
           h("dt", {}, "used"), h("dd", {}, SCALARS.map((n) => `${n} ${fmt((f.used_resources || {})[n])}`).join(", ")),
           h("dt", {}, "offered"), h("dd", {}, SCALARS.map((n) => `${n} ${fmt((f.offered_resources || {})[n])}`).join(", ")),

@@ -12,7 +12,7 @@ import copy
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -47,6 +47,7 @@ class Config:
     http_port: int = 8080
     framework_name: str = "marathon"
     mesos_role: str = "*"
+    mesos_user: str = ""           # FrameworkInfo.user; empty: the user running this process
     decline_offer_duration: float = 120.0
     min_revive_offers_interval: float = 2.0
     max_instances_per_offer: int = 100
@@ -58,6 +59,17 @@ class Config:
     zk: str = ""
     zk_session_timeout: float = 10.0
     work_dir: str = ""             # the local store; empty keeps state in memory only
+    # Security (see api/auth.py): who may call the API, who may change things, and how
+    # this framework proves itself to the master.
+    http_credentials: dict[str, str] | None = field(default=None, repr=False)  # principal -> secret
+    http_operator_principals: frozenset[str] | None = None   # None: every authenticated principal
+    mesos_authentication_principal: str = ""
+    mesos_authentication_secret: str = field(default="", repr=False)
+    master_public_key: str = ""    # z85 key or a path to NAME.key
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
+    ssl_ca_file: str = ""          # verifies an https master and an https leader (proxying)
+    insecure: bool = False
 
 
 class NullDriver:

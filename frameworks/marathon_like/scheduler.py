@@ -55,6 +55,12 @@ class MarathonScheduler(Scheduler):
 
     def error(self, driver, message):
         log.error("driver error: %s", message)
+        if "refused authentication" in message:
+            # Retrying with the same principal and secret cannot succeed: end, saying why.
+            self.core.fatal_reason = (f"{message} (check --mesos_authentication_principal and "
+                                      "--mesos_authentication_secret_file against the master's --credentials)")
+            self.core.fatal.set()
+            return
         if "has been removed" in message:
             # Our framework id is dead for good: forget it and the tasks it owned, and end
             # this process so its supervisor starts a fresh one that registers anew.
@@ -95,16 +101,30 @@ class Ticker:
 
 
 def make_driver(core, master: str) -> MesosSchedulerDriver:
-    info = pb.FrameworkInfo(name=core.config.framework_name, user=getpass.getuser(),
-                            failover_timeout=core.config.failover_timeout, checkpoint=True,
-                            hostname=core.config.hostname,
-                            webui_url=f"http://{core.config.hostname}:{core.config.http_port}")
+    config = core.config
+    scheme = "https" if config.ssl_cert_file else "http"
+    info = pb.FrameworkInfo(name=config.framework_name, user=config.mesos_user or getpass.getuser(),
+                            failover_timeout=config.failover_timeout, checkpoint=True,
+                            hostname=config.hostname,
+                            webui_url=f"{scheme}://{config.hostname}:{config.http_port}")
     if core.config.mesos_role != "*":
         info.roles.append(core.config.mesos_role)
         info.capabilities.add(type=pb.FrameworkInfo.Capability.MULTI_ROLE)
     stored = core.storage.framework_id()
     if stored:
         info.id.value = stored
-    driver = MesosSchedulerDriver(MarathonScheduler(core), info, master)
+    credential = None
+    if config.mesos_authentication_principal:
+        # Marathon's --mesos_authentication_principal: proven to the master, and the
+        # principal the master's ACLs (register_frameworks, run_tasks) judge.
+        info.principal = config.mesos_authentication_principal
+        credential = pb.Credential(principal=config.mesos_authentication_principal,
+                                   secret=config.mesos_authentication_secret.encode("utf-8"))
+    security = {}
+    if config.master_public_key:
+        security["master_public_key"] = config.master_public_key
+    if config.ssl_ca_file:
+        security["ca_file"] = config.ssl_ca_file
+    driver = MesosSchedulerDriver(MarathonScheduler(core), info, master, True, credential, **security)
     core.driver = driver
     return driver

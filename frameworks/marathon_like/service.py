@@ -12,15 +12,28 @@ from __future__ import annotations
 
 import logging
 
+from offerd.common import exposure
 from offerd.common.http import HttpServer
+from offerd.proto import offerd_pb2 as pb
 
 from frameworks.marathon_like.api import create_app
+from frameworks.marathon_like.api.auth import check_config
 from frameworks.marathon_like.core import Config, Core, NullDriver
 from frameworks.marathon_like.health import HealthChecker
 from frameworks.marathon_like.scheduler import Ticker, make_driver
 from frameworks.marathon_like.storage import FileStorage, InMemoryStorage, Storage
 
 log = logging.getLogger(__name__)
+
+
+def exposure_missing(config: Config) -> list[str]:
+    """The protections a Marathon reachable from other hosts must have and lacks."""
+    missing = []
+    if not config.http_credentials:
+        missing.append("HTTP authentication (--http_credentials, optionally --http_operator_principals)")
+    if not config.ssl_cert_file:
+        missing.append("HTTPS (--ssl_cert_file, --ssl_key_file)")
+    return missing
 
 
 def make_storage(config: Config) -> Storage:
@@ -44,20 +57,29 @@ class MarathonService:
         self.leadership = None
 
     def start(self) -> "MarathonService":
-        self.http = HttpServer(self.app, "0.0.0.0" if self.core.config.hostname != "127.0.0.1" else "127.0.0.1",
-                               self.core.config.http_port, threads=16, name="marathon-http").start()
+        config = self.core.config
+        check_config(config)
+        bind = config.hostname if exposure.is_loopback(config.hostname) else "0.0.0.0"
+        exposure.check("Marathon", bind, exposure_missing(config), config.insecure)
+        tls = {"ssl_cert_file": config.ssl_cert_file, "ssl_key_file": config.ssl_key_file} \
+            if config.ssl_cert_file else {}
+        self.http = HttpServer(self.app, bind, config.http_port, threads=16, name="marathon-http", **tls).start()
         self.core.config.http_port = self.http.port
         if self.core.config.zk:
             self._contend()
         else:
             self._start_driver()
         self.ticker.start()
-        log.info("marathon API on http://%s:%d/", self.core.config.hostname, self.http.port)
+        log.info("marathon API on %s://%s:%d/", "https" if config.ssl_cert_file else "http",
+                 config.hostname, self.http.port)
         return self
 
     def _start_driver(self) -> None:
         self.driver = make_driver(self.core, self.core.config.master)
-        self.driver.start()
+        if self.driver.start() == pb.DRIVER_ABORTED:
+            # A setting the driver cannot use (its error() logged which): waiting would never register.
+            self.core.fatal_reason = "the scheduler driver could not start"
+            self.core.fatal.set()
 
     def _stop_driver(self, failover: bool) -> None:
         if self.driver is not None:

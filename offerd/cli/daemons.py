@@ -60,20 +60,24 @@ def run_master(args) -> int:
     setup_logging(flags.logging_level)
     from offerd.master.daemon import Master
 
+    from offerd.common.election import ElectionError
     from offerd.common.exposure import ExposureError
 
+    master = None
     try:
         master = Master(flags)
         master.start()
-    except (ValueError, ExposureError) as exc:
+    except (ValueError, ExposureError, ElectionError) as exc:
         print(f"offerd master: {exc}", file=sys.stderr)
+        if master is not None and isinstance(exc, ElectionError):
+            master.stop()  # it failed after opening its ports
         return 2
     except OSError as exc:
         log.error("cannot start the master: %s (is another master using port %s?)", exc, flags.port)
         return 1
     info = master.master_info
-    log.info("master %s serving http://%s:%d (ZeroMQ tcp://%s:%d)",
-             info.id, info.address.ip, master.http_port, info.address.ip, master.zmq_port)
+    log.info("master %s serving %s://%s:%d (ZeroMQ tcp://%s:%d)",
+             info.id, master.http.scheme, info.address.ip, master.http_port, info.address.ip, master.zmq_port)
     try:
         wait_for_signal()
     finally:
@@ -99,8 +103,13 @@ def run_slave(args) -> int:
 
         daemon = Slave(flags)
         what = "slave"
+    from offerd.common.exposure import ExposureError
+
     try:
         daemon.start()
+    except ExposureError as exc:
+        print(f"offerd {command}: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         log.error("cannot start the %s: %s", what, exc)
         return 1
@@ -115,6 +124,12 @@ def run_slave(args) -> int:
             daemon.shutdown()
         else:
             daemon.stop()
+    failure = getattr(daemon, "failure", None)
+    if failure:
+        # As Mesos' agent, which exits when the master refuses its credential.
+        print(f"offerd {command}: {failure}; check --credential against the master's --credentials",
+              file=sys.stderr)
+        return 1
     reason = getattr(daemon, "shutdown_reason", None)
     if reason:
         log.warning("the master shut this slave down: %s", reason)

@@ -3,13 +3,16 @@
 A tiny framework on the public SDK: it takes the first offer that holds the
 task's resources, launches the task, prints each status update and exits 0
 when the task finishes (1 otherwise, 2 for bad flags).
+
+On a secured cluster it reads ``OFFERD_CONFIG`` (a client.conf): the master,
+the principal and secret it authenticates with, the master's public key and
+the CA of its https endpoints. ``--master`` still picks the master.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import sys
 import threading
 import time
@@ -21,8 +24,12 @@ from offerd.common.task_states import TERMINAL_STATES as TERMINAL
 from offerd.proto import offerd_pb2 as pb
 
 
+# Silence this long before subscribing earns a hint on stderr.
+SUBSCRIBE_HINT_AFTER = 10.0
+
 EXECUTE_FLAGS = [
-    Flag("master", "127.0.0.1:5050", "The master's HTTP address, HOST:PORT."),
+    Flag("master", None, "The master's HTTP address, HOST:PORT (default: the master of the client.conf that "
+                         "$OFFERD_CONFIG names, else 127.0.0.1:5050)."),
     Flag("name", "offerd-execute", "Name of the task (also its id, made unique)."),
     Flag("command", None, "Shell command to run (required)."),
     Flag("resources", "cpus:0.1;mem:32", "Resources of the task in Mesos text format."),
@@ -53,10 +60,13 @@ class ExecuteScheduler:
         self.final_state = None
         self.message = ""
         self.done = threading.Event()
+        # Set once the master has answered at all: subscribed, or refused us.
+        self.answered = threading.Event()
 
     # Scheduler callbacks (the SDK calls them on its driver thread).
     def registered(self, driver, framework_id, master_info):
         print(f"Subscribed with ID {framework_id.value}", flush=True)
+        self.answered.set()
 
     def reregistered(self, driver, master_info):
         pass
@@ -111,6 +121,7 @@ class ExecuteScheduler:
     def error(self, driver, message):
         print(f"Error from the master: {message}", file=sys.stderr, flush=True)
         self.message = message
+        self.answered.set()
         self.done.set()
 
 
@@ -122,6 +133,14 @@ def run(args) -> int:
         resources = Resources.parse(flags.resources)
     except (FlagError, ResourceError) as exc:
         print(f"offerd execute: {exc}", file=sys.stderr)
+        return 2
+    from offerd.common.client_config import ClientConfigError, from_environment
+
+    try:
+        config = from_environment()
+        credential = config.credential
+    except ClientConfigError as exc:
+        print(f"offerd execute: {exc}; fix the file or unset OFFERD_CONFIG", file=sys.stderr)
         return 2
     setup_logging(flags.logging_level)
     from offerd.framework_sdk import MesosSchedulerDriver
@@ -141,11 +160,26 @@ def run(args) -> int:
             command.environment.variables.add(name=str(key), value=str(value))
     framework = pb.FrameworkInfo(name="offerd-execute", user=flags.user or getpass.getuser(), roles=[flags.role])
     framework.capabilities.add(type=pb.FrameworkInfo.Capability.MULTI_ROLE)
+    proto_credential = None
+    if credential is not None:
+        # The master binds the framework to the principal it proved: they must agree.
+        framework.principal = credential.principal
+        proto_credential = pb.Credential(principal=credential.principal, secret=credential.secret.encode("utf-8"))
     scheduler = ExecuteScheduler(flags.name, command, resources, flags.kill_after)
-    driver = MesosSchedulerDriver(scheduler, framework, flags.master)
+    master = flags.master or config.master or "127.0.0.1:5050"
+    driver = MesosSchedulerDriver(scheduler, framework, master,
+                                  credential=proto_credential, master_public_key=config.master_public_key,
+                                  ca_file=config.ca_file)
     driver.start()
+    deadline = time.monotonic() + flags.timeout
     try:
-        if not scheduler.done.wait(flags.timeout):
+        if not scheduler.answered.wait(min(SUBSCRIBE_HINT_AFTER, flags.timeout)):
+            # The driver retries quietly (at the default log level): say why it may be stuck.
+            print(f"offerd execute: not subscribed with the master at {master} after {SUBSCRIBE_HINT_AFTER:g}s; "
+                  "still trying. Is it reachable? A secured cluster needs OFFERD_CONFIG (a client.conf with its "
+                  "public key, CA and a principal); --logging_level INFO shows each attempt.",
+                  file=sys.stderr, flush=True)
+        if not scheduler.done.wait(max(0.0, deadline - time.monotonic())):
             print(f"offerd execute: the task did not end within {flags.timeout:g}s; killing it", file=sys.stderr)
             task_id = pb.TaskID(value=scheduler.task_id)
             driver.killTask(task_id)

@@ -2,11 +2,16 @@
 
 The master and each slave run as child processes, exactly as they would on
 separate machines, so what works here works on a real cluster.
+
+With ``--secure`` every link is locked as on a shared network: credentials,
+ACLs, CURVE on ZeroMQ and HTTPS everywhere (offerd/cli/secure_setup.py makes
+the files), and ``DIR/client.conf`` tells the offerd commands how to get in.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -18,10 +23,14 @@ import time
 import urllib.parse
 import urllib.request
 
+from offerd.cli import secure_setup
 from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags
 from offerd.common.logs import setup_logging
 
 log = logging.getLogger("offerd.local")
+
+# Marathon's default task user on a secure cluster started by root.
+NON_ROOT_USER = "nobody"
 
 LOCAL_FLAGS = [
     Flag("slaves", 2, "Number of slaves to start.", positive_int, "N"),
@@ -38,6 +47,8 @@ LOCAL_FLAGS = [
     Flag("startup_timeout", "60secs", "How long to wait for every slave to register.", duration),
     Flag("marathon", True, "Also run the Marathon-like framework (--no-marathon to skip it).", boolean),
     Flag("marathon_port", 8080, "HTTP port of the Marathon-like framework's REST API.", int),
+    Flag("secure", False, "Turn all security on: credentials and ACLs, encrypted ZeroMQ, HTTPS everywhere "
+                          "(needs --work_dir, which keeps the keys, certificates and DIR/client.conf).", boolean),
 ]
 
 
@@ -79,10 +90,11 @@ def free_base_port(slaves: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free block of ports for a local cluster")
 
 
-def _wait_http(url: str, deadline: float, check=lambda doc: True, alive=lambda: True) -> dict | None:
+def _wait_http(url: str, deadline: float, check=lambda doc: True, alive=lambda: True,
+               opener=urllib.request.urlopen) -> dict | None:
     while time.monotonic() < deadline and alive():
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with opener(url, timeout=2) as response:
                 doc = json.loads(response.read())
             if check(doc):
                 return doc
@@ -98,7 +110,7 @@ class LocalCluster:
     def __init__(self, slaves=2, ip="127.0.0.1", port=5050, work_dir=None, resources=None,
                  containerizer="posix", allocation_interval=1.0, logging_level="INFO",
                  master_args=(), slave_args=(), log_dir=None, simulate=0, marathon_port=None,
-                 marathon_args=()):
+                 marathon_args=(), security: secure_setup.SecureFiles | None = None):
         self.slave_count = slaves
         self.ip = ip
         self.port = port
@@ -118,6 +130,18 @@ class LocalCluster:
         self.marathon_port = marathon_port
         self.marathon_args = list(marathon_args)
         self.marathon_proc: subprocess.Popen | None = None
+        # With security every daemon gets its keys, certificates and credentials, and
+        # this object talks to them over https as the operator principal.
+        self.security = security
+        self._ssl_context = None
+        if security is not None:
+            from offerd.common.tls import client_context
+
+            self._ssl_context = client_context(security.ca_file)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.security is not None else "http"
 
     @property
     def master(self) -> str:
@@ -125,7 +149,40 @@ class LocalCluster:
 
     @property
     def master_url(self) -> str:
-        return f"http://{self.ip}:{self.port}"
+        return f"{self.scheme}://{self.ip}:{self.port}"
+
+    def urlopen(self, url: str, data: bytes | None = None, timeout: float = 5.0):
+        """urllib's urlopen, as the operator principal and verifying the CA when secure."""
+        request = urllib.request.Request(url, data=data)
+        if self.security is not None:
+            token = f"{secure_setup.OPERATOR}:{self.security.secret(secure_setup.OPERATOR)}"
+            request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
+        return urllib.request.urlopen(request, timeout=timeout, context=self._ssl_context)
+
+    def _security_args(self, process: str) -> list[str]:
+        files = self.security
+        if files is None:
+            return []
+        tls = [f"--ssl_cert_file={files.cert_file}", f"--ssl_key_file={files.key_file}",
+               f"--ssl_ca_file={files.ca_file}"]
+        if process == "master":
+            return ["--authenticate_frameworks", "--authenticate_agents", "--authenticate_http_readonly",
+                    "--authenticate_http_readwrite", f"--credentials={files.credentials_file}",
+                    f"--acls={files.acls_file}", f"--zmq_key_file={files.master_key_secret}", *tls]
+        if process in ("slave", "simulated"):
+            # A simulated fleet runs no tasks and has no sandboxes: it takes no --acls.
+            acls = [f"--acls={files.acls_file}"] if process == "slave" else []
+            return [f"--credential={files.slave_credential_file}",
+                    f"--master_public_key={files.master_public_key_file}",
+                    f"--http_credentials={files.credentials_file}", "--authenticate_http_readonly",
+                    "--authenticate_http_readwrite", *acls, *tls]
+        # The ACLs keep marathon's tasks off root; run as root, its default user would be.
+        user = [f"--mesos_user={NON_ROOT_USER}"] if os.geteuid() == 0 else []
+        return [f"--http_credentials={files.credentials_file}",
+                f"--http_operator_principals={secure_setup.OPERATOR}",
+                "--mesos_authentication_principal=marathon",
+                f"--mesos_authentication_secret_file={files.marathon_secret_file}",
+                f"--master_public_key={files.master_public_key_file}", *user, *tls]
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "offerd", *args]
@@ -143,7 +200,7 @@ class LocalCluster:
             "master", f"--ip={self.ip}", f"--port={self.port}",
             f"--work_dir={os.path.join(self.work_dir, 'master')}",
             f"--allocation_interval={self.allocation_interval}",
-            f"--logging_level={self.logging_level}", *self.master_args,
+            f"--logging_level={self.logging_level}", *self._security_args("master"), *self.master_args,
         ])
 
     def slave_port(self, index: int) -> int:
@@ -155,7 +212,7 @@ class LocalCluster:
             f"--port={self.slave_port(index)}",
             f"--work_dir={os.path.join(self.work_dir, f'slave{index}')}",
             f"--resources={self.resources}", f"--containerizer={self.containerizer}",
-            f"--logging_level={self.logging_level}", *self.slave_args,
+            f"--logging_level={self.logging_level}", *self._security_args("slave"), *self.slave_args,
         ])
         while len(self.slave_procs) <= index:
             self.slave_procs.append(None)
@@ -167,20 +224,21 @@ class LocalCluster:
             "slave", f"--master={self.master}", f"--ip={self.ip}", f"--port={self.slave_port(0)}",
             f"--work_dir={os.path.join(self.work_dir, 'simulated')}", f"--simulate={self.simulate}",
             "--containerizer=simulated", f"--resources={self.resources}",
-            f"--logging_level={self.logging_level}", *self.slave_args,
+            f"--logging_level={self.logging_level}", *self._security_args("simulated"), *self.slave_args,
         ])
         self.slave_procs = [proc]
         return proc
 
     @property
     def marathon_url(self) -> str:
-        return f"http://{self.ip}:{self.marathon_port}"
+        return f"{self.scheme}://{self.ip}:{self.marathon_port}"
 
     def start_marathon(self) -> subprocess.Popen:
         self.marathon_proc = self._spawn("marathon", [
             "marathon", f"--master={self.master}", f"--hostname={self.ip}",
             f"--http_port={self.marathon_port}", f"--logging_level={self.logging_level}",
-            f"--work_dir={os.path.join(self.work_dir, 'marathon')}", *self.marathon_args,
+            f"--work_dir={os.path.join(self.work_dir, 'marathon')}", *self._security_args("marathon"),
+            *self.marathon_args,
         ])
         return self.marathon_proc
 
@@ -188,7 +246,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         self.start_master()
         master_alive = lambda: self.master_proc.poll() is None  # noqa: E731
-        if _wait_http(f"{self.master_url}/master/info", deadline, alive=master_alive) is None:
+        if _wait_http(f"{self.master_url}/master/info", deadline, alive=master_alive, opener=self.urlopen) is None:
             self.stop()
             if not master_alive():
                 raise RuntimeError(f"the master exited with status {self.master_proc.returncode}")
@@ -200,23 +258,30 @@ class LocalCluster:
                 self.start_slave(index)
         expected = self.simulate or self.slave_count
         if not self.wait_for_slaves(expected, deadline - time.monotonic()):
+            statuses = [p.returncode for p in self.slave_procs if p is not None and p.poll() is not None]
             self.stop()
+            if self.slave_procs and len(statuses) == len(self.slave_procs):
+                where = f" (in {self.log_dir})" if self.log_dir else " (see the lines above)"
+                raise RuntimeError(f"every slave process exited, with status {statuses}; their logs say why{where}")
             raise RuntimeError(f"not all {expected} slaves registered within {timeout:.0f}s")
         if self.marathon_port is not None:
             self.start_marathon()
             alive = lambda: self.marathon_proc.poll() is None  # noqa: E731
-            if _wait_http(f"{self.marathon_url}/v2/info", deadline, alive=alive) is None:
+            if _wait_http(f"{self.marathon_url}/v2/info", deadline, alive=alive, opener=self.urlopen) is None:
                 self.stop()
                 raise RuntimeError(f"the marathon framework did not start on {self.marathon_url}")
         return self
 
     def state(self) -> dict:
-        with urllib.request.urlopen(f"{self.master_url}/master/state", timeout=5) as response:
+        with self.urlopen(f"{self.master_url}/master/state", timeout=5) as response:
             return json.loads(response.read())
 
     def wait_for_slaves(self, count: int, timeout: float) -> bool:
+        # No point waiting once every slave process has exited (e.g. refused a flag).
+        alive = lambda: not self.slave_procs or any(p is not None and p.poll() is None  # noqa: E731
+                                                    for p in self.slave_procs)
         doc = _wait_http(f"{self.master_url}/master/state", time.monotonic() + timeout,
-                         lambda doc: doc.get("activated_slaves", 0) >= count)
+                         lambda doc: doc.get("activated_slaves", 0) >= count, alive=alive, opener=self.urlopen)
         return doc is not None
 
     def kill_slave(self, index: int, sig=signal.SIGKILL) -> None:
@@ -233,7 +298,7 @@ class LocalCluster:
             frameworks = [f for f in self.state().get("frameworks", []) if f.get("name") == "marathon"]
             for framework in frameworks:
                 data = urllib.parse.urlencode({"frameworkId": framework["id"]}).encode()
-                urllib.request.urlopen(f"{self.master_url}/master/teardown", data=data, timeout=5).close()
+                self.urlopen(f"{self.master_url}/master/teardown", data=data, timeout=5).close()
             deadline = time.monotonic() + timeout
             while frameworks and time.monotonic() < deadline:
                 if not any(f.get("name") == "marathon" and f.get("tasks") for f in self.state().get("frameworks", [])):
@@ -275,6 +340,35 @@ class LocalCluster:
         self.stop()
 
 
+def _banner(cluster: LocalCluster, flags, client_conf: str | None) -> str:
+    run_task = ("offerd execute --name hello --command 'echo hello'" if client_conf else
+                f"offerd execute --master {cluster.master} --name hello --command 'echo hello'")
+    lines = [
+        f"\nofferd local cluster is up: 1 master, {flags.slaves} slave(s)"
+        + (" with security on (authentication, ACLs, encryption)" if client_conf else ""),
+        f"  web UI and endpoints   {cluster.master_url}/",
+        f"  cluster state (JSON)   {cluster.master_url}/master/state",
+        f"  metrics                {cluster.master_url}/metrics/snapshot",
+        f"  run a task             {run_task}",
+    ]
+    if flags.marathon:
+        lines.append(f"  marathon REST API      {cluster.marathon_url}/v2/apps")
+        if client_conf and os.geteuid() == 0:
+            lines.append(f"                         (apps run as '{NON_ROOT_USER}' unless they name a user; "
+                         "never as root)")
+    lines.append(f"  work directory         {cluster.work_dir}")
+    if client_conf:
+        files = cluster.security
+        lines += [
+            f"  principals, secrets    {files.credentials_file} (admin: everything; readonly: look only)",
+            f"  CA certificate         {files.ca_file} (trust it in the browser, or curl --cacert it)",
+            "For the offerd commands and the SDK to find and log in to this cluster:",
+            f"  export OFFERD_CONFIG={client_conf}",
+        ]
+    lines.append("Press Ctrl-C to stop.\n")
+    return "\n".join(lines)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -285,13 +379,28 @@ def run(args) -> int:
     except FlagError as exc:
         print(f"offerd local: {exc}", file=sys.stderr)
         return 2
+    if flags.secure and not flags.work_dir:
+        print("offerd local: --secure needs --work_dir DIR: the keys, certificates, credentials and "
+              "DIR/client.conf it makes must outlive this run so clients keep working; "
+              "e.g. offerd local --secure --work_dir ~/offerd-local", file=sys.stderr)
+        return 2
     setup_logging(flags.logging_level)
+    security = client_conf = None
+    if flags.secure:
+        try:
+            security = secure_setup.prepare(flags.work_dir, flags.ip)
+            client_conf = secure_setup.write_client_conf(
+                os.path.join(flags.work_dir, "client.conf"), f"{flags.ip}:{flags.port}", security)
+        except secure_setup.SetupError as exc:
+            print(f"offerd local: {exc}", file=sys.stderr)
+            return 1
     cluster = LocalCluster(
         slaves=flags.slaves, ip=flags.ip, port=flags.port, work_dir=flags.work_dir,
         resources=flags.resources, containerizer=flags.containerizer,
         allocation_interval=flags.allocation_interval, logging_level=flags.logging_level,
         marathon_port=flags.marathon_port if flags.marathon else None,
         slave_args=[f"--isolation={flags.isolation}"] if flags.isolation else (),
+        security=security,
     )
     log.info("starting a local cluster: 1 master, %d slave(s); state in %s", flags.slaves, cluster.work_dir)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -300,17 +409,7 @@ def run(args) -> int:
     except RuntimeError as exc:
         log.error("%s; see the log lines above", exc)
         return 1
-    print(
-        f"\nofferd local cluster is up: 1 master, {flags.slaves} slave(s)\n"
-        f"  web UI and endpoints   {cluster.master_url}/\n"
-        f"  cluster state (JSON)   {cluster.master_url}/master/state\n"
-        f"  metrics                {cluster.master_url}/metrics/snapshot\n"
-        f"  run a task             offerd execute --master {cluster.master} --name hello --command 'echo hello'\n"
-        + (f"  marathon REST API      {cluster.marathon_url}/v2/apps\n" if flags.marathon else "")
-        + f"  work directory         {cluster.work_dir}\n"
-        f"Press Ctrl-C to stop.\n",
-        flush=True,
-    )
+    print(_banner(cluster, flags, client_conf), flush=True)
     try:
         while True:
             for index, proc in enumerate(cluster.slave_procs):

@@ -12,6 +12,7 @@ COMMANDS = {
     "slave": ("offerd.cli.daemons", "Run a slave (alias: agent): offers this machine's resources and runs tasks."),
     "agent": ("offerd.cli.daemons", None),
     "local": ("offerd.cli.local", "Run a whole cluster on this machine: a master and --slaves N slaves."),
+    "keygen": ("offerd.cli.keygen", "Make a CURVE key pair for the master's encrypted ZeroMQ port."),
     "execute": ("offerd.cli.execute", "Run one command as a task and wait for it (like mesos-execute)."),
     "marathon": ("offerd.cli.marathon", "Run the Marathon-like framework: long-running apps, REST API on :8080."),
     # Operator tools over the master's HTTP endpoints (offerd/cli/tools.py).
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, (module_name, summary) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        kwargs = {"help": summary} if summary else {"help": argparse.SUPPRESS}
+        # Without a help entry argparse leaves an alias out of the command list.
+        kwargs = {"help": summary} if summary else {}
         cmd = sub.add_parser(name, description=summary or COMMANDS["slave"][1], **kwargs)
         module.configure(name, cmd)
     return parser

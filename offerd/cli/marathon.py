@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from offerd.common.flags import Flag, FlagError, add_flags, duration, positive_int, resolve_flags
+from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags
 from offerd.common.logs import setup_logging
 
 MARATHON_FLAGS = [
@@ -20,6 +20,8 @@ MARATHON_FLAGS = [
          "when --zk is not given; '' keeps state in memory only."),
     Flag("framework_name", "marathon", "Name of the framework."),
     Flag("mesos_role", "*", "Role to receive resources in."),
+    Flag("mesos_user", "", "The user tasks run as unless an app names one (FrameworkInfo.user); default: "
+         "the user running this process. Masters whose ACLs refuse root (run_tasks) need a non-root one."),
     Flag("decline_offer_duration", "120secs", "How long declined offers stay away.", duration),
     Flag("min_revive_offers_interval", "2secs", "Least time between two revives.", duration),
     Flag("max_instances_per_offer", 100, "Most instances launched on one offer.", positive_int),
@@ -27,7 +29,71 @@ MARATHON_FLAGS = [
     Flag("failover_timeout", "1weeks", "How long the master keeps our tasks while we are gone "
          "(a restart within it adopts them).", duration),
     Flag("logging_level", "INFO", "INFO, WARNING or ERROR."),
+    # Security, with Marathon's flag names where Marathon has them.
+    Flag("http_credentials", None, "Principals and secrets for HTTP Basic authentication of the REST API and UI "
+         "(Mesos' credentials file: JSON or one 'principal secret' per line). When set, every endpoint but "
+         "/ping needs credentials.", metavar="PATH"),
+    Flag("http_operator_principals", None, "Comma-separated principals that may change things (POST, PUT, "
+         "PATCH, DELETE); the others may only read. Unset: every authenticated principal.", metavar="P1,P2"),
+    Flag("mesos_authentication_principal", None, "The principal this framework proves to the master (and its "
+         "FrameworkInfo.principal).", metavar="PRINCIPAL"),
+    Flag("mesos_authentication_secret_file", None, "File holding the secret of "
+         "--mesos_authentication_principal.", metavar="PATH"),
+    Flag("master_public_key", None, "The master's CURVE public key (z85 text or a NAME.key file from "
+         "'offerd keygen'): the link to the master is encrypted and a fake master is refused.", metavar="KEY|PATH"),
+    Flag("ssl_cert_file", None, "Serve the REST API over HTTPS with this PEM certificate (chain).", metavar="PATH"),
+    Flag("ssl_key_file", None, "The PEM private key of --ssl_cert_file.", metavar="PATH"),
+    Flag("ssl_ca_file", None, "PEM CA bundle to verify an https master (and the leading instance when "
+         "proxying).", metavar="PATH"),
+    Flag("insecure", False, "Allow listening on a non-loopback address without --http_credentials and HTTPS "
+         "(anyone who reaches the port can then deploy anything).", boolean),
 ]
+
+
+def security_settings(flags) -> dict:
+    """Config fields from the security flags; raises ValueError saying what to fix."""
+    from offerd.common.credentials import load_credentials
+
+    out: dict = {"insecure": flags.insecure}
+    if flags.http_credentials:
+        out["http_credentials"] = load_credentials(flags.http_credentials)
+    if flags.http_operator_principals is not None:
+        names = frozenset(n.strip() for n in flags.http_operator_principals.split(",") if n.strip())
+        if not names:
+            raise ValueError("--http_operator_principals is empty: name at least one principal, or leave it unset")
+        out["http_operator_principals"] = names
+    principal, secret_file = flags.mesos_authentication_principal, flags.mesos_authentication_secret_file
+    if bool(principal) != bool(secret_file):
+        raise ValueError("--mesos_authentication_principal and --mesos_authentication_secret_file go together")
+    if principal:
+        out["mesos_authentication_principal"] = principal
+        out["mesos_authentication_secret"] = _read_secret(secret_file)
+    if bool(flags.ssl_cert_file) != bool(flags.ssl_key_file):
+        raise ValueError("--ssl_cert_file and --ssl_key_file go together (the certificate and its private key)")
+    # Unusable key or CA files are refused here, before anything starts, with what to fix.
+    if flags.master_public_key:
+        from offerd.common.curve import public_key
+
+        public_key(flags.master_public_key)
+    if flags.ssl_ca_file:
+        from offerd.common.tls import client_context
+
+        client_context(flags.ssl_ca_file)
+    for name in ("master_public_key", "ssl_cert_file", "ssl_key_file", "ssl_ca_file"):
+        if getattr(flags, name):
+            out[name] = getattr(flags, name)
+    return out
+
+
+def _read_secret(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read --mesos_authentication_secret_file {path}: {exc.strerror or exc}") from None
+    if not secret:
+        raise ValueError(f"--mesos_authentication_secret_file {path} is empty")
+    return secret
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -42,27 +108,46 @@ def run(args) -> int:
         print(f"offerd marathon: {exc}", file=sys.stderr)
         return 2
     setup_logging(flags.logging_level)
+    try:
+        security = security_settings(flags)
+    except ValueError as exc:   # CredentialError, KeyFileError and TlsError are ValueErrors
+        print(f"offerd marathon: {exc}", file=sys.stderr)
+        return 2
     from frameworks.marathon_like.core import Config
     from frameworks.marathon_like.service import MarathonService
     from offerd.cli.daemons import wait_for_signal
 
     config = Config(master=flags.master, hostname=flags.hostname, http_port=flags.http_port, zk=flags.zk,
-                    framework_name=flags.framework_name, mesos_role=flags.mesos_role,
+                    framework_name=flags.framework_name, mesos_role=flags.mesos_role, mesos_user=flags.mesos_user,
                     decline_offer_duration=flags.decline_offer_duration,
                     min_revive_offers_interval=flags.min_revive_offers_interval,
                     max_instances_per_offer=flags.max_instances_per_offer,
                     reconciliation_interval=flags.reconciliation_interval,
                     failover_timeout=flags.failover_timeout, work_dir=flags.work_dir,
-                    zk_session_timeout=flags.zk_session_timeout)
+                    zk_session_timeout=flags.zk_session_timeout, **security)
+    from frameworks.marathon_like.api.auth import AuthConfigError
     from frameworks.marathon_like.storage import StorageError
+    from offerd.common.exposure import ExposureError
 
+    service = None
     try:
-        service = MarathonService(config).start()
-    except (StorageError, OSError) as exc:
+        service = MarathonService(config)
+        service.start()
+    except (ExposureError, AuthConfigError) as exc:
         print(f"offerd marathon: {exc}", file=sys.stderr)
+        if service is not None:
+            service.stop()
+        return 2
+    except (StorageError, OSError, ValueError) as exc:   # also unreadable TLS or key files
+        print(f"offerd marathon: {exc}", file=sys.stderr)
+        if service is not None:
+            service.stop()
         return 1
     try:
         wait_for_signal(service.core.fatal)
     finally:
         service.stop()
-    return 1 if service.core.fatal_reason else 0
+    if service.core.fatal_reason:
+        print(f"offerd marathon: {service.core.fatal_reason}", file=sys.stderr)
+        return 1
+    return 0

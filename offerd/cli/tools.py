@@ -3,21 +3,29 @@
 Each reads the master's HTTP endpoints (the same ones the web UI uses) and
 prints a table, or the JSON document with ``--json``. Sandbox files come
 through the master's proxy, so only the master has to be reachable.
+
+A secured cluster is reached through ``OFFERD_CONFIG`` (a client.conf, as
+``offerd local --secure`` writes): its master, https verified with its CA, and
+HTTP Basic authentication as its principal. ``--master`` still picks the master.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from offerd.cli import tables
+from offerd.common.client_config import ClientConfig, ClientConfigError, from_environment
 from offerd.common.detector import DetectorError, master_info, split_host_port
+from offerd.common.exposure import is_loopback
 from offerd.common.task_states import TERMINAL_STATES
 from offerd.proto import offerd_pb2 as pb
 
@@ -29,8 +37,35 @@ class ToolError(Exception):
     """Shown to the user as ``offerd COMMAND: message`` with exit status 1."""
 
 
+def _config() -> ClientConfig:
+    try:
+        return from_environment()
+    except ClientConfigError as exc:
+        raise ToolError(f"{exc}; fix the file or unset OFFERD_CONFIG") from None
+
+
+def client_from_config(master: str | None, config: ClientConfig, timeout: float = 10.0) -> "MasterClient":
+    """A MasterClient for `master` (else $OFFERD_MASTER, the config's, or the default),
+    with the config's CA and credential. ``http://`` in `master` turns TLS off."""
+    master = master or os.environ.get("OFFERD_MASTER") or config.master or DEFAULT_MASTER
+    ssl_context = None
+    if not master.startswith("http://") and (config.ca_file or master.startswith("https://")):
+        from offerd.common.tls import TlsError, client_context
+
+        try:
+            ssl_context = client_context(config.ca_file)
+        except TlsError as exc:
+            raise ToolError(f"{exc} (ca_file in OFFERD_CONFIG={config.path})") from None
+    try:
+        credential = config.credential
+    except ClientConfigError as exc:
+        raise ToolError(str(exc)) from None
+    return MasterClient(master, timeout, ssl_context=ssl_context, credential=credential, config_path=config.path)
+
+
 class MasterClient:
-    def __init__(self, master: str, timeout: float = 10.0):
+    def __init__(self, master: str, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
+                 credential=None, config_path: str | None = None):
         try:
             if master.startswith(("zk://", "file://")):
                 # The leader's MasterInfo from ZooKeeper, as slaves and schedulers find it.
@@ -42,23 +77,67 @@ class MasterClient:
                 host, port = split_host_port(master)
         except DetectorError as exc:
             raise ToolError(str(exc)) from None
-        self.base = f"http://{host}:{port}"
+        self.base = f"{'https' if ssl_context is not None else 'http'}://{host}:{port}"
         self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.config_path = config_path
+        # A secret goes over plain http only to this machine: elsewhere anyone on the path would read it.
+        self.withheld = credential is not None and ssl_context is None and not is_loopback(host)
+        if self.withheld:
+            credential = None
+        self.principal = credential.principal if credential is not None else None
+        self.headers = {}
+        if credential is not None:
+            token = f"{credential.principal}:{credential.secret}".encode("utf-8")
+            self.headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
 
     def _open(self, endpoint: str, params: dict | None = None, data: bytes | None = None):
         url = endpoint if endpoint.startswith("http") else self.base + endpoint
         if params:
             url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         try:
-            return urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=self.timeout)
+            request = urllib.request.Request(url, data=data, headers=self.headers)
+            return urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context)
         except urllib.error.HTTPError as exc:
             location = exc.headers.get("Location")
             if exc.code == 307 and data is not None and location and endpoint.startswith("/"):
                 # A standby names the leader; urllib follows 307 only for GET.
                 return self._open(urllib.parse.urljoin(url, location), data=data)
-            raise ToolError(f"{endpoint}: {exc.code} {exc.read().decode('utf-8', 'replace').strip()}") from None
+            message = exc.read().decode("utf-8", "replace").strip()
+            raise ToolError(f"{endpoint}: {exc.code} {message}{self._advice(exc.code)}") from None
         except OSError as exc:
-            raise ToolError(f"cannot reach the master at {self.base}: {getattr(exc, 'reason', exc)}") from None
+            raise ToolError(self._unreachable(exc)) from None
+
+    def _advice(self, status: int) -> str:
+        """What to do about a refusal, from what this client sent."""
+        if status == 401 and self.withheld:
+            return ("\nThe secret in OFFERD_CONFIG was not sent: this is plain http to another machine. "
+                    "Use https: give --master https://HOST:PORT, or a ca_file in the client.conf.")
+        if status == 401 and self.principal is None:
+            return ("\nThe master requires authentication: set OFFERD_CONFIG to a client.conf with a principal "
+                    "and secret (offerd local --secure writes DIR/client.conf).")
+        if status == 401:
+            return (f"\nThe master did not accept principal '{self.principal}' and its secret: check "
+                    f"{self.config_path or 'OFFERD_CONFIG'} against the master's --credentials.")
+        if status == 403:
+            who = f"principal '{self.principal}'" if self.principal else "an unauthenticated request"
+            return (f"\nThe master's ACLs refuse this to {who}: use a principal they allow "
+                    f"(set OFFERD_CONFIG to its client.conf).")
+        return ""
+
+    def _unreachable(self, exc: OSError) -> str:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return (f"cannot verify the master's certificate at {self.base}: {reason.verify_message or reason}; "
+                    "set OFFERD_CONFIG to a client.conf whose ca_file is the CA that signed it")
+        if isinstance(reason, ssl.SSLError):
+            return (f"TLS with the master at {self.base} failed: {reason.reason or reason} "
+                    "(is it serving plain http? then give --master http://HOST:PORT)")
+        hint = ""
+        if self.ssl_context is None and isinstance(reason, (ConnectionResetError, ConnectionAbortedError)):
+            # http.client's RemoteDisconnected is one: what a TLS port does to plain http.
+            hint = " (a master serving https closes plain http: set OFFERD_CONFIG, or give --master https://...)"
+        return f"cannot reach the master at {self.base}: {reason}{hint}"
 
     def get(self, endpoint: str, **params):
         with self._open(endpoint, params) as response:
@@ -71,8 +150,9 @@ class MasterClient:
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
     command = "slaves" if command == "agents" else command
-    parser.add_argument("--master", default=os.environ.get("OFFERD_MASTER", DEFAULT_MASTER), metavar="HOST:PORT",
-                        help=f"The master's HTTP address (default: $OFFERD_MASTER or {DEFAULT_MASTER}).")
+    parser.add_argument("--master", default=None, metavar="HOST:PORT",
+                        help="The master's HTTP address (default: $OFFERD_MASTER, else the master of the "
+                             f"client.conf that $OFFERD_CONFIG names, else {DEFAULT_MASTER}).")
     parser.add_argument("--json", action="store_true", help="Print the JSON document instead of a table.")
     if command == "frameworks":
         parser.add_argument("--all", action="store_true", help="Include completed frameworks.")
@@ -98,7 +178,7 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
 
 def run(command: str, args) -> int:
     try:
-        client = MasterClient(args.master)
+        client = client_from_config(args.master, _config())
         return COMMAND_FUNCTIONS[command](client, args) or 0
     except ToolError as exc:
         print(f"offerd {command}: {exc}", file=sys.stderr)

@@ -29,6 +29,8 @@ from abc import ABC, abstractmethod
 from typing import Callable
 from urllib.parse import unquote
 
+from offerd.common.redact import redact_url
+
 log = logging.getLogger(__name__)
 
 PREFIX = "json.info_"
@@ -64,7 +66,7 @@ def parse_zk_url(text: str) -> ZkUrl:
             raise ElectionError(f"{path} names another file; it must hold a zk:// URL")
         return parse_zk_url(content)
     if not text.startswith("zk://"):
-        raise ElectionError(f"invalid ZooKeeper URL {text!r}: use zk://host:2181/path or file:///path")
+        raise ElectionError(f"invalid ZooKeeper URL {redact_url(text)!r}: use zk://host:2181/path or file:///path")
     rest = text[len("zk://"):]
     credentials = None
     if "@" in rest.split("/", 1)[0]:
@@ -74,14 +76,14 @@ def parse_zk_url(text: str) -> ZkUrl:
         credentials = unquote(auth)
     hosts, slash, path = rest.partition("/")
     if not hosts:
-        raise ElectionError(f"invalid ZooKeeper URL {text!r}: no host")
+        raise ElectionError(f"invalid ZooKeeper URL {redact_url(text)!r}: no host")
     path = "/" + path.strip("/")
     if path == "/":
-        raise ElectionError(f"invalid ZooKeeper URL {text!r}: give a znode path, e.g. zk://{hosts}/offerd")
+        raise ElectionError(f"invalid ZooKeeper URL {redact_url(text)!r}: give a znode path, e.g. zk://{hosts}/offerd")
     for host in hosts.split(","):
         name, _, port = host.rpartition(":")
         if not name or not port.isdigit():
-            raise ElectionError(f"invalid ZooKeeper host {host!r} in {text!r}: use HOST:PORT")
+            raise ElectionError(f"invalid ZooKeeper host {host!r} in {redact_url(text)!r}: use HOST:PORT")
     return ZkUrl(hosts, path, credentials)
 
 

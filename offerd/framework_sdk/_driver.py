@@ -127,6 +127,9 @@ class DriverBase:
                 return self._status
             was_aborted = self._status == ABORTED
             self._set_status(STOPPED)
+            if self._actor is None:
+                # start() aborted before there was a thread (bad settings): nothing to close.
+                return ABORTED if was_aborted else STOPPED
             if threading.current_thread() is self._callback_thread and self._current_then is not None:
                 self._actor.call_soon(self._current_then)
                 self._current_then = None

@@ -12,6 +12,12 @@ updates and the tasks the slave has not acknowledged, so a slave that restarted
 (with ``--recover=reconnect``) learns what happened while it was away. If the
 slave stays away longer than ``MESOS_RECOVERY_TIMEOUT`` (15 minutes by default),
 the executor is shut down: ``shutdown()`` is called and the driver stops.
+
+The slave hands each executor a secret (``MESOS_EXECUTOR_AUTHENTICATION_TOKEN``,
+as Mesos names it), the container id it proves it with (``MESOS_CONTAINER_ID``)
+and the public key of its encrypted endpoint (``OFFERD_SLAVE_PUBLIC_KEY``). The
+driver authenticates with them before subscribing, and takes the token out of
+the process environment, so the tasks the executor starts do not inherit it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from offerd.common import curve
 from offerd.common.actor import Actor
+from offerd.common.credentials import Credential, CredentialError
 from offerd.common.flags import duration
 from offerd.common.transport import Client
 from offerd.framework_sdk import interface
@@ -39,6 +47,8 @@ ExecutorCall = pb.ExecutorCall
 ExecutorEvent = pb.ExecutorEvent
 
 DEFAULT_RECOVERY_TIMEOUT = 15 * 60.0
+TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
+PUBLIC_KEY_VARIABLE = "OFFERD_SLAVE_PUBLIC_KEY"
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,8 @@ class _Config:
     executor_id: str
     slave_id: str
     recovery_timeout: float
+    credential: Credential | None = None
+    slave_public_key: bytes | None = None
 
     @classmethod
     def from_environment(cls, env) -> "_Config":
@@ -68,8 +80,24 @@ class _Config:
         timeout = DEFAULT_RECOVERY_TIMEOUT
         if env.get("MESOS_RECOVERY_TIMEOUT"):
             timeout = duration(env["MESOS_RECOVERY_TIMEOUT"])
+        credential = None
+        if env.get(TOKEN_VARIABLE):
+            container_id = env.get("MESOS_CONTAINER_ID") or env.get("OFFERD_CONTAINER_ID")
+            if not container_id:
+                raise ValueError(f"{TOKEN_VARIABLE} is set but MESOS_CONTAINER_ID, the principal it "
+                                 "authenticates, is not: an executor is started by an offerd slave, which sets both")
+            try:
+                credential = Credential(container_id, env[TOKEN_VARIABLE])
+            except CredentialError as exc:
+                raise ValueError(f"MESOS_CONTAINER_ID: {exc}") from None
+        public_key = None
+        if env.get(PUBLIC_KEY_VARIABLE):
+            try:
+                public_key = curve.public_key(env[PUBLIC_KEY_VARIABLE])
+            except curve.KeyFileError as exc:
+                raise ValueError(f"{PUBLIC_KEY_VARIABLE}: {exc}") from None
         return cls(endpoint, env["MESOS_FRAMEWORK_ID"], env["MESOS_EXECUTOR_ID"],
-                   env.get("MESOS_SLAVE_ID", ""), timeout)
+                   env.get("MESOS_SLAVE_ID", ""), timeout, credential, public_key)
 
 
 class ExecutorDriver(DriverBase, interface.ExecutorDriver):
@@ -118,6 +146,9 @@ class ExecutorDriver(DriverBase, interface.ExecutorDriver):
                 self._set_status(ABORTED)
                 error = str(exc)
             else:
+                if self._environment is None:
+                    # The executor's own processes (its tasks) must not inherit its secret.
+                    os.environ.pop(TOKEN_VARIABLE, None)
                 error = None
                 self._start_thread()
                 self._set_status(RUNNING)
@@ -142,6 +173,9 @@ class ExecutorDriver(DriverBase, interface.ExecutorDriver):
             heartbeat_interval=self.heartbeat_interval,
             max_missed=self.max_missed_heartbeats,
             name=f"executor-driver[{config.executor_id}]",
+            server_key=config.slave_public_key,
+            credential=config.credential,
+            on_auth_failed=self._on_auth_failed,
         )
         self._actor.call_soon(self._client.start)
         # Never reaching the slave counts as losing it.
@@ -233,6 +267,13 @@ class ExecutorDriver(DriverBase, interface.ExecutorDriver):
         self._actor.call_later(0.1, self._actor.stop)
 
     # -- on the driver thread: connection -------------------------------------
+
+    def _on_auth_failed(self, reason: str) -> None:
+        # The slave no longer knows this executor's token (it ended the executor, or
+        # restarted without recovering it): retrying cannot succeed.
+        self._client.close()
+        self._cancel_recovery_timer()
+        self._fail(self._executor, f"Slave refused authentication: {reason}")
 
     def _on_connected(self) -> None:
         call = self._call(ExecutorCall.SUBSCRIBE)

@@ -8,6 +8,14 @@ only build the call and post it there. Callbacks run one at a time, in the
 order the master sent the events, on a callback thread of their own, so a slow
 callback never stalls heartbeats (see _driver.py).
 
+Security: with a credential the driver proves its principal to the master
+(challenge-response: the secret never crosses the wire) before it subscribes;
+with the master's public key the link is CURVE-encrypted and only that master
+is accepted. A master that refuses the credential aborts the driver and calls
+``error(driver, "Master refused authentication: ...")``, as Mesos' driver does.
+What is not passed in comes from ``OFFERD_CONFIG`` (client.conf) and
+``OFFERD_MASTER_PUBLIC_KEY``.
+
 Connection life: connected → SUBSCRIBE (with the framework id once known, which
 makes every reconnection a failover) → SUBSCRIBED → ``registered`` the first
 time, ``reregistered`` afterwards; connection lost → ``disconnected``, then the
@@ -28,6 +36,7 @@ from offerd.common.detector import resolve_master
 from offerd.common.transport import Client
 from offerd.framework_sdk import interface
 from offerd.framework_sdk._driver import ABORTED, RUNNING, DriverBase
+from offerd.framework_sdk._link import MasterLink as _Link
 from offerd.proto import offerd_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -44,7 +53,14 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
     ``SchedulerDriver(scheduler, framework, master, implicitAcknowledgements=True,
     credential=None, suppressedRoles=None)``, as ``mesos.native.MesosSchedulerDriver``:
     `framework` is a FrameworkInfo (copied; an empty ``user`` becomes the current
-    user), `master` is ``host:port`` of the master's HTTP address (or ``zk://...``).
+    user), `master` is ``host:port`` of the master's HTTP address (or ``zk://...``),
+    `credential` a ``Credential(principal, secret)``.
+
+    offerd adds two keyword arguments: `master_public_key` (the master's CURVE
+    public key, 40 Z85 characters or its .key file) and `ca_file` (a PEM CA to
+    verify the master's HTTPS). Whatever is not given comes from the client.conf
+    that ``OFFERD_CONFIG`` names (its ``master``, ``principal``/``secret``,
+    ``master_public_key``, ``ca_file``); the key also from ``OFFERD_MASTER_PUBLIC_KEY``.
     """
 
     # Transport settings; class attributes so a test can make failure detection fast.
@@ -57,20 +73,23 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
     dedup_memory = 16384
 
     def __init__(self, scheduler, framework, master, implicitAcknowledgements=True,
-                 credential=None, suppressedRoles=None):
+                 credential=None, suppressedRoles=None, *, master_public_key=None, ca_file=None):
         super().__init__("scheduler driver")
         self._scheduler = scheduler
         self._framework = _with_defaults(framework)
-        self._master = master
         self._implicit_acks = bool(implicitAcknowledgements)
-        self._credential = None
-        if credential is not None:
-            # The wire protocol has no authentication step yet: the credential is
-            # kept so code passing one runs, and its principal is what the master sees.
-            self._credential = pb.Credential()
-            self._credential.CopyFrom(credential)
-            if not self._framework.principal and credential.principal:
-                self._framework.principal = credential.principal
+        # A setting that cannot be used is reported by start(), through error(), as
+        # the executor driver reports a missing environment: the constructor never raises.
+        self._settings_error: str | None = None
+        try:
+            self._link = _Link.resolve(master, credential, master_public_key, ca_file)
+        except ValueError as exc:
+            self._link = _Link(master or "")
+            self._settings_error = str(exc)
+        self._master = self._link.master
+        if self._link.credential is not None and not self._framework.principal:
+            # Mesos' rule: the principal the framework proves is its FrameworkInfo.principal.
+            self._framework.principal = self._link.credential.principal
         self._suppressed_roles: list[str] = list(suppressedRoles or [])
         # Driver-thread state.
         self._client: Client | None = None
@@ -87,24 +106,47 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
         with self._cond:
             if self._status != pb.DRIVER_NOT_STARTED:
                 return self._status
-            name = self._framework.name or "framework"
-            self._actor = Actor(f"scheduler-driver[{name}]")
-            self._client = Client(
-                self._actor,
-                lambda: resolve_master(self._master),
-                [pb.Event, pb.ProtocolError],
-                self._on_message,
-                on_connected=self._on_connected,
-                on_disconnected=self._on_disconnected,
-                heartbeat_interval=self.heartbeat_interval,
-                max_missed=self.max_missed_heartbeats,
-                name=f"scheduler-driver[{name}]",
-            )
-            self._actor.call_soon(self._client.start)
-            self._start_callbacks(self._actor)
-            self._actor.start()
-            self._set_status(RUNNING)
-            return RUNNING
+            error = self._settings_error
+            if error is None:
+                try:
+                    ssl_context = self._link.ssl_context()
+                except ValueError as exc:
+                    error = str(exc)
+            if error is not None:
+                self._set_status(ABORTED)
+            else:
+                self._start_thread(ssl_context)
+                self._set_status(RUNNING)
+                return RUNNING
+        log.error("scheduler driver aborted: %s", error)
+        self._call_guarded(self._scheduler, "error", error)
+        return ABORTED
+
+    def _start_thread(self, ssl_context) -> None:
+        name = self._framework.name or "framework"
+        master = self._master
+        if ssl_context is None:
+            resolve = functools.partial(resolve_master, master)
+        else:
+            resolve = functools.partial(resolve_master, master, ssl_context=ssl_context)
+        self._actor = Actor(f"scheduler-driver[{name}]")
+        self._client = Client(
+            self._actor,
+            resolve,
+            [pb.Event, pb.ProtocolError],
+            self._on_message,
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+            heartbeat_interval=self.heartbeat_interval,
+            max_missed=self.max_missed_heartbeats,
+            name=f"scheduler-driver[{name}]",
+            server_key=self._link.server_key,
+            credential=self._link.credential,
+            on_auth_failed=self._on_auth_failed,
+        )
+        self._actor.call_soon(self._client.start)
+        self._start_callbacks(self._actor)
+        self._actor.start()
 
     def stop(self, failover=False):
         return self._begin_stop(self._shutdown, bool(failover))
@@ -276,7 +318,15 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
 
     # -- on the driver thread: connection -------------------------------------
 
+    def _on_auth_failed(self, reason: str) -> None:
+        # Retrying a secret the master rejected cannot succeed: stop trying, and
+        # tell the scheduler (Mesos' driver aborts and calls error() here too).
+        self._client.close()
+        self._cancel_subscribe_timer()
+        self._fail(self._scheduler, f"Master refused authentication: {reason}")
+
     def _on_connected(self) -> None:
+        # The transport has authenticated by now when the driver has a credential.
         call = Call(type=Call.SUBSCRIBE)
         call.subscribe.framework_info.CopyFrom(self._framework)
         call.subscribe.suppressed_roles.extend(self._suppressed_roles)
@@ -411,7 +461,6 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
 
 
 MesosSchedulerDriver = SchedulerDriver
-
 
 def _with_defaults(framework) -> pb.FrameworkInfo:
     info = pb.FrameworkInfo()

@@ -27,6 +27,8 @@ from offerd.common.actor import Actor, Timer
 from offerd.common.credentials import load_credentials
 from offerd.common.flags import duration
 from offerd.common.http import HttpServer
+from offerd.common.http_auth import HttpAuth
+from offerd.common.http_auth import install as install_http_auth
 from offerd.common.ids import IdGenerator, new_master_id
 from offerd.common.resources import parse_min_allocatable
 from offerd.common.transport import Server, encode
@@ -34,6 +36,7 @@ from offerd.master import events
 from offerd.master.allocation import RolePolicy, RunTimer, parse_roles, tune_gc
 from offerd.master.flags import MASTER_FLAGS, normalize_flags, optional_duration
 from offerd.master.frameworks import Frameworks
+from offerd.master.http_api import _text as http_text
 from offerd.master.http_api import create_app
 from offerd.master.http_leader import install_http
 from offerd.master.leadership import Leadership
@@ -161,8 +164,16 @@ class Master:
         self.actor = Actor("master", self._context)
         self.start_time = time.time()
         app = create_app(self, getattr(flags, "webui_dir", None))
+        # The guard runs before the standby redirects: a standby asks for credentials too.
+        # /master/info and /master/redirect stay open: slaves and schedulers find the
+        # leader through them before they can prove anything (ZooKeeper holds the same).
+        public = frozenset({"/health", "/master/health", "/version", "/master/info", "/master/redirect"})
+        install_http_auth(app, HttpAuth(self.credentials, flags.authenticate_http_readonly,
+                                        flags.authenticate_http_readwrite, "mesos-master",
+                                        public_paths=public), http_text)
         install_http(app, self)
-        self.http = HttpServer(app, flags.ip, flags.port, name="master-http")
+        self.http = HttpServer(app, flags.ip, flags.port, name="master-http",
+                               ssl_cert_file=flags.ssl_cert_file, ssl_key_file=flags.ssl_key_file)
         self.http_port = self.http.port
         zmq_port = flags.zmq_port or (0 if flags.port == 0 else self.http_port + 1000)
         try:
@@ -346,7 +357,11 @@ class Master:
         framework_id = call.framework_id.value
         framework = self.state.framework_for_peer(peer, framework_id)
         if framework is None:
+            # Calls are bound to the connection that subscribed the framework: a
+            # framework id alone (known, guessed or stolen) gives nothing.
             self.metrics.inc("master/invalid_calls")
+            log.info("refused %s for framework %s from peer %s (principal %s): not subscribed on that connection",
+                     pb.Call.Type.Name(kind), framework_id or "(none)", peer.hex(), self._principal_text(peer))
             self.send_to_peer(peer, events.error(
                 f"Framework {framework_id or '(no framework_id)'} is not subscribed on this connection; "
                 f"{pb.Call.Type.Name(kind)} refused"))
@@ -378,11 +393,18 @@ class Master:
                 self.metrics.inc("master/invalid_status_updates")
             else:
                 self.metrics.inc("master/invalid_calls")
+            log.info("refused %s for slave %s from peer %s (principal %s): not registered on that connection",
+                     pb.SlaveCall.Type.Name(kind), call.slave_id.value or "(none)", peer.hex(),
+                     self._principal_text(peer))
             self.send_to_peer(peer, events.slave_error(
                 f"Slave {call.slave_id.value or '(no slave_id)'} is not registered on this connection; "
                 "reregister"))
             return
         handler(slave, call)
+
+    def _principal_text(self, peer: bytes) -> str:
+        principal = self.server.principal(peer)
+        return repr(principal) if principal is not None else "(none)"
 
     def _roles_allowed(self, peer: bytes, call: pb.Call) -> bool:
         info = call.subscribe.framework_info
@@ -390,6 +412,8 @@ class Master:
         refused = sorted(set(roles) - self.allowed_roles)
         if refused:
             self.metrics.inc("master/invalid_calls")
+            log.info("refused SUBSCRIBE from peer %s (principal %s): role(s) %s not in --roles", peer.hex(),
+                     self._principal_text(peer), ", ".join(refused))
             self.send_to_peer(peer, events.error(
                 f"Role(s) {', '.join(refused)} not allowed: --roles is {self.flags.roles}"))
             return False
@@ -452,7 +476,10 @@ class Master:
         if not info:
             return None
         address = info.get("address") or {}
-        return f"http://{address.get('hostname') or info.get('hostname')}:{address.get('port') or info.get('port')}/"
+        # Masters of one cluster share their TLS set-up, so the leader speaks ours.
+        scheme = "https" if self.flags.ssl_cert_file else "http"
+        host = address.get("hostname") or info.get("hostname")
+        return f"{scheme}://{host}:{address.get('port') or info.get('port')}/"
 
     def teardown(self, framework_id: str) -> str | None:
         """Operator teardown; returns an error text or None."""
@@ -468,6 +495,8 @@ class Master:
         return None
 
     def _render_flags(self) -> dict[str, str]:
+        from offerd.common.redact import redact_flags
+
         out = {}
         for flag in MASTER_FLAGS:
             value = getattr(self.flags, flag.name, None)
@@ -479,4 +508,5 @@ class Master:
                 out[flag.name] = str(value).lower()
             else:
                 out[flag.name] = str(value)
-        return out
+        # /master/flags and /master/state show these: no zk password, no secret.
+        return redact_flags(out)

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 from offerd.master import events
 from offerd.master.state import Framework, is_terminal
-from offerd.master.validation import framework_roles, validate_framework_info
+from offerd.master.validation import (
+    framework_roles,
+    validate_framework_info,
+    validate_framework_owner,
+    validate_framework_principal,
+    validate_framework_user,
+)
 from offerd.proto import offerd_pb2 as pb
 
 if TYPE_CHECKING:
@@ -44,10 +50,59 @@ class Frameworks:
             m.send_to_peer(peer, events.error(error))
             return
         framework = self.state.frameworks.get(framework_id) if framework_id else None
+        proven = m.server.principal(peer)
+        refusal = self._refusal(framework_id, framework, info, roles, proven)
+        if refusal is not None:
+            counter, error = refusal
+            m.metrics.inc(counter)
+            log.warning("refused SUBSCRIBE of framework %s (%s) from peer %s, principal %s: %s",
+                        framework_id or "(new)", info.name, peer.hex(), _who(proven, info), error)
+            # Only the newcomer hears it: the framework and its scheduler stay as they are.
+            m.send_to_peer(peer, events.error(error))
+            return
+        principal = proven if proven is not None else (info.principal or None)
         if framework is None:
-            self._add(peer, framework_id or m.ids.framework(), info, roles, suppressed)
+            self._add(peer, framework_id or m.ids.framework(), info, roles, suppressed, principal,
+                      proven is not None)
         else:
-            self._resubscribe(peer, framework, info, roles, suppressed)
+            self._resubscribe(peer, framework, info, roles, suppressed, principal, proven is not None)
+
+    def _refusal(self, framework_id: str, framework: Framework | None, info: pb.FrameworkInfo,
+                 roles: tuple[str, ...], proven: str | None) -> tuple[str, str] | None:
+        """Why this subscriber may not have the framework, as (metric, text); None if it may.
+
+        Authentication first (who is it), then ownership of the framework id,
+        then authorization (--root_submissions, `register_frameworks` per role).
+        """
+        m = self.m
+        error = validate_framework_principal(info.principal or None, proven, m.flags.authenticate_frameworks)
+        if error is not None:
+            counter = "master/unauthenticated_framework_subscriptions" if proven is None \
+                else "master/framework_principal_mismatches"
+            return counter, error
+        identity = proven if proven is not None else (info.principal or None)
+        if framework is not None:
+            error = validate_framework_owner(framework_id, framework.principal, framework.authenticated,
+                                             framework.recovered, identity, proven is not None)
+        elif framework_id:
+            # Known to a previous leader (the registry) though not yet back here.
+            recorded = m.leadership.framework_principal(framework_id)
+            if recorded is not None:
+                error = validate_framework_owner(framework_id, recorded, False, False, identity,
+                                                 proven is not None)
+        if error is not None:
+            return "master/framework_principal_mismatches", error
+        error = validate_framework_user(info.user or (framework.info.user if framework else ""),
+                                        m.flags.root_submissions)
+        if error is None:
+            for role in roles:
+                error = m.authorizer.check(proven, "register_frameworks", role or "*")
+                if error is not None:
+                    error = f"Framework refused: {error}"
+                    break
+        if error is not None:
+            return "master/unauthorized_framework_subscriptions", error
+        return None
 
     def on_teardown(self, framework: Framework, call: pb.Call) -> None:
         log.info("framework %s asked to be torn down", framework.framework_id)
@@ -55,12 +110,18 @@ class Frameworks:
 
     # -- lifecycle ------------------------------------------------------------
 
-    def _add(self, peer, framework_id, info, roles, suppressed) -> None:
+    def _add(self, peer, framework_id, info, roles, suppressed, principal: str | None,
+             authenticated: bool) -> None:
         m = self.m
         stored = pb.FrameworkInfo()
         stored.CopyFrom(info)
         stored.id.value = framework_id
+        # Filled in when only proven (Mesos lets schedulers omit it): the stored
+        # principal is what binds the framework id, and slaves keep it.
+        if principal is not None:
+            stored.principal = principal
         framework = Framework(framework_id, stored, roles, m.flags.max_completed_tasks_per_framework, time.time())
+        framework.authenticated = authenticated
         framework.suppressed_roles = suppressed
         self.state.frameworks[framework_id] = framework
         m.leadership.framework_added(framework_id, stored)
@@ -70,7 +131,8 @@ class Frameworks:
         self._send_subscribed(framework, resubscribed=False)
         m.request_allocation()
 
-    def _resubscribe(self, peer, framework: Framework, info, roles, suppressed) -> None:
+    def _resubscribe(self, peer, framework: Framework, info, roles, suppressed, principal: str | None,
+                     authenticated: bool) -> None:
         m = self.m
         old_peer = framework.peer
         if old_peer is not None and old_peer != peer:
@@ -83,6 +145,9 @@ class Frameworks:
         # Offers never survive a resubscription (the scheduler forgets them).
         m.offers.remove_framework_offers(framework, notify=False)
         framework.update_info(info, roles)
+        if principal is not None:
+            framework.info.principal = principal  # a recovered framework takes its first principal
+        framework.authenticated = authenticated
         framework.recovered = False
         m.leadership.framework_added(framework.framework_id, framework.info)
         framework.suppressed_roles = suppressed
@@ -203,3 +268,10 @@ class Frameworks:
         log.info("framework %s recovered from a reregistering slave; waiting for its scheduler",
                  framework_id)
         return framework
+
+
+def _who(proven: str | None, info: pb.FrameworkInfo) -> str:
+    """A principal for the logs: proven, or only claimed."""
+    if proven is not None:
+        return repr(proven)
+    return f"(none proven; claims {info.principal!r})" if info.principal else "(none)"

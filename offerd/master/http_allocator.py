@@ -3,14 +3,17 @@
 Read-only: ``GET /master/allocator`` (``?framework_id=``), ``GET /quota``,
 ``GET /weights``. Mutating (operator): ``POST /quota``, ``DELETE /quota/<role>``,
 ``PUT /weights``. Every call runs on the master's actor thread; errors are
-plain text like Mesos'.
+plain text like Mesos'. ACLs as Mesos: reads show only the roles the caller
+may ``get_quotas`` / ``view_roles``; changes need ``update_quotas`` /
+``update_weights`` for the role, checked before anything changes.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from offerd.master.http_api import _json, _text
+from offerd.master import http_authz
+from offerd.master.http_api import _json, _snapshot, _text
 
 
 def _master():
@@ -37,19 +40,22 @@ allocator_reads = Blueprint("allocator_reads", __name__)
 
 @allocator_reads.get("/master/allocator")
 def allocator_view():
-    return _json(_call(_policy().allocator_json, request.args.get("framework_id")))
+    document = _call(_policy().allocator_json, request.args.get("framework_id"))
+    if http_authz.configured():
+        document = http_authz.filter_allocator(document, _snapshot().state)
+    return _json(document)
 
 
 @allocator_reads.get("/quota")
 @allocator_reads.get("/master/quota")
 def quota_view():
-    return _json(_call(_policy().quota_json))
+    return _json(http_authz.filter_quota(_call(_policy().quota_json)))
 
 
 @allocator_reads.get("/weights")
 @allocator_reads.get("/master/weights")
 def weights_view():
-    return _json(_call(_policy().weights_json))
+    return _json(http_authz.filter_weights(_call(_policy().weights_json)))
 
 
 allocator_operator = Blueprint("allocator_operator", __name__)
@@ -66,12 +72,20 @@ def set_quota():
         body = _body()
     except ValueError as exc:
         return _text(f"Failed to parse set quota request: {exc}", 400)
+    role = body.get("role") if isinstance(body, dict) else None
+    if isinstance(role, str):  # without one the request is refused as malformed, changing nothing
+        refusal = http_authz.refused("update_quotas", role)
+        if refusal is not None:
+            return refusal
     return _done(_call(_policy().set_quota, body))
 
 
 @allocator_operator.delete("/quota/<path:role>")
 @allocator_operator.delete("/master/quota/<path:role>")
 def remove_quota(role):
+    refusal = http_authz.refused("update_quotas", role)
+    if refusal is not None:
+        return refusal
     return _done(_call(_policy().remove_quota, role))
 
 
@@ -82,6 +96,9 @@ def update_weights():
         body = _body()
     except ValueError as exc:
         return _text(f"Failed to parse update weights request: {exc}", 400)
+    refusal = http_authz.weights_refused(body)
+    if refusal is not None:
+        return refusal
     return _done(_call(_policy().update_weights, body))
 
 

@@ -3,7 +3,8 @@
 Views never touch the actor's records. Read-only views read the immutable
 snapshot the actor hands out; the one mutating view (teardown) posts a
 command to the actor and waits for its answer. Errors are plain text, as
-Mesos sends them.
+Mesos sends them. With ``--acls`` every view asks offerd.master.http_authz
+what the caller (``flask.g.principal``) may see or do.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 from flask import Blueprint, Flask, Response, current_app, redirect, request, send_from_directory
 
 from offerd import __version__
-from offerd.master import http_files, prometheus
+from offerd.master import http_authz, http_files, prometheus
 from offerd.master.metrics import system_metrics
 
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]*$")
@@ -34,6 +35,9 @@ class MasterView(Protocol):
     def flags_json(self) -> dict: ...
     def teardown(self, framework_id: str) -> str | None: ...
     def redirect_url(self) -> str: ...
+    # Read with getattr by http_authz: a view-only stand-in may lack them (no ACLs then).
+    authorizer: Any  # offerd.common.acls.Authorizer
+    credentials: dict[str, str] | None
 
 
 def _master() -> MasterView:
@@ -79,7 +83,13 @@ class _SnapshotReuse:
 
 
 def _snapshot():
+    """The whole state, shared by every caller: what the master knows."""
     return current_app.config["OFFERD_SNAPSHOTS"].get(_master())
+
+
+def _visible():
+    """The state as this caller may see it (the shared snapshot when no ACLs)."""
+    return http_authz.visible(_snapshot())
 
 
 def _text(message: str, status: int) -> Response:
@@ -93,6 +103,12 @@ def _json(data: Any = None, encoded: bytes | None = None) -> Response:
         # The web UI polls with ?jsonp=; only a plain identifier is echoed back.
         if not _CALLBACK.match(callback):
             return _text(f"invalid jsonp callback {callback!r}", 400)
+        # A <script src=...?jsonp=> on another site's page is sent with the browser's
+        # cached credentials and its answer runs there: JSONP would hand that site
+        # whatever this principal may read.
+        if http_authz.principal() is not None or request.headers.get("Sec-Fetch-Site", "") == "cross-site":
+            return _text("JSONP is refused for authenticated or cross-site requests "
+                         "(another site's page could read the answer); request plain JSON instead", 403)
         return Response(callback.encode() + b"(" + body + b");", mimetype="application/javascript")
     return Response(body, mimetype="application/json")
 
@@ -120,25 +136,25 @@ def info():
 @reads.get("/state")
 @reads.get("/state.json")
 def state():
-    return _json(encoded=_snapshot().state_json())
+    return _json(encoded=_visible().state_json())
 
 
 @reads.get("/master/state-summary")
 @reads.get("/state-summary")
 def state_summary():
-    return _json(_snapshot().summary())
+    return _json(_visible().summary())
 
 
 @reads.get("/master/frameworks")
 @reads.get("/frameworks")
 def frameworks():
-    return _json(_snapshot().frameworks(request.args.get("framework_id")))
+    return _json(_visible().frameworks(request.args.get("framework_id")))
 
 
 @reads.get("/master/slaves")
 @reads.get("/slaves")
 def slaves():
-    return _json(_snapshot().slaves(request.args.get("slave_id")))
+    return _json(_visible().slaves(request.args.get("slave_id")))
 
 
 @reads.get("/master/tasks")
@@ -152,7 +168,7 @@ def tasks():
     order = request.args.get("order", "asc")
     if order not in ("asc", "desc"):
         return _text(f"Failed to parse query parameters: 'order' must be asc or desc, not {order!r}", 400)
-    found = _snapshot().tasks(request.args.get("framework_id"), request.args.get("task_id"))
+    found = _visible().tasks(request.args.get("framework_id"), request.args.get("task_id"))
     wanted_state = request.args.get("state")
     if wanted_state:  # an offerd extension: TASK_RUNNING or running
         wanted_state = wanted_state.upper()
@@ -165,7 +181,7 @@ def tasks():
 @reads.get("/master/roles")
 @reads.get("/roles")
 def roles():
-    return _json(_snapshot().roles())
+    return _json(http_authz.filter_roles(_visible().roles()))
 
 
 @reads.get("/health")
@@ -188,7 +204,16 @@ def redirect_to_leader():
 @reads.get("/master/flags")
 @reads.get("/flags")
 def flags():
+    refusal = http_authz.refused("view_flags")
+    if refusal is not None:
+        return refusal
     return _json({"flags": _master().flags_json()})
+
+
+@reads.get("/master/whoami")
+def whoami():
+    """Who the caller is and which operator actions it may take (offerd's own, for the web UI)."""
+    return _json(http_authz.whoami())
 
 
 class _MetricsReuse:
@@ -242,11 +267,9 @@ def teardown():
     framework_id = request.form.get("frameworkId") or request.values.get("frameworkId")
     if not framework_id:
         return _text("Missing 'frameworkId' query parameter in the request body", 400)
-    error = _master().teardown(framework_id)
+    response = http_authz.teardown(framework_id)
     current_app.config["OFFERD_SNAPSHOTS"].invalidate()
-    if error is not None:
-        return _text(error, 400)
-    return Response(b"", status=200)
+    return response
 
 
 webui = Blueprint("webui", __name__)

@@ -9,6 +9,13 @@ forwards the request.
 The master only forwards paths inside a sandbox the slave reports (an
 executor's ``directory`` in the slave's ``/state``); everything else is
 refused here, before the slave is asked. All views are read-only.
+
+Security: with ``--acls`` a path is served only if the caller may
+``access_sandboxes`` of the user that sandbox's executor or task runs as
+(offerd.master.http_authz), and proxied slave documents are filtered like the
+master's own. The caller's ``Authorization`` header is forwarded, so a slave
+that authenticates and authorizes its own endpoints decides too; with
+``--ssl_ca_file`` the master reaches slaves over https, verified with that CA.
 """
 
 from __future__ import annotations
@@ -17,24 +24,30 @@ import json
 import posixpath
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
+
+from offerd.common import tls
+from offerd.common.http import fetch
+from offerd.master import http_authz
 
 SLAVE_TIMEOUT = 5.0
 # How long a slave's list of sandboxes is trusted before it is fetched again;
 # a path not found in the cached list triggers one fresh fetch anyway.
 SANDBOX_CACHE_SECONDS = 2.0
+# Callers (Authorization headers) times slaves whose sandbox lists are kept.
+SANDBOX_CACHE_ENTRIES = 1024
 
 files = Blueprint("files", __name__)
 
 
 class ProxyError(Exception):
-    def __init__(self, message: str, status: int):
+    def __init__(self, message: str, status: int, challenge: str | None = None):
         super().__init__(message)
         self.status = status
+        # A slave's WWW-Authenticate, passed on so a browser asks for credentials.
+        self.challenge = challenge
 
 
 def _text(message: str, status: int) -> Response:
@@ -43,13 +56,25 @@ def _text(message: str, status: int) -> Response:
 
 @files.errorhandler(ProxyError)
 def _proxy_error(exc: ProxyError):
-    return _text(str(exc), exc.status)
+    response = _text(str(exc), exc.status)
+    if exc.status == 401 and exc.challenge:
+        response.headers["WWW-Authenticate"] = exc.challenge
+    return response
+
+
+def _snapshot():
+    from offerd.master.http_api import _snapshot as shared  # the same reuse as the state views
+
+    return shared()
 
 
 def _snapshot_state() -> dict:
-    from offerd.master.http_api import _snapshot  # the same reuse as the state views
-
     return _snapshot().state
+
+
+def _visible_state() -> dict:
+    """The master's state as the caller may see it (by the ACLs)."""
+    return http_authz.visible(_snapshot()).state
 
 
 def slave_address(slave: dict) -> str:
@@ -69,41 +94,76 @@ def find_slave(slave_id: str | None) -> dict:
     raise ProxyError(f"No slave with id {slave_id} is registered with this master", 404)
 
 
+_NO_CONTEXT = object()
+
+
+def _slave_tls():
+    """The TLS context slaves are reached with: None (http) unless the master has
+    --ssl_ca_file; built once per app."""
+    context = current_app.config.get("OFFERD_SLAVE_TLS", _NO_CONTEXT)
+    if context is _NO_CONTEXT:
+        ca_file = getattr(getattr(current_app.config["OFFERD_MASTER"], "flags", None), "ssl_ca_file", None)
+        try:
+            context = tls.client_context(ca_file) if ca_file else None
+        except ValueError as exc:  # tls.TlsError names the file and the fix
+            raise ProxyError(f"cannot reach slaves over https: {exc}", 500) from None
+        current_app.config["OFFERD_SLAVE_TLS"] = context
+    return context
+
+
+def _caller_authorization() -> dict[str, str]:
+    # Forwarded so a slave that authenticates its endpoints sees the same caller.
+    header = request.headers.get("Authorization")
+    return {"Authorization": header} if header else {}
+
+
 def _fetch(slave: dict, path: str, params: dict | None = None, raw: bool = False):
-    url = f"http://{slave_address(slave)}{path}"
+    context = _slave_tls()
+    url = f"{'https' if context is not None else 'http'}://{slave_address(slave)}{path}"
     if params:
         url += "?" + urllib.parse.urlencode(params)
     try:
-        with urllib.request.urlopen(url, timeout=SLAVE_TIMEOUT) as response:
-            body = response.read()
-            return (response.status, body, response.headers) if raw else json.loads(body)
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace").strip()
+        answer = fetch(url, ssl_context=context, headers=_caller_authorization(), timeout=SLAVE_TIMEOUT)
+    except OSError as exc:
+        hint = " (is it serving https with a certificate --ssl_ca_file trusts?)" if context is not None else ""
+        raise ProxyError(f"cannot reach slave {slave['id']} at {slave_address(slave)}: {exc}{hint}", 502) from None
+    if answer.status >= 400:
+        detail = answer.body.decode("utf-8", "replace").strip()
         try:
             detail = json.loads(detail).get("message", detail)
         except (ValueError, AttributeError):
             pass
-        raise ProxyError(f"slave {slave['id']} answered {exc.code}: {detail}", exc.code) from None
-    except (OSError, ValueError) as exc:
-        raise ProxyError(f"cannot reach slave {slave['id']} at {slave_address(slave)}: {exc}", 502) from None
+        raise ProxyError(f"slave {slave['id']} answered {answer.status}: {detail}", answer.status,
+                         answer.headers.get("WWW-Authenticate"))
+    if raw:
+        return answer.status, answer.body, answer.headers
+    try:
+        return answer.json()
+    except ValueError as exc:
+        raise ProxyError(f"slave {slave['id']} answered {path} with something that is not JSON: {exc}",
+                         502) from None
 
 
 class _SandboxCache:
-    """Per slave: the sandbox directories it reports, with their executors."""
+    """Per slave and caller: the sandbox directories the slave reports, with their
+    executors (a slave that filters its /state may show callers different lists)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, list[dict]]] = {}
+        self._entries: dict[tuple[str, str], tuple[float, list[dict]]] = {}
 
     def get(self, slave: dict, fresh: bool = False) -> list[dict]:
         now = time.monotonic()
+        key = (slave["id"], request.headers.get("Authorization", ""))
         with self._lock:
-            cached = self._entries.get(slave["id"])
+            cached = self._entries.get(key)
         if cached is not None and not fresh and now - cached[0] < SANDBOX_CACHE_SECONDS:
             return cached[1]
         sandboxes = sandboxes_of(_fetch(slave, "/state"))
         with self._lock:
-            self._entries[slave["id"]] = (now, sandboxes)
+            if len(self._entries) >= SANDBOX_CACHE_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (now, sandboxes)
         return sandboxes
 
 
@@ -133,14 +193,21 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def confined_path(slave: dict) -> str:
+    """The requested path, normalized, if it is inside a sandbox of `slave` and
+    the caller may access that sandbox; otherwise a ProxyError (403)."""
     raw = request.args.get("path", "")
     if not raw:
         raise ProxyError("Expecting 'path=value' in query", 400)
-    if not raw.startswith("/"):
-        raise ProxyError(f"{raw}: expecting an absolute path inside a sandbox", 400)
+    if not raw.startswith("/") or "\0" in raw:
+        raise ProxyError(f"{raw!r}: expecting an absolute path inside a sandbox", 400)
     path = posixpath.normpath(raw)
     for fresh in (False, True):
-        if any(_inside(path, s["directory"]) for s in _cache.get(slave, fresh)):
+        boxes = [s for s in _cache.get(slave, fresh) if _inside(path, s["directory"])]
+        if boxes:
+            box = max(boxes, key=lambda s: len(s["directory"]))  # the innermost sandbox names it
+            refusal = http_authz.sandbox_refusal(box, _snapshot(), raw)
+            if refusal is not None:
+                raise ProxyError(refusal, 403)
             return path
     raise ProxyError(f"{raw} is not inside a sandbox of slave {slave['id']}", 403)
 
@@ -184,7 +251,7 @@ def sandbox():
     if not task_id:
         raise ProxyError("Expecting 'task_id=value' in query", 400)
     framework_id = request.args.get("framework_id")
-    state = _snapshot_state()
+    state = _visible_state()  # a task the caller may not view is not found
     found = None
     for group in ("frameworks", "completed_frameworks"):
         for framework in state[group]:
@@ -210,7 +277,8 @@ def sandbox():
 
 @files.get("/master/slaves/<slave_id>/state")
 def slave_state(slave_id: str):
-    return Response(json.dumps(_fetch(find_slave(slave_id), "/state")), mimetype="application/json")
+    document = http_authz.filter_slave_state(_fetch(find_slave(slave_id), "/state"), _snapshot())
+    return Response(json.dumps(document), mimetype="application/json")
 
 
 @files.get("/master/slaves/<slave_id>/monitor/statistics")
@@ -218,5 +286,7 @@ def slave_statistics(slave_id: str):
     slave = find_slave(slave_id)
     usage = _fetch(slave, "/monitor/statistics")
     # A process hosting simulated slaves reports them all; keep this slave's.
-    mine = [entry for entry in usage if entry.get("slave_id") in (None, slave_id)]
-    return Response(json.dumps(mine), mimetype="application/json")
+    if not isinstance(usage, list):
+        raise ProxyError(f"slave {slave_id} answered /monitor/statistics with something that is not a list", 502)
+    mine = [entry for entry in usage if isinstance(entry, dict) and entry.get("slave_id") in (None, slave_id)]
+    return Response(json.dumps(http_authz.filter_statistics(mine, _snapshot())), mimetype="application/json")

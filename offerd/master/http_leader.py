@@ -13,7 +13,8 @@ A standby (mesos.md §1.13) serves read-only endpoints itself, but:
 ``POST /api/v1`` with ``{"type": "MARK_AGENT_GONE", "mark_agent_gone":
 {"agent_id": {"value": "..."}}}`` is Mesos' v1 operator call to assert a slave
 is gone for good: its tasks become TASK_GONE_BY_OPERATOR and it may never come
-back with that id (the only v1 operator call offerd has so far).
+back with that id (the only v1 operator call offerd has so far). With
+``--acls`` it needs ``mark_agents_gone`` (object: none, as Mesos asks).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import json
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, redirect, request
+
+from offerd.master import http_authz
 
 if TYPE_CHECKING:
     from offerd.master.daemon import Master
@@ -85,9 +88,14 @@ def install_http(app: Flask, master: Master) -> None:
         kind = body.get("type") if isinstance(body, dict) else None
         if kind != "MARK_AGENT_GONE":
             return _text(f"Unsupported operator call {kind!r}: this master supports MARK_AGENT_GONE", 400)
-        agent_id = ((body.get("mark_agent_gone") or {}).get("agent_id") or {}).get("value")
-        if not agent_id:
+        call = body.get("mark_agent_gone")
+        agent = call.get("agent_id") if isinstance(call, dict) else None
+        agent_id = agent.get("value") if isinstance(agent, dict) else None
+        if not agent_id or not isinstance(agent_id, str):
             return _text("MARK_AGENT_GONE needs mark_agent_gone.agent_id.value", 400)
+        refusal = http_authz.refused("mark_agents_gone")
+        if refusal is not None:
+            return refusal
         error = master.actor.call(_mark_gone, master, agent_id)
         app.config["OFFERD_SNAPSHOTS"].invalidate()
         if error is not None:

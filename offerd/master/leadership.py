@@ -144,7 +144,8 @@ class Leadership:
         for slave_id, entry in state.unreachable.items():
             info = pb.SlaveInfo(hostname=entry.get("hostname", ""), port=int(entry.get("port", 0)))
             info.id.value = slave_id
-            m.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, info, float(entry["time"]))
+            m.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, info, float(entry["time"]),
+                                                                    entry.get("principal"))
         self.recovering = set(state.slaves) - set(m.state.slaves)
         if self.recovering:
             m.later(flags.slave_reregister_timeout, self._reregister_timeout)
@@ -191,18 +192,36 @@ class Leadership:
             return False
         return True
 
-    def slave_admitted(self, slave_id: str, info: pb.SlaveInfo) -> bool:
-        return self.persist(AdmitSlave(slave_id, info.hostname, info.port))
+    def slave_admitted(self, slave_id: str, info: pb.SlaveInfo, principal: str | None = None) -> bool:
+        return self.persist(AdmitSlave(slave_id, info.hostname, info.port, principal))
 
-    def slave_reregistered(self, slave_id: str, info: pb.SlaveInfo) -> None:
+    def slave_reregistered(self, slave_id: str, info: pb.SlaveInfo, principal: str | None = None) -> None:
         self.recovering.discard(slave_id)
         if self.registrar is None:
             return
         state = self.registrar.state
         if slave_id in state.unreachable:
             self.persist(MarkSlaveReachable(slave_id))
-        elif slave_id not in state.slaves:
-            self.persist(AdmitSlave(slave_id, info.hostname, info.port))
+        entry = self.registrar.state.slaves.get(slave_id)
+        # Admitted again when unknown, or to record the principal a slave first
+        # proves (registered before authentication was turned on).
+        if entry is None or (principal is not None and entry.get("principal") != principal):
+            self.persist(AdmitSlave(slave_id, info.hostname, info.port, principal))
+
+    def slave_principal(self, slave_id: str) -> str | None:
+        """The principal the registry holds for a slave (admitted or unreachable)."""
+        if self.registrar is None:
+            return None
+        state = self.registrar.state
+        entry = state.slaves.get(slave_id) or state.unreachable.get(slave_id)
+        return entry.get("principal") if entry is not None else None
+
+    def framework_principal(self, framework_id: str) -> str | None:
+        """The principal the registry holds for a framework a previous leader knew."""
+        if self.registrar is None:
+            return None
+        entry = self.registrar.state.frameworks.get(framework_id)
+        return entry.get("principal") if entry is not None else None
 
     def slave_unreachable(self, slave_id: str, when: float) -> None:
         if self.registrar is not None and slave_id in self.registrar.state.slaves:
@@ -216,9 +235,10 @@ class Leadership:
         if self.registrar is None:
             return
         entry = self.registrar.state.frameworks.get(framework_id)
+        principal = info.principal or None
         if entry is None or entry.get("failover_timeout") != float(info.failover_timeout) \
-                or entry.get("name") != info.name:
-            self.persist(AddFramework(framework_id, info.failover_timeout, info.name))
+                or entry.get("name") != info.name or entry.get("principal") != principal:
+            self.persist(AddFramework(framework_id, info.failover_timeout, info.name, principal))
 
     def framework_removed(self, framework_id: str) -> None:
         if self.registrar is not None and framework_id in self.registrar.state.frameworks:
@@ -246,7 +266,7 @@ class Leadership:
         self.slave_unreachable(slave_id, now)
         info = pb.SlaveInfo(hostname=entry.get("hostname", ""), port=int(entry.get("port", 0)))
         info.id.value = slave_id
-        m.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, info, now)
+        m.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, info, now, entry.get("principal"))
         m.metrics.inc("master/slave_unreachable_completed")
         for framework in m.state.frameworks.values():
             if framework.connected:

@@ -19,9 +19,11 @@ from offerd.master.state import Executor, Framework, Offer, Slave, Task, copy_me
 from offerd.master.validation import (
     check_task_resources,
     refuse_seconds,
+    task_user,
     validate_fit,
     validate_offers,
     validate_task,
+    validate_task_user,
 )
 from offerd.proto import offerd_pb2 as pb
 
@@ -209,10 +211,24 @@ class Offers:
             m.send_event(framework, events.update(events.master_status(
                 task_id, pb.TASK_ERROR, pb.TaskStatus.REASON_TASK_INVALID, error, slave.slave_id)))
             return
+        # Authorized as the principal the scheduler proved; a claimed one counts as none.
+        principal = framework.principal if framework.authenticated else None
+        error = validate_task_user(task_user(task_info, framework.info.user), principal, m.authorizer,
+                                   m.flags.root_submissions)
+        if error is not None:
+            # Nothing launched; its resources stay in `launch.available` and go back with the rest.
+            m.metrics.inc("master/unauthorized_tasks")
+            log.warning("framework %s (principal %s): task %s refused: %s", framework_id,
+                        repr(principal) if principal is not None else "(none proven)", task_id, error)
+            self.state.terminal_task_counts[pb.TASK_ERROR] += 1
+            m.send_event(framework, events.update(events.master_status(
+                task_id, pb.TASK_ERROR, pb.TaskStatus.REASON_TASK_UNAUTHORIZED, error, slave.slave_id)))
+            return
         launch.available = launch.available - needed
         launch.task_ids.add(task_id)
         task = Task(task_id, framework_id, slave.slave_id, executor_id, task_info.name, resources,
-                    labels=copy_message(task_info.labels) if task_info.HasField("labels") else None)
+                    labels=copy_message(task_info.labels) if task_info.HasField("labels") else None,
+                    user=task_user(task_info, "") or None)
         framework.tasks[task_id] = task
         slave.tasks[(framework_id, task_id)] = task
         self.state.count_new_task(task)

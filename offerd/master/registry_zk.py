@@ -18,8 +18,11 @@ Backends, behind registry.py's `RegistryBackend`:
 * `HAInMemoryBackend` (``--registry=in_memory``): the same state, in memory
   (tests; a failover then forgets everything, as with Mesos' in_memory).
 
-Slaves are kept small (id, hostname, port): a registry of 100,000 slaves must
-fit a ZooKeeper znode (1 MB by default).
+Slaves are kept small (id, hostname, port, and the principal a slave proved
+when it registered, so that a new leader refuses another principal's
+reregistration under its id): a registry of 100,000 slaves must fit a ZooKeeper
+znode (1 MB by default). A ``principal`` key is written only when there is one,
+so registries written before it load unchanged.
 """
 
 from __future__ import annotations
@@ -41,13 +44,13 @@ def _frozen(d: dict) -> Mapping:
 
 @dataclasses.dataclass(frozen=True)
 class HARegistryState(RegistryState):
-    # slave_id -> {"hostname": ..., "port": ...}
+    # slave_id -> {"hostname": ..., "port": ..., "principal": ... (when it proved one)}
     slaves: Mapping[str, Mapping] = dataclasses.field(default_factory=lambda: _EMPTY)
     # slave_id -> {"hostname", "port", "time"}: marked unreachable at time
     unreachable: Mapping[str, Mapping] = dataclasses.field(default_factory=lambda: _EMPTY)
     # slave_id -> time an operator marked it gone (it may never come back)
     gone: Mapping[str, float] = dataclasses.field(default_factory=lambda: _EMPTY)
-    # framework_id -> {"failover_timeout": seconds, "name": ...}
+    # framework_id -> {"failover_timeout": seconds, "name": ..., "principal": ... (when bound to one)}
     frameworks: Mapping[str, Mapping] = dataclasses.field(default_factory=lambda: _EMPTY)
     leader: Mapping | None = None
 
@@ -99,13 +102,16 @@ class AdmitSlave(Operation):
     slave_id: str
     hostname: str
     port: int
+    principal: str | None = None
 
     def apply(self, state):
         if self.slave_id in state.gone:
             raise RegistryError(f"slave {self.slave_id} was marked gone and cannot come back")
+        entry = {"hostname": self.hostname, "port": self.port}
+        if self.principal is not None:
+            entry["principal"] = self.principal
         return dataclasses.replace(
-            state, slaves=_with(state.slaves, self.slave_id, _frozen({"hostname": self.hostname,
-                                                                       "port": self.port})),
+            state, slaves=_with(state.slaves, self.slave_id, _frozen(entry)),
             unreachable=_without(state.unreachable, self.slave_id))
 
 
@@ -167,11 +173,13 @@ class AddFramework(Operation):
     framework_id: str
     failover_timeout: float
     name: str = ""
+    principal: str | None = None
 
     def apply(self, state):
-        return dataclasses.replace(state, frameworks=_with(
-            state.frameworks, self.framework_id,
-            _frozen({"failover_timeout": float(self.failover_timeout), "name": self.name})))
+        entry = {"failover_timeout": float(self.failover_timeout), "name": self.name}
+        if self.principal is not None:
+            entry["principal"] = self.principal
+        return dataclasses.replace(state, frameworks=_with(state.frameworks, self.framework_id, _frozen(entry)))
 
 
 @dataclasses.dataclass(frozen=True)

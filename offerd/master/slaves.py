@@ -45,6 +45,9 @@ class Slaves:
 
     def on_register(self, peer: bytes, call: pb.SlaveCall) -> None:
         m = self.m
+        principal = m.server.principal(peer)
+        if self._refused(peer, principal, None, "Registration"):
+            return
         existing = self.state.slave_for_peer(peer)
         if existing is not None:
             # A retry of a registration whose answer was lost.
@@ -57,10 +60,10 @@ class Slaves:
             m.send_to_peer(peer, events.slave_error(f"Registration refused: {error}"))
             return
         slave_id = m.ids.slave()
-        if not m.leadership.slave_admitted(slave_id, info):
+        if not m.leadership.slave_admitted(slave_id, info, principal):
             m.send_to_peer(peer, events.slave_error("Registration refused: the registry did not admit the slave"))
             return
-        slave = self._admit(peer, slave_id, info, call.register.version)
+        slave = self._admit(peer, slave_id, info, call.register.version, principal)
         m.allocator.add_slave(slave_id, slave.total, hostname=slave.hostname, attributes=info.attributes)
         m.metrics.inc("master/slave_registrations")
         log.info("registered slave %s at %s with %s", slave_id, slave.pid, slave.total)
@@ -81,10 +84,15 @@ class Slaves:
             m.metrics.inc("master/invalid_slave_registrations")
             m.send_to_peer(peer, events.slave_error(f"Reregistration refused: {error}"))
             return
+        principal = m.server.principal(peer)
+        if self._refused(peer, principal, slave_id, "Reregistration"):
+            return
         if slave_id in self.removed:
             m.send_to_peer(peer, pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN))
             return
-        m.leadership.slave_reregistered(slave_id, info)
+        # Past _refused, a proven principal is the bound one, or the first this
+        # slave id proves (registered before authentication was on): bound from now.
+        m.leadership.slave_reregistered(slave_id, info, principal)
         was_unreachable = self.state.unreachable_slaves.pop(slave_id, None) is not None
         slave = self.state.slaves.get(slave_id)
         if slave is not None:
@@ -99,10 +107,11 @@ class Slaves:
             slave.peer = peer
             slave.connected = slave.active = True
             slave.version = message.version
+            slave.principal = principal
             self.state.peer_slaves[peer] = slave_id
             m.server.set_peer_timeout(peer, self.timeout)
         else:
-            slave = self._admit(peer, slave_id, info, message.version)
+            slave = self._admit(peer, slave_id, info, message.version, principal)
         slave.reregistered_time = time.time()
         to_kill, to_shutdown = self._merge(slave, message, was_unreachable)
         m.allocator.add_slave(slave_id, slave.total, used=self._used(slave), hostname=slave.hostname,
@@ -128,13 +137,61 @@ class Slaves:
         self._remove(slave, unreachable=False, why=f"Slave {slave.slave_id} marked gone by the operator",
                      gone=True)
 
+    # -- identity -----------------------------------------------------------------
+
+    def _refused(self, peer: bytes, principal: str | None, slave_id: str | None, what: str) -> bool:
+        """Refuse a (re)registration the peer may not make: True if refused.
+
+        Authentication (--authenticate_agents), then `register_agents`, then, for
+        a known slave id, that the peer proved the principal the id is bound to.
+        Nothing changes on a refusal: the real slave keeps its record and tasks.
+        """
+        m = self.m
+        counter = error = None
+        if principal is None and m.flags.authenticate_agents:
+            counter = "master/unauthenticated_slave_registrations"
+            error = (f"{what} refused: this master requires slaves to authenticate (--authenticate_agents); "
+                     "start the slave with --credential, a file with a principal and secret listed in the "
+                     "master's --credentials")
+        if error is None:
+            refusal = m.authorizer.check(principal, "register_agents")
+            if refusal is not None:
+                counter, error = "master/unauthorized_slave_registrations", f"{what} refused: {refusal}"
+        if error is None and slave_id is not None:
+            bound = self.recorded_principal(slave_id)
+            if bound is not None and principal != bound:
+                counter = "master/slave_principal_mismatches"
+                error = (f"{what} refused: slave {slave_id} is bound to a principal this connection has not "
+                         "proven; restart the slave with the --credential it registered with, or clear its "
+                         "work_dir to register as a new slave")
+        if error is None:
+            return False
+        m.metrics.inc(counter)
+        log.warning("refused %s of slave %s from peer %s, principal %s: %s", what.lower(), slave_id or "(new)",
+                    peer.hex(), repr(principal) if principal is not None else "(none)", error)
+        m.send_to_peer(peer, events.slave_error(error))
+        return True
+
+    def recorded_principal(self, slave_id: str) -> str | None:
+        """The principal a slave id is bound to: from its record, or (after a
+        failover, before it reregisters) from the registry."""
+        slave = self.state.slaves.get(slave_id)
+        if slave is not None:
+            return slave.principal
+        unreachable = self.state.unreachable_slaves.get(slave_id)
+        if unreachable is not None and unreachable.principal is not None:
+            return unreachable.principal
+        return self.m.leadership.slave_principal(slave_id)
+
     # -- records ----------------------------------------------------------------
 
-    def _admit(self, peer: bytes, slave_id: str, info: pb.SlaveInfo, version: str) -> Slave:
+    def _admit(self, peer: bytes, slave_id: str, info: pb.SlaveInfo, version: str,
+               principal: str | None = None) -> Slave:
         stored = pb.SlaveInfo()
         stored.CopyFrom(info)
         stored.id.value = slave_id
-        slave = Slave(slave_id, stored, Resources.from_protos(info.resources), peer, version, time.time())
+        slave = Slave(slave_id, stored, Resources.from_protos(info.resources), peer, version, time.time(),
+                      principal)
         self.state.slaves[slave_id] = slave
         self.state.peer_slaves[peer] = slave_id
         self.m.server.set_peer_timeout(peer, self.timeout)
@@ -284,7 +341,7 @@ class Slaves:
         now = time.time()
         if unreachable:
             m.leadership.slave_unreachable(slave_id, now)
-            self.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, slave.info, now)
+            self.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, slave.info, now, slave.principal)
             while len(self.state.unreachable_slaves) > MAX_UNREACHABLE_SLAVES:
                 self.state.unreachable_slaves.popitem(last=False)
             m.metrics.inc("master/slave_unreachable_completed")

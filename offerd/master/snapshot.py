@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from google.protobuf import json_format
 
@@ -58,6 +58,8 @@ def task_json(task: Task, role: str | None = None, cache: dict | None = None) ->
     }
     if role is not None:
         out["role"] = role
+    if task.user:  # the task's own user (Mesos' Task.user); else its framework's applies
+        out["user"] = task.user
     if task.labels is not None:
         out["labels"] = _labels(task.labels)
     return out
@@ -171,6 +173,8 @@ def slave_json(slave: Slave) -> dict:
     }
     if slave.reregistered_time is not None:
         out["reregistered_time"] = slave.reregistered_time
+    if slave.principal is not None:
+        out["principal"] = slave.principal  # the one it proved; its id is bound to it
     return out
 
 
@@ -179,7 +183,7 @@ def _executors_by_framework(master: Master) -> dict[str, list[dict]]:
     for slave in master.state.slaves.values():
         for framework_id, executors in slave.executors.items():
             for executor_id, executor in executors.items():
-                out.setdefault(framework_id, []).append({
+                entry = {
                     "executor_id": executor_id,
                     "name": executor.info.name,
                     "source": executor.info.source,
@@ -187,8 +191,19 @@ def _executors_by_framework(master: Master) -> dict[str, list[dict]]:
                     "framework_id": framework_id,
                     "resources": executor.resources.to_json(),
                     "_resources": executor.resources,
-                })
+                }
+                user = executor_user(executor.info)
+                if user:  # the executor's own user; else its framework's applies
+                    entry["user"] = user
+                out.setdefault(framework_id, []).append(entry)
     return out
+
+
+def executor_user(info: pb.ExecutorInfo) -> str | None:
+    """CommandInfo.user of an executor, the user it runs as when it names one."""
+    if info.HasField("command") and info.command.HasField("user") and info.command.user:
+        return info.command.user
+    return None
 
 
 def build(master: Master) -> Snapshot:
@@ -264,6 +279,22 @@ class Snapshot:
         self.build_seconds = 0.0  # time the actor spent building it (http_api's reuse)
         self._summary: dict | None = None
         self._lock = threading.Lock()
+        # Views cut from this document once per key (what a principal may see).
+        self._derived: dict = {}
+
+    MAX_DERIVED = 256
+
+    def derived(self, key, make: Callable[[], Any]) -> Any:
+        """`make()` once per `key` while this snapshot is current: however often a
+        principal polls, its filtered copy is cut (and encoded) once per change."""
+        with self._lock:
+            hit = self._derived.get(key)
+        if hit is None:
+            hit = make()
+            with self._lock:
+                if len(self._derived) < self.MAX_DERIVED:
+                    hit = self._derived.setdefault(key, hit)
+        return hit
 
     def state_json(self) -> bytes:
         # Encoded once per snapshot however many clients poll it.

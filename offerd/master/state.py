@@ -31,12 +31,15 @@ class Task:
     __slots__ = (
         "task_id", "framework_id", "slave_id", "executor_id", "name", "state", "resources",
         "statuses", "status_update_state", "status_update_uuid", "labels", "recovered",
-        "pending_kill",
+        "pending_kill", "user",
     )
 
     def __init__(self, task_id: str, framework_id: str, slave_id: str, executor_id: str, name: str,
-                 resources: Resources, state: TaskState = pb.TASK_STAGING, labels=None):
+                 resources: Resources, state: TaskState = pb.TASK_STAGING, labels=None, user: str | None = None):
         self.task_id = task_id
+        # The task's own user (its or its executor's CommandInfo.user), as Mesos' Task.user;
+        # None: its framework's user applies. What view_tasks and access_sandboxes ask about.
+        self.user = user
         self.framework_id = framework_id
         self.slave_id = slave_id
         self.executor_id = executor_id
@@ -81,7 +84,7 @@ class Framework:
         "framework_id", "info", "roles", "partition_aware", "peer", "active", "connected",
         "recovered", "registered_time", "reregistered_time", "unregistered_time",
         "tasks", "completed_tasks", "unreachable_tasks", "offers", "failover_timer",
-        "suppressed_roles", "max_completed",
+        "suppressed_roles", "max_completed", "authenticated",
     )
 
     def __init__(self, framework_id: str, info: pb.FrameworkInfo, roles: tuple[str, ...],
@@ -105,14 +108,25 @@ class Framework:
         self.failover_timer: Timer | None = None
         self.suppressed_roles: set[str] = set()
         self.max_completed = max_completed
+        # True when info.principal was proven on the subscribing connection (not
+        # just claimed): only a connection proving it again may take the framework over.
+        self.authenticated = False
+
+    @property
+    def principal(self) -> str | None:
+        """The principal the framework is bound to (None: none was given)."""
+        return self.info.principal or None
 
     def update_info(self, info: pb.FrameworkInfo, roles: tuple[str, ...]) -> None:
-        # Mesos ignores a new user or checkpoint flag on resubscription.
+        # Mesos ignores a new user or checkpoint flag on resubscription; the
+        # principal cannot change (checked before) and is kept as bound.
         kept = pb.FrameworkInfo()
         kept.CopyFrom(info)
         kept.user = self.info.user
         kept.checkpoint = self.info.checkpoint
         kept.id.value = self.framework_id
+        if self.info.principal:
+            kept.principal = self.info.principal
         self.info = kept
         self.roles = roles
         self.partition_aware = has_capability(kept, PARTITION_AWARE)
@@ -135,12 +149,15 @@ class Slave:
     __slots__ = (
         "slave_id", "info", "peer", "hostname", "pid", "total", "connected", "active",
         "registered_time", "reregistered_time", "version", "tasks", "executors", "offers",
-        "lost_timer",
+        "lost_timer", "principal",
     )
 
     def __init__(self, slave_id: str, info: pb.SlaveInfo, total: Resources, peer: bytes | None,
-                 version: str, now: float):
+                 version: str, now: float, principal: str | None = None):
         self.slave_id = slave_id
+        # The principal the slave proved when it registered (None: it did not);
+        # only a connection proving it may reregister under this id.
+        self.principal = principal
         self.info = info
         self.peer = peer
         self.hostname = info.hostname
@@ -168,12 +185,13 @@ class Slave:
 class UnreachableSlave:
     """What the master remembers of a slave it marked unreachable."""
 
-    __slots__ = ("slave_id", "info", "time")
+    __slots__ = ("slave_id", "info", "time", "principal")
 
-    def __init__(self, slave_id: str, info: pb.SlaveInfo, time: float):
+    def __init__(self, slave_id: str, info: pb.SlaveInfo, time: float, principal: str | None = None):
         self.slave_id = slave_id
         self.info = info
         self.time = time
+        self.principal = principal
 
 
 class MasterState:

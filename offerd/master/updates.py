@@ -53,29 +53,65 @@ class Updates:
             return
         task = slave.tasks.get((framework_id, task_id))
         if task is None:
-            m.metrics.inc("master/invalid_status_updates")
-            log.debug("status update for unknown task %s of framework %s", task_id, framework_id)
+            self._not_held(slave, framework, update)
+            return
+        m.metrics.inc("master/valid_status_updates")
+        if status.uuid and status.uuid == task.status_update_uuid:
+            pass  # a resend: nothing new to record
         else:
-            m.metrics.inc("master/valid_status_updates")
-            if status.uuid and status.uuid == task.status_update_uuid:
-                pass  # a resend: nothing new to record
-            else:
-                self.state.set_task_state(task, latest)
-                task.statuses.append((status.state, status.timestamp or time.time()))
-                task.status_update_state = status.state
-                task.status_update_uuid = status.uuid or None
-                if is_terminal(latest):
-                    m.metrics.count_terminal(status)
+            self.state.set_task_state(task, latest)
+            task.statuses.append((status.state, status.timestamp or time.time()))
+            task.status_update_state = status.state
+            task.status_update_uuid = status.uuid or None
             if is_terminal(latest):
-                self.recover(task)
+                m.metrics.count_terminal(status)
+        if is_terminal(latest):
+            self.recover(task)
         if framework.connected:
-            if not status.slave_id.value:
-                status.slave_id.value = slave.slave_id
+            # The sender is the slave the task is on, whatever the status says.
+            status.slave_id.value = slave.slave_id
             m.send_event(framework, events.update(status))
+
+    def _not_held(self, slave: Slave, framework: Framework, update: pb.SlaveCall.Update) -> None:
+        """An update for a task the sending slave does not hold: never forwarded
+        and nothing recorded, so a slave can speak only for its own tasks.
+
+        A task the master already completed on this very slave is the one legitimate
+        case (a resend crossing the acknowledgement, or the slave finishing it while
+        the master decided its end): the slave is acknowledged so that it stops
+        resending. Tasks the master lost track of come back through REREGISTER first.
+        """
+        m = self.m
+        status = update.status
+        task_id = status.task_id.value
+        m.metrics.inc("master/invalid_status_updates")
+        done = framework.completed_tasks.get(task_id)
+        if done is not None and done.slave_id == slave.slave_id:
+            log.info("status update %s for task %s of framework %s from slave %s: the task is already "
+                     "completed; acknowledged, not forwarded", state_name(status.state), task_id,
+                     framework.framework_id, slave.slave_id)
+            if status.uuid:
+                m.send_slave(slave, events.acknowledge(framework.framework_id, task_id, status.uuid))
+            return
+        holder = framework.tasks.get(task_id)
+        where = f"it is on slave {holder.slave_id}" if holder is not None else "the master knows no such task"
+        log.warning("refused status update %s for task %s of framework %s from slave %s (principal %s): %s",
+                    state_name(status.state), task_id, framework.framework_id, slave.slave_id,
+                    repr(slave.principal) if slave.principal is not None else "(none)", where)
+        m.send_slave(slave, events.slave_error(
+            f"Status update for task {task_id} of framework {framework.framework_id} refused: slave "
+            f"{slave.slave_id} does not hold that task; a slave reports its tasks by reregistering"))
 
     def on_executor_message(self, slave: Slave, call: pb.SlaveCall) -> None:
         message = call.executor_message
         framework = self.state.frameworks.get(message.framework_id.value)
+        if slave.executor(message.framework_id.value, message.executor_id.value) is None:
+            # Only an executor this slave runs may speak for itself to its framework.
+            self.m.metrics.inc("master/invalid_executor_to_framework_messages")
+            log.warning("refused a message from executor %s of framework %s: slave %s (principal %s) does not "
+                        "run that executor", message.executor_id.value, message.framework_id.value,
+                        slave.slave_id, repr(slave.principal) if slave.principal is not None else "(none)")
+            return
         if framework is None or not framework.connected:
             self.m.metrics.inc("master/invalid_executor_to_framework_messages")
             return
@@ -93,9 +129,17 @@ class Updates:
         executor_id = exited.executor_id.value
         executors = slave.executors.get(framework_id, {})
         executor = executors.pop(executor_id, None)
+        if executor is None:
+            # Not (or no longer) an executor of this slave: the framework hears
+            # nothing, as a slave may report only its own executors' ends.
+            m.metrics.inc("master/invalid_exited_executors")
+            log.info("ignored EXITED_EXECUTOR for executor %s of framework %s from slave %s (principal %s): "
+                     "the slave does not run that executor", executor_id, framework_id, slave.slave_id,
+                     repr(slave.principal) if slave.principal is not None else "(none)")
+            return
         if not executors:
             slave.executors.pop(framework_id, None)
-        if executor is not None and not executor.resources.is_empty():
+        if not executor.resources.is_empty():
             m.allocator.recover_resources(framework_id, slave.slave_id, executor.resources, None,
                                           time.monotonic())
             m.request_allocation([slave.slave_id])

@@ -69,6 +69,82 @@ def validate_framework_info(info: pb.FrameworkInfo) -> str | None:
     return None
 
 
+# -- identity and authorization --------------------------------------------------------
+#
+# The principal a peer *proved* on its connection is what authorization is
+# about; a principal only *claimed* in FrameworkInfo counts for binding a
+# framework id when authentication is off (as Mesos), never for the ACLs: an
+# unproven request is "any principal" to them.
+
+
+def validate_framework_principal(claimed: str | None, proven: str | None, required: bool) -> str | None:
+    """FrameworkInfo.principal against what the connection proved (Mesos' rule)."""
+    if proven is None:
+        if required:
+            return ("Framework is not authenticated: this master requires schedulers to authenticate "
+                    "(--authenticate_frameworks); give the scheduler a credential, a principal and secret "
+                    "listed in the master's --credentials")
+        return None
+    if claimed is not None and claimed != proven:
+        return (f"Framework principal '{claimed}' does not match authenticated principal '{proven}': "
+                f"set FrameworkInfo.principal to '{proven}' or authenticate as '{claimed}'")
+    return None
+
+
+def validate_framework_owner(framework_id: str, bound: str | None, bound_proven: bool, recovered: bool,
+                             identity: str | None, proven: bool) -> str | None:
+    """May a subscriber with `identity` take framework `framework_id` over?
+
+    `bound` is the principal the framework is bound to; `bound_proven` whether
+    that was proven. A framework known only from a slave's report with no
+    principal has no identity to protect. The text never names the bound
+    principal: the subscriber may be the impostor.
+    """
+    if bound is None and recovered:
+        return None
+    if bound == identity and (proven or not bound_proven):
+        return None
+    return (f"Framework {framework_id} is bound to a principal this connection has not proven; changing "
+            "framework's principal is not allowed. Subscribe with the credential it was registered with, "
+            "or without a framework id to register a new framework")
+
+
+def validate_framework_user(user: str, root_submissions: bool) -> str | None:
+    """Mesos' --root_submissions for the user a framework's tasks run as."""
+    if root_submissions:
+        return None
+    if user == "root":
+        return ("User 'root' is not allowed to run frameworks without --root_submissions set: "
+                "set FrameworkInfo.user to an unprivileged user")
+    if not user:
+        return ("FrameworkInfo.user is required with --root_submissions=false: without it tasks run as the "
+                "slave's own user, which may be root")
+    return None
+
+
+def task_user(task: pb.TaskInfo, framework_user: str) -> str:
+    """The user a task runs as, as the slave picks it: the command's user, else
+    the framework's (an empty user counts as unset)."""
+    if task.HasField("command"):
+        return task.command.user or framework_user
+    return task.executor.command.user or framework_user
+
+
+def validate_task_user(user: str, principal: str | None, authorizer, root_submissions: bool) -> str | None:
+    """`run_tasks` (object: the user) and --root_submissions for one task."""
+    if not root_submissions:
+        if user == "root":
+            return ("Not authorized to launch task as user 'root': this master runs with "
+                    "--root_submissions=false; set CommandInfo.user or FrameworkInfo.user to an unprivileged user")
+        if not user:
+            return ("Not authorized to launch task without a user: with --root_submissions=false a task needs "
+                    "CommandInfo.user or FrameworkInfo.user (else it runs as the slave's own user, maybe root)")
+    refusal = authorizer.check(principal, "run_tasks", user)
+    if refusal is not None:
+        return f"Not authorized to launch task as user '{user}': {refusal}"
+    return None
+
+
 def validate_slave_info(info: pb.SlaveInfo) -> str | None:
     if not info.hostname:
         return "SlaveInfo.hostname is required"

@@ -12,9 +12,12 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
+from offerd.common import curve
 from offerd.common.actor import Actor
+from offerd.common.credentials import Credential, load_credential
 from offerd.common.detector import resolve_master
 from offerd.common.transport import Client
 from offerd.proto import offerd_pb2 as pb
@@ -49,6 +52,61 @@ def validate_task(task: pb.TaskInfo) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class MasterLink:
+    """How a slave reaches its master: who it proves it is (--credential), the
+    master's CURVE public key (--master_public_key), and the TLS context for
+    https master lookups (--ssl_ca_file). Built once and shared by a fleet."""
+
+    credential: Credential | None = None
+    server_key: bytes | None = None
+    ssl_context: object | None = None
+
+    @classmethod
+    def from_flags(cls, flags) -> "MasterLink":
+        """Raises ValueError naming the flag and what is wrong with it."""
+        credential = server_key = ssl_context = None
+        if getattr(flags, "credential", None):
+            try:
+                credential = load_credential(flags.credential)
+            except ValueError as exc:
+                raise ValueError(f"--credential: {exc}") from None
+        if getattr(flags, "master_public_key", None):
+            try:
+                server_key = curve.public_key(flags.master_public_key)
+            except curve.KeyFileError as exc:
+                raise ValueError(f"--master_public_key: {exc}") from None
+        if getattr(flags, "ssl_ca_file", None):
+            from offerd.common import tls
+
+            try:
+                ssl_context = tls.client_context(flags.ssl_ca_file)
+            except (ValueError, OSError) as exc:  # tls names the file and the problem
+                raise ValueError(f"--ssl_ca_file={flags.ssl_ca_file}: {exc}") from None
+        return cls(credential, server_key, ssl_context)
+
+    def resolve(self, master: str) -> str:
+        if self.ssl_context is None:
+            return resolve_master(master)
+        return resolve_master(master, ssl_context=self.ssl_context)
+
+
+def exposure_gaps(flags) -> list[str]:
+    """The protections a slave listening off loopback should have and does not."""
+    missing = []
+    if not getattr(flags, "credential", None):
+        missing.append("authentication to the master (--credential)")
+    if not getattr(flags, "master_public_key", None):
+        missing.append("encryption of the link to the master (--master_public_key)")
+    if not (getattr(flags, "http_credentials", None) and flags.authenticate_http_readonly
+            and flags.authenticate_http_readwrite):
+        missing.append("HTTP authentication (--http_credentials with --authenticate_http_readonly "
+                       "and --authenticate_http_readwrite)")
+    if not getattr(flags, "ssl_cert_file", None):
+        missing.append("HTTPS (--ssl_cert_file and --ssl_key_file)")
+    return missing
+
+
 class SlaveCore:
     def __init__(
         self,
@@ -63,7 +121,12 @@ class SlaveCore:
         on_registered: Callable[[str], None] | None = None,
         name: str = "slave",
         base_environment: dict[str, str] | None = None,
+        link: MasterLink | None = None,
+        executor_public_key: bytes | None = None,
+        on_auth_refused: Callable[[str], None] | None = None,
     ):
+        """`link` defaults to MasterLink.from_flags(flags); `on_auth_refused(message)`
+        is called, after this core has stopped, when the master refuses its credential."""
         self.actor = actor
         self.flags = flags
         self.name = name
@@ -71,6 +134,9 @@ class SlaveCore:
         self.containerizer = containerizer
         self.on_shutdown = on_shutdown or (lambda reason: None)
         self.on_registered = on_registered or (lambda slave_id: None)
+        self.on_auth_refused = on_auth_refused or (lambda message: None)
+        self.link = link if link is not None else MasterLink.from_flags(flags)
+        self.auth_refused: str | None = None
         self._info = slave_info
         self._base_env = base_environment or {}
         saved = checkpoint.read_slave_info(work_dir)
@@ -86,10 +152,12 @@ class SlaveCore:
         self.task_log_level = logging.DEBUG if containerizer.simulated else logging.INFO
 
         self.client = Client(
-            actor, resolve=lambda: resolve_master(flags.master),
+            actor, resolve=lambda: self.link.resolve(flags.master),
             accepted=[pb.SlaveEvent, pb.ProtocolError], on_message=self._on_message,
             on_connected=self._on_connected, on_disconnected=self._on_disconnected,
             heartbeat_interval=flags.heartbeat_interval, name=name,
+            server_key=self.link.server_key, credential=self.link.credential,
+            on_auth_failed=self._on_auth_failed,
         )
         self.updates = StatusUpdateManager(
             self.client.send, actor.call_later,
@@ -106,7 +174,7 @@ class SlaveCore:
         # Simulated slaves run every task like a command task: there is no process to subscribe.
         self.executors = None
         if executor_server is not None and not containerizer.simulated:
-            self.executors = CustomExecutors(self, executor_server, executor_endpoint)
+            self.executors = CustomExecutors(self, executor_server, executor_endpoint, executor_public_key)
         self._handlers = {
             Event.REGISTERED: self._on_registered,
             Event.REREGISTERED: self._on_reregistered,
@@ -181,6 +249,18 @@ class SlaveCore:
 
     def _on_connected(self) -> None:
         self.registrar.connected()
+
+    def _on_auth_failed(self, reason: str) -> None:
+        # As Mesos' agent: a refused credential ends the slave (no retrying with a
+        # secret the master rejects), but not as a shutdown, so running executors
+        # of checkpointing frameworks survive for a restart with a fixed credential.
+        message = f"Master refused authentication: {reason}"
+        principal = self.link.credential.principal if self.link.credential is not None else "?"
+        log.error("%s: %s; check --credential (principal %r) against the master's --credentials",
+                  self.name, message, principal)
+        self.auth_refused = message
+        self.stop(keep_checkpointed=getattr(self.flags, "recover", "reconnect") == "reconnect")
+        self.on_auth_refused(message)
 
     def _on_disconnected(self) -> None:
         if self.registered:

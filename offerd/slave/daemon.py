@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 
+from offerd.common import curve, exposure
 from offerd.common.actor import Actor
 from offerd.common.flags import flags_as_dict
 from offerd.common.http import HttpServer
@@ -14,12 +15,13 @@ from offerd.proto import offerd_pb2 as pb
 from offerd.slave import containerizer as containerizers
 from offerd.slave import state as slave_state
 from offerd.slave.containerizer.posix import cleanup_orphans, process_statistics, recorded_containers
-from offerd.slave.core import SlaveCore
+from offerd.slave.core import MasterLink, SlaveCore, exposure_gaps
 from offerd.slave.recovery import check_boot_id
 from offerd.common.flags import FlagError
 from offerd.slave.containerizer.isolator import IsolatorError
 from offerd.slave.flags import SLAVE_FLAGS, unimplemented_isolators, validate
-from offerd.slave.http_api import create_app
+from offerd.slave.http_api import create_app, http_security
+from offerd.slave.owners import owners
 from offerd.slave.machine import default_hostname, load_attributes, load_resources
 from offerd.slave.registration import build_slave_info
 
@@ -43,6 +45,9 @@ class Slave:
         self.executor_port: int | None = None
         self.slave_id: str | None = None
         self.shutdown_reason: str | None = None
+        # Why the slave ended itself, e.g. "Master refused authentication: ..." (exit non-zero).
+        self.failure: str | None = None
+        self.executor_key: tuple[bytes, bytes] | None = None
         self.actor: Actor | None = None
         self.core: SlaveCore | None = None
         self._http: HttpServer | None = None
@@ -55,6 +60,8 @@ class Slave:
 
     def start(self) -> "Slave":
         flags = validate(self.flags)
+        exposure.check("slave", flags.ip, exposure_gaps(flags), flags.insecure)
+        link = MasterLink.from_flags(flags)
         os.makedirs(flags.work_dir, exist_ok=True)
         resources = load_resources(flags.resources, flags.work_dir)
         attributes = load_attributes(flags.attributes)
@@ -81,7 +88,9 @@ class Slave:
             actor, flags, info, flags.work_dir, self._containerizer,
             executor_server=self._executor_server, executor_endpoint=endpoint,
             on_shutdown=self._shut_down_by_master, on_registered=self._registered,
-            base_environment=dict(os.environ),
+            base_environment=dict(os.environ), link=link,
+            executor_public_key=self.executor_key[0] if self.executor_key is not None else None,
+            on_auth_refused=self._auth_refused,
         )
         # Recovery runs before the actor thread exists, so it owns the books alone.
         kept = self.core.recover() if flags.containerizer == "posix" else set()
@@ -100,16 +109,27 @@ class Slave:
     def _open_endpoints(self, actor: Actor) -> str | None:
         """Bind the HTTP server and, unless simulated, the executor ROUTER."""
         flags = self.flags
-        self._http = HttpServer(create_app(_View(self)), flags.ip, flags.port, name="slave-http")
-        self.http_port = int(self._http.port)  # waitress reports it as a string
+        self._http = HttpServer(create_app(_View(self), *http_security(flags)), flags.ip, flags.port,
+                                name="slave-http", ssl_cert_file=flags.ssl_cert_file,
+                                ssl_key_file=flags.ssl_key_file)
+        self.http_port = self._http.port
         if self._containerizer.simulated:
             return None
         port = flags.executor_port or (flags.port + EXECUTOR_PORT_OFFSET if flags.port else 0)
+        # Always encrypted and authenticated (executor tokens): executors on this machine
+        # must not read or impersonate each other. The key pair outlives restarts, so
+        # executors of checkpointing frameworks can reconnect to the next run.
+        key_file = flags.zmq_key_file or os.path.join(flags.work_dir, "meta", "executor.key_secret")
+        try:
+            self.executor_key = curve.ensure_key_pair(key_file)
+        except (OSError, curve.KeyFileError) as exc:
+            raise FlagError(f"--zmq_key_file={key_file}: {exc}") from None
         self._executor_server = Server(
             actor, f"tcp://{flags.ip}:{port}", [pb.ExecutorCall],
             on_message=lambda peer, call: self.core.executors.on_call(peer, call),
             on_peer_lost=lambda peer: self.core.executors.on_peer_lost(peer),
             peer_timeout=EXECUTOR_PEER_TIMEOUT,
+            curve_key=self.executor_key, credentials=self._executor_token,
         )
         self.executor_port = self._executor_server.port
         return f"tcp://{flags.ip}:{self.executor_port}"
@@ -159,6 +179,16 @@ class Slave:
 
     # -- actor thread ---------------------------------------------------------
 
+    def _executor_token(self, container_id: str) -> str | None:
+        core = self.core
+        if core is None or core.executors is None:
+            return None
+        return core.executors.token(container_id)
+
+    def _auth_refused(self, message: str) -> None:
+        self.failure = message
+        self.stop()
+
     def _registered(self, slave_id: str) -> None:
         self.slave_id = slave_id
 
@@ -184,10 +214,16 @@ class _View:
         return self._call(slave_state.slave_state, self._slave.http_port, self.flags())
 
     def flags(self) -> dict:
-        return flags_as_dict(self._slave.flags, SLAVE_FLAGS)
+        # /flags and /state show these: no zk password, no secret.
+        from offerd.common.redact import redact_flags
+
+        return redact_flags(flags_as_dict(self._slave.flags, SLAVE_FLAGS))
 
     def metrics(self) -> dict:
         return self._call(slave_state.metrics)
+
+    def owners(self) -> dict[str, dict]:
+        return self._call(owners)
 
     def statistics(self) -> list[dict]:
         targets = self._call(slave_state.usage_targets)

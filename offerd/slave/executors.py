@@ -8,18 +8,31 @@ updates enter the slave's status update manager and are acknowledged to it at
 once. If it does not subscribe within --executor_registration_timeout, or after
 a SHUTDOWN does not exit within its grace period, its process group is killed.
 When it exits, its unfinished tasks fail and the master hears EXITED_EXECUTOR.
+
+Executors prove who they are (Mesos' executor authentication, always on here):
+the executor endpoint is CURVE-encrypted, and each executor process gets a
+fresh random token in MESOS_EXECUTOR_AUTHENTICATION_TOKEN, with its container
+id (MESOS_CONTAINER_ID) as the principal it authenticates as and the
+endpoint's public key (OFFERD_SLAVE_PUBLIC_KEY). A call is served only on a
+connection that proved the container id of the executor it names, so another
+process on this machine that knows an executor's ids, or holds another
+executor's token, cannot subscribe as it or speak for its tasks. The token
+lives while the executor does; it is never logged nor shown in /state, and for
+checkpointing frameworks it is kept (mode 0600) so the executor can reconnect
+to a restarted slave.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import uuid
 
 from offerd.common.transport import Server
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.containerizer import LaunchSpec, Termination
-from offerd.slave.sandbox import sandbox_directory
+from offerd.slave.sandbox import EXECUTOR_TOKEN_VARIABLE as TOKEN_VARIABLE, sandbox_directory
 from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar, seconds
 
 log = logging.getLogger(__name__)
@@ -29,14 +42,29 @@ ExecEvent = pb.ExecutorEvent
 Reason = pb.TaskStatus
 SOURCE_SLAVE = pb.TaskStatus.SOURCE_SLAVE
 _WAITING = (ExecutorState.LAUNCHING, ExecutorState.REGISTERING)
+PUBLIC_KEY_VARIABLE = "OFFERD_SLAVE_PUBLIC_KEY"
 
 
 class CustomExecutors:
-    def __init__(self, core, server: Server, endpoint: str):
+    def __init__(self, core, server: Server, endpoint: str, public_key: bytes | None = None):
         self.core = core
         self.server = server
         self.endpoint = endpoint
+        self.public_key = public_key
+        # container id -> token of each live custom executor: what the
+        # endpoint's authentication checks (`token`).
+        self._tokens: dict[str, str] = {}
         self._handlers = {Call.SUBSCRIBE: self._subscribe, Call.UPDATE: self._update, Call.MESSAGE: self._message}
+
+    # -- executor authentication ---------------------------------------------------
+
+    def token(self, container_id: str) -> str | None:
+        """The secret the executor in `container_id` proves; None if no live executor has it."""
+        return self._tokens.get(container_id)
+
+    def recovered_token(self, executor: Executor, token: str) -> None:
+        """A checkpointed executor's token, found at recovery: it may reconnect with it."""
+        self._tokens[executor.container_id] = token
 
     # -- from the master ----------------------------------------------------------
 
@@ -135,6 +163,14 @@ class CustomExecutors:
             "EXECUTOR_SHUTDOWN_GRACE_PERIOD": f"{self._grace(executor)}secs",
         }, info.command)
         environment["PYTHONUNBUFFERED"] = "1"
+        # Set after the command's own environment, which must not choose them.
+        token = self._tokens[container_id] = secrets.token_urlsafe(32)
+        environment[TOKEN_VARIABLE] = token
+        environment["MESOS_CONTAINER_ID"] = environment["OFFERD_CONTAINER_ID"] = container_id
+        if self.public_key is not None:
+            environment[PUBLIC_KEY_VARIABLE] = self.public_key.decode("ascii")
+        if core.checkpointer is not None and core.slave_id and core.checkpointer.wanted(executor):
+            core.checkpointer.executor_token(core.slave_id, executor, token)
         log.info("launching executor %s of framework %s in %s", executor_id, framework.id, directory)
         executor.timer = core.actor.call_later(core.flags.executor_registration_timeout,
                                                self._registration_timeout, executor)
@@ -171,7 +207,10 @@ class CustomExecutors:
         self._cancel_timer(executor)
         executor.peer = None
         if core.stopped:
+            # A stopping slave leaves checkpointed executors running; their tokens
+            # stay on disk for its next run.
             return
+        self._tokens.pop(executor.container_id, None)  # an exited executor's token proves nothing more
         log.info("executor %s of framework %s ended: %s", executor.id, executor.framework.id, termination.message)
         for task in list(executor.tasks.values()):
             if task.terminal:
@@ -198,6 +237,13 @@ class CustomExecutors:
 
     def on_call(self, peer: bytes, call: pb.ExecutorCall) -> None:
         framework_id, executor_id = call.framework_id.value, call.executor_id.value
+        principal = self.server.principal(peer)
+        if principal is None and self.server.credentials is not None:
+            # Checked before anything is looked up, so an unauthenticated peer
+            # learns nothing about which executors exist.
+            self._error(peer, "this connection has not authenticated: an executor proves itself with the "
+                              f"token its slave gave it ({TOKEN_VARIABLE}) as principal MESOS_CONTAINER_ID")
+            return
         executor = self.core.find_executor(framework_id, executor_id)
         if executor is None or executor.is_command:
             self._error(peer, f"unknown executor {executor_id!r} of framework {framework_id!r} on this slave")
@@ -205,6 +251,11 @@ class CustomExecutors:
         handler = self._handlers.get(call.type)
         if handler is None:
             self._error(peer, f"unknown ExecutorCall type {call.type}")
+            return
+        if principal is not None and principal != executor.container_id:
+            self._error(peer, f"this connection authenticated as container {principal}, which is not the "
+                              f"container of executor {executor_id} of framework {framework_id}: an executor "
+                              "may only speak for itself")
             return
         if call.type != Call.SUBSCRIBE and executor.peer != peer:
             self._error(peer, f"executor {executor_id} is not subscribed on this connection")
@@ -221,9 +272,15 @@ class CustomExecutors:
             self._error(peer, f"executor {executor.id} is terminating")
             return
         if executor.peer not in (None, peer) and self.server.knows(executor.peer):
-            # Only a connection that went silent may be replaced (an executor reconnecting).
-            self._error(peer, f"executor {executor.id} is already subscribed on another connection")
-            return
+            if self.server.principal(peer) != executor.container_id:
+                # Without proof of identity, only a connection that went silent may be replaced.
+                self._error(peer, f"executor {executor.id} is already subscribed on another connection")
+                return
+            # It proved the executor's token: the executor itself, reconnecting before
+            # its old connection timed out here. The old connection is dropped.
+            log.info("executor %s of framework %s resubscribed on a new connection", executor.id,
+                     executor.framework.id)
+            self.server.forget(executor.peer)
         self._cancel_timer(executor)
         executor.peer = peer
         executor.state = ExecutorState.RUNNING

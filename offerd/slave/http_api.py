@@ -3,6 +3,14 @@
 Views never touch actor state: they ask a `view` object, which gets its data
 computed on the actor thread (`actor.call`) and hands back plain dicts.
 Reading files happens here, on the HTTP threads, confined to the sandboxes.
+
+Who may see what (only when --acls is given; otherwise none of it runs):
+``/files/*`` needs ``access_sandboxes`` for the user the sandbox's executor runs
+as, ``/flags`` needs ``view_flags``, and ``/state`` and ``/monitor/statistics``
+leave out the frameworks, executors and tasks the caller may not
+``view_frameworks`` / ``view_executors`` / ``view_tasks`` (object: their user),
+as Mesos' agent does. The caller is the principal HTTP authentication proved
+(offerd.common.http_auth), or nobody.
 """
 
 from __future__ import annotations
@@ -13,8 +21,12 @@ import pwd
 import stat
 from typing import Protocol
 
-from flask import Flask, jsonify, request, send_file
+from flask import Flask, g, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound
+
+from offerd.common.acls import Authorizer
+from offerd.common.credentials import load_credentials
+from offerd.common.http_auth import HttpAuth, install
 
 MAX_READ_BYTES = 16 * 1024 * 1024
 
@@ -30,14 +42,30 @@ class SlaveView(Protocol):
 
     def flags(self) -> dict: ...
 
+    def owners(self) -> dict[str, dict]:
+        """framework id -> {"user", "executors": {id: user}, "tasks": {id: user}}
+        (offerd.slave.owners); asked only when ACLs are configured."""
+        ...
 
-def create_app(view: SlaveView) -> Flask:
+
+def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Authorizer | None = None) -> Flask:
+    """The agent's endpoints; `auth` guards them (HTTP Basic, cross-site
+    refusal) and `authorizer` applies the ACLs, each only when given."""
     app = Flask("offerd.slave")
     app.json.sort_keys = False
+    acls = authorizer if authorizer is not None and authorizer.configured else None
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         return jsonify(message=error.description), error.code
+
+    if auth is not None:
+        install(app, auth, lambda message, status: (jsonify(message=message), status))
+
+    def refuse_unless(action: str, obj: str | None) -> None:
+        refusal = acls.check(getattr(g, "principal", None), action, obj)
+        if refusal is not None:
+            raise Forbidden(refusal)
 
     @app.get("/health")
     def health():
@@ -46,7 +74,10 @@ def create_app(view: SlaveView) -> Flask:
     @app.get("/state")
     @app.get("/state.json")
     def state():
-        return jsonify(view.state(None))
+        found = view.state(None)
+        if acls is not None:
+            found = filter_state(found, view.owners(), acls, getattr(g, "principal", None))
+        return jsonify(found)
 
     @app.get("/slave(<int:index>)/state")
     @app.get("/slave(<int:index>)/state.json")
@@ -54,10 +85,14 @@ def create_app(view: SlaveView) -> Flask:
         found = view.state(index)
         if found is None:
             raise NotFound(f"no slave({index}) in this process")
+        if acls is not None:
+            found = filter_state(found, view.owners(), acls, getattr(g, "principal", None))
         return jsonify(found)
 
     @app.get("/flags")
     def flags():
+        if acls is not None:
+            refuse_unless("view_flags", None)
         return jsonify(flags=view.flags())
 
     @app.get("/metrics/snapshot")
@@ -67,12 +102,27 @@ def create_app(view: SlaveView) -> Flask:
     @app.get("/monitor/statistics")
     @app.get("/monitor/statistics.json")
     def statistics():
-        return jsonify(view.statistics())
+        entries = view.statistics()
+        if acls is not None:
+            owners, principal = view.owners(), getattr(g, "principal", None)
+            entries = [e for e in entries if acls.allowed(
+                principal, "view_executors", _executor_owner(owners, e.get("framework_id"), e.get("executor_id")))]
+        return jsonify(entries)
+
+    def sandbox(path: str) -> str:
+        """`path` (confined) once the caller may access that sandbox; 404 after
+        the check, so a refused caller does not learn what exists."""
+        if acls is not None:
+            framework_id, executor_id = sandbox_of(view.work_dir, path)
+            refuse_unless("access_sandboxes", _executor_owner(view.owners(), framework_id, executor_id))
+        if not os.path.exists(path):
+            raise NotFound(f"No such file or directory: {request.args.get('path', '')}")
+        return path
 
     @app.get("/files/browse")
     @app.get("/files/browse.json")
     def browse():
-        path = _confined(view.work_dir)
+        path = sandbox(_confined(view.work_dir))
         if not os.path.isdir(path):
             return jsonify([_entry(path)])
         entries = []
@@ -86,7 +136,7 @@ def create_app(view: SlaveView) -> Flask:
     @app.get("/files/read")
     @app.get("/files/read.json")
     def read():
-        path = _confined(view.work_dir)
+        path = sandbox(_confined(view.work_dir))
         if os.path.isdir(path):
             raise BadRequest("Cannot read a directory")
         offset = _int_arg("offset", 0)
@@ -106,7 +156,7 @@ def create_app(view: SlaveView) -> Flask:
     @app.get("/files/download")
     @app.get("/files/download.json")
     def download():
-        path = _confined(view.work_dir)
+        path = sandbox(_confined(view.work_dir))
         if os.path.isdir(path):
             raise BadRequest("Cannot download a directory")
         return send_file(path, as_attachment=True, download_name=os.path.basename(path))
@@ -139,9 +189,58 @@ def _confined(work_dir: str) -> str:
     path = os.path.realpath(raw if os.path.isabs(raw) else os.path.join(base, raw))
     if path != root and not path.startswith(root + os.sep):
         raise Forbidden(f"{raw} is outside this slave's sandboxes")
-    if not os.path.exists(path):
-        raise NotFound(f"No such file or directory: {raw}")
     return path
+
+
+def sandbox_of(work_dir: str, path: str) -> tuple[str | None, str | None]:
+    """(framework id, executor id) of the sandbox a confined path lies in:
+    work_dir/slaves/<slave>/frameworks/<framework>/executors/<executor>/...;
+    (None, None) for directories above the sandboxes."""
+    root = os.path.join(os.path.realpath(work_dir), "slaves")
+    parts = os.path.relpath(path, root).split(os.sep)
+    if len(parts) >= 5 and parts[1] == "frameworks" and parts[3] == "executors":
+        return parts[2], parts[4]
+    return None, None
+
+
+def _executor_owner(owners: dict, framework_id: str | None, executor_id: str | None) -> str | None:
+    """The user an executor runs as; None (only rules for ANY user match) when the
+    slave cannot tell, e.g. a sandbox of a framework it no longer remembers."""
+    framework = owners.get(framework_id) if framework_id else None
+    if framework is None:
+        return None
+    return framework["executors"].get(executor_id) or None
+
+
+def filter_state(state: dict, owners: dict, acls: Authorizer, principal: str | None) -> dict:
+    """A copy of the slave's state without what `principal` may not view."""
+
+    def task_visible(task: dict, framework: dict) -> bool:
+        user = framework.get("tasks", {}).get(task.get("id")) or framework.get("user") or None
+        return acls.allowed(principal, "view_tasks", user)
+
+    def executor_json(executor: dict, framework: dict) -> dict | None:
+        user = framework.get("executors", {}).get(executor.get("id")) or None
+        if not acls.allowed(principal, "view_executors", user):
+            return None
+        out = dict(executor)
+        for key in ("tasks", "queued_tasks", "completed_tasks"):
+            out[key] = [t for t in executor.get(key, []) if task_visible(t, framework)]
+        return out
+
+    def framework_json(framework: dict) -> dict | None:
+        known = owners.get(framework.get("id")) or {"user": framework.get("user"), "executors": {}, "tasks": {}}
+        if not acls.allowed(principal, "view_frameworks", known.get("user") or None):
+            return None
+        out = dict(framework)
+        for key in ("executors", "completed_executors"):
+            out[key] = [e for e in (executor_json(x, known) for x in framework.get(key, [])) if e is not None]
+        return out
+
+    out = dict(state)
+    for key in ("frameworks", "completed_frameworks"):
+        out[key] = [f for f in (framework_json(x) for x in state.get(key, [])) if f is not None]
+    return out
 
 
 def _entry(path: str) -> dict:
@@ -162,3 +261,16 @@ def _name(lookup, number: int) -> str:
         return lookup(number)[0]
     except KeyError:
         return str(number)
+
+
+def http_security(flags) -> tuple[HttpAuth, Authorizer]:
+    """The guard and the ACLs of a slave's HTTP server, from its flags
+    (--http_credentials, --authenticate_http_readonly/_readwrite, --acls);
+    raises ValueError saying which flag to fix."""
+    credentials = load_credentials(flags.http_credentials) if flags.http_credentials else None
+    for name in ("authenticate_http_readonly", "authenticate_http_readwrite"):
+        if getattr(flags, name) and credentials is None:
+            raise ValueError(f"--{name} needs --http_credentials: a file of principals and secrets")
+    auth = HttpAuth(credentials, bool(flags.authenticate_http_readonly), bool(flags.authenticate_http_readwrite),
+                    "mesos-agent", public_paths=frozenset({"/health"}))
+    return auth, Authorizer.from_flag(flags.acls)

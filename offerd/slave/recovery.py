@@ -6,6 +6,7 @@ under work_dir/meta, as Mesos does:
     meta/boot_id
     meta/slaves/<sid>/frameworks/<fid>/framework.info
         .../executors/<eid>/runs/<cid>/run.json           executor info, sandbox, resources
+        .../runs/<cid>/executor.token                      a custom executor's secret (mode 0600)
         .../runs/<cid>/tasks/<tid>/task.info               the TaskInfo
         .../runs/<cid>/tasks/<tid>/task.updates            state + unacknowledged updates
     meta/pids/<cid>                                        pid and start time (containerizer)
@@ -39,6 +40,7 @@ from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar
 log = logging.getLogger(__name__)
 
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+TOKEN_FILE = "executor.token"
 
 
 def _write(path: str, data: bytes) -> None:
@@ -46,6 +48,17 @@ def _write(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as handle:
         handle.write(data)
+    os.replace(tmp, path)
+
+
+def _write_secret(path: str, text: str) -> None:
+    """Like _write, but readable by the slave's user only, from the first byte on."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an older file of that name may have had another mode
+        handle.write(text)
     os.replace(tmp, path)
 
 
@@ -107,6 +120,10 @@ class Checkpointer:
                 "directory": executor.directory,
             }).encode())
         _write(os.path.join(run, "tasks", task.id, "task.info"), task.info.SerializeToString())
+
+    def executor_token(self, slave_id: str, executor: Executor, token: str) -> None:
+        """Keep a custom executor's token so it can reconnect to the next run of this slave."""
+        _write_secret(os.path.join(self.run_dir(slave_id, executor), TOKEN_FILE), token)
 
     def task_updated(self, slave_id: str, task: Task, pending: list[pb.TaskStatus]) -> None:
         path = os.path.join(self.run_dir(slave_id, task.executor), "tasks", task.id, "task.updates")
@@ -195,6 +212,14 @@ def _recover_run(core, mode, framework_info, run, executor_id, container_id, met
             status = pb.TaskStatus.FromString(base64.b64decode(raw))
             core.updates.update(framework.id, status)
             task.statuses.append(status)
+    if executor_info is not None and core.executors is not None:
+        # Before the container is looked at: an executor found dead forgets its token again.
+        token = _read_token(run)
+        if token:
+            core.executors.recovered_token(executor, token)
+        else:
+            log.warning("%s: executor %s (container %s) has no checkpointed token: it cannot reconnect to "
+                        "this slave", core.name, executor_id, container_id)
     handler = core.commands if executor_info is None else core.executors
     pid = core.containerizer.recover(
         container_id, executor.directory, scalar(resources, "cpus"), scalar(resources, "mem"),
@@ -205,3 +230,11 @@ def _recover_run(core, mode, framework_info, run, executor_id, container_id, met
         for task in executor.tasks.values():
             task.kill_requested = True
         core.containerizer.kill(container_id, 0)
+
+
+def _read_token(run: str) -> str | None:
+    try:
+        with open(os.path.join(run, TOKEN_FILE)) as handle:
+            return handle.read().strip() or None
+    except FileNotFoundError:
+        return None

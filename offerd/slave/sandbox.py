@@ -9,6 +9,8 @@ from offerd.proto import offerd_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+EXECUTOR_TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
+
 
 def sandbox_directory(work_dir: str, slave_id: str, framework_id: str, executor_id: str, container_id: str) -> str:
     """Mesos' layout: work_dir/slaves/<sid>/frameworks/<fid>/executors/<eid>/runs/<cid>."""
@@ -22,6 +24,9 @@ def container_environment(base: dict[str, str], variables: dict[str, str],
     reach executors and tasks), then MESOS_<NAME> and OFFERD_<NAME> for each of
     `variables`, then the command's own environment, which wins."""
     env = dict(base)
+    # A slave started from inside an executor must not hand that executor's
+    # secret on; each executor's own token is set by the slave after this.
+    env.pop(EXECUTOR_TOKEN_VARIABLE, None)
     for name, value in variables.items():
         env[f"MESOS_{name}"] = value
         env[f"OFFERD_{name}"] = value

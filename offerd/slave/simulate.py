@@ -13,15 +13,18 @@ import logging
 import os
 import threading
 
+from offerd.common import exposure
 from offerd.common.actor import Actor
 from offerd.common.flags import flags_as_dict
 from offerd.common.http import HttpServer
+from offerd.common.redact import redact_flags
 from offerd.slave import state as slave_state
 from offerd.slave.containerizer.posix import process_statistics
 from offerd.slave.containerizer.simulated import SimulatedContainerizer
-from offerd.slave.core import SlaveCore
+from offerd.slave.core import MasterLink, SlaveCore, exposure_gaps
 from offerd.slave.flags import SLAVE_FLAGS, validate
-from offerd.slave.http_api import create_app
+from offerd.common.flags import FlagError
+from offerd.slave.http_api import create_app, http_security
 from offerd.slave.machine import load_attributes, load_resources
 from offerd.slave.registration import build_slave_info
 
@@ -37,6 +40,7 @@ class SimulatedFleet:
         if self.count < 1:
             raise ValueError("a simulated fleet needs at least one slave")
         self.http_port: int | None = None
+        self.failure: str | None = None
         self.actor: Actor | None = None
         self.cores: list[SlaveCore] = []
         self._ids: dict[int, str] = {}
@@ -53,11 +57,19 @@ class SimulatedFleet:
 
     def start(self) -> "SimulatedFleet":
         flags = validate(self.flags)
+        if flags.acls:
+            # Its /state nests many slaves, which the ACL filtering of a slave's /state does not reach.
+            raise FlagError("--acls is not applied by a simulated fleet (--simulate); run real slaves to use ACLs")
+        exposure.check("slave", flags.ip, exposure_gaps(flags), flags.insecure)
+        # One credential, master key and TLS context for every simulated slave.
+        link = MasterLink.from_flags(flags)
         resources = load_resources(flags.resources, flags.work_dir)
         attributes = load_attributes(flags.attributes)
         self.actor = actor = Actor("slave-fleet")
-        self._http = HttpServer(create_app(_FleetView(self)), flags.ip, flags.port, name="fleet-http")
-        self.http_port = int(self._http.port)  # waitress reports it as a string
+        auth, _ = http_security(flags)
+        self._http = HttpServer(create_app(_FleetView(self), auth), flags.ip, flags.port, name="fleet-http",
+                                ssl_cert_file=flags.ssl_cert_file, ssl_key_file=flags.ssl_key_file)
+        self.http_port = self._http.port
         for i in range(self.count):
             work_dir = os.path.join(flags.work_dir, f"sim-{i}")
             os.makedirs(work_dir, exist_ok=True)
@@ -66,6 +78,7 @@ class SimulatedFleet:
                 actor, flags, info, work_dir, SimulatedContainerizer(actor), name=f"sim-{i}",
                 on_shutdown=lambda reason, i=i: self._shut_down_by_master(i, reason),
                 on_registered=lambda slave_id, i=i: self._ids.__setitem__(i, slave_id),
+                link=link, on_auth_refused=self._auth_refused,
             )
             core.start()
             self.cores.append(core)
@@ -99,6 +112,12 @@ class SimulatedFleet:
     def wait(self, timeout: float | None = None) -> bool:
         return self.stopped.wait(timeout)
 
+    def _auth_refused(self, message: str) -> None:
+        # They all share one credential: the master refuses every one of them.
+        if self.failure is None:
+            self.failure = message
+            self.stop()
+
     def _shut_down_by_master(self, index: int, reason: str) -> None:
         self._ids.pop(index, None)
         log.warning("simulated slave sim-%d was shut down by the master (%s)", index, reason)
@@ -128,7 +147,8 @@ class _FleetView:
         return self._call(lambda: slave_state.slave_state(core, self._fleet.http_port, self.flags(), index))
 
     def flags(self) -> dict:
-        return flags_as_dict(self._fleet.flags, SLAVE_FLAGS)
+        # As a slave's: /flags and /state never show a zk password or a secret.
+        return redact_flags(flags_as_dict(self._fleet.flags, SLAVE_FLAGS))
 
     def metrics(self) -> dict:
         def summed():

@@ -412,6 +412,13 @@ def test_messages_shutdown_and_executor_failure(master, scheduler, slave):
     fid = scheduler.framework_id
     sid = pb.SlaveID(value=slave.slave_id)
     eid = pb.ExecutorID(value="e1")
+    # A slave speaks only for executors it runs: start e1 there first.
+    with_executor = task("t1")
+    with_executor.ClearField("command")
+    with_executor.executor.executor_id.CopyFrom(eid)
+    with_executor.executor.command.value = "my-executor"
+    scheduler.accept([scheduler.offers()[0].id.value], [with_executor])
+    slave.run_tasks()
     scheduler.call(Call.MESSAGE, message=Call.Message(slave_id=sid, executor_id=eid, data=b"ping"))
     message = slave.expect(is_slave_event(SlaveEvent.FRAMEWORK_MESSAGE)).framework_message
     assert (message.framework_id.value, message.executor_id.value, message.data) == (fid, "e1", b"ping")

@@ -12,7 +12,7 @@ import pytest
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework
 from tests.conftest import wait_for
-from tests.netns import TestNetwork, netns_available
+from tests.netns import Capture, TestNetwork, netns_available
 
 reason = netns_available()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(reason is not None, reason=reason or "")]
@@ -31,18 +31,20 @@ def get_json(url):
 
 
 def test_master_and_slaves_on_separate_hosts(network, tmp_path):
+    # Without security (--insecure: these addresses are not loopback). The same
+    # cluster with everything on is in tests/security/test_netns_secure.py.
     master_ip = network.add_host("m")
     slave_ips = [network.add_host("s1"), network.add_host("s2")]
     logs = open(tmp_path / "daemons.log", "wb")
     procs = [network.popen("m", [sys.executable, "-m", "offerd", "master", f"--ip={master_ip}",
                                  "--hostname=master.test", f"--work_dir={tmp_path}/master",
-                                 "--allocation_interval=0.2secs"], stdout=logs, stderr=logs)]
+                                 "--allocation_interval=0.2secs", "--insecure"], stdout=logs, stderr=logs)]
     try:
         wait_for(lambda: _reachable(f"http://{master_ip}:5050/master/info"), timeout=30, message="the master")
         for index, ip in enumerate(slave_ips, start=1):
             procs.append(network.popen(f"s{index}", [
                 sys.executable, "-m", "offerd", "slave", f"--master={master_ip}:5050", f"--ip={ip}",
-                f"--hostname=slave{index}.test", f"--work_dir={tmp_path}/slave{index}",
+                f"--hostname=slave{index}.test", f"--work_dir={tmp_path}/slave{index}", "--insecure",
                 "--resources=cpus:0.3;mem:1024;disk:1024;ports:[31000-32000]"], stdout=logs, stderr=logs))
         wait_for(lambda: get_json(f"http://{master_ip}:5050/master/state").get("activated_slaves") == 2,
                  timeout=30, message="two slaves to register")
@@ -52,13 +54,16 @@ def test_master_and_slaves_on_separate_hosts(network, tmp_path):
         assert hostnames == ["slave1.test", "slave2.test"]
         assert sorted(s["pid"].split("@")[1].split(":")[0] for s in state["slaves"]) == sorted(slave_ips)
 
-        with RunningFramework(f"{master_ip}:5050") as fw:
+        with Capture(network) as tap, RunningFramework(f"{master_ip}:5050") as fw:
             # Three tasks fit on a slave at once and each lasts a while, so both slaves work.
             ids = [fw.scheduler.submit("ip -4 -o addr show dev eth0; sleep 1") for _ in range(6)]
             for task_id in ids:
                 assert fw.scheduler.wait_state(task_id, [pb.TASK_FINISHED, pb.TASK_FAILED]).state == pb.TASK_FINISHED
             used = set(fw.scheduler.task_slaves.values())
         assert len(used) == 2
+        # Open links carry every task in clear: a tap between the hosts reads the
+        # command (the secure test checks the opposite with the same tap).
+        assert tap.contains(b"ip -4 -o addr show dev eth0")
 
         # Each task ran on its slave's host: its stdout, read across the network
         # through the slave's own HTTP endpoint, shows that host's address.

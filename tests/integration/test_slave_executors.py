@@ -2,27 +2,59 @@
 
 The executor below talks ExecutorCall/ExecutorEvent over a bare DEALER on
 purpose: it tests the slave's side of docs/protocol.md without the SDK's
-ExecutorDriver, which is tested on its own.
+ExecutorDriver, which is tested on its own. It does by hand what every
+executor does first: a CURVE connection with the slave's public key, then the
+challenge-response with the token its slave gave it (`authenticate` below).
 """
 
 import glob
+import inspect
 import os
 import sys
 import time
 
 import zmq
 
-from offerd.common.transport import MAGIC, encode
+from offerd.common import credentials
+from offerd.common.transport import AUTH, AUTH_OK, CHALLENGE, MAGIC, PROOF, encode
 from offerd.proto import offerd_pb2 as pb
 from tests.integration.test_slave_fakes import (  # noqa: F401  (fixtures)
     Call, Event, FRAMEWORK_ID, kill_task, master, run_task, start_slave, wait_for,
 )
+
+
+def encrypted_socket(context, endpoint: str, server_key) -> zmq.Socket:
+    """A DEALER to a CURVE server, with a throwaway key pair of its own."""
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.curve_serverkey = server_key.encode() if isinstance(server_key, str) else server_key
+    sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+    sock.connect(endpoint)
+    return sock
+
+
+def authenticate(sock, principal: str, secret: str, timeout_ms: int = 10000) -> bool:
+    """The transport's challenge-response, by hand; False when refused."""
+    nonce = os.urandom(32)
+    sock.send_multipart([MAGIC, AUTH, principal.encode(), nonce])
+    while sock.poll(timeout_ms):
+        frames = sock.recv_multipart()
+        if frames[1] == CHALLENGE:
+            sock.send_multipart([MAGIC, PROOF, credentials.prove(secret, frames[2], nonce, principal)])
+        elif frames[1] == AUTH_OK:
+            return True
+        elif frames[1] == b"~authfail":
+            return False
+    raise AssertionError("no answer to the authentication")
+
 
 EXECUTOR = r'''
 import os, sys
 import zmq
 from offerd.common.transport import encode
 from offerd.proto import offerd_pb2 as pb
+from offerd.common import credentials
+from offerd.common.transport import AUTH, AUTH_OK, CHALLENGE, MAGIC, PROOF
 
 Ev = pb.ExecutorEvent
 framework_id = pb.FrameworkID(value=os.environ["MESOS_FRAMEWORK_ID"])
@@ -30,9 +62,10 @@ executor_id = pb.ExecutorID(value=os.environ["MESOS_EXECUTOR_ID"])
 print("env", os.environ["MESOS_SLAVE_ENDPOINT"] == os.environ["OFFERD_SLAVE_ENDPOINT"],
       os.environ["MESOS_SANDBOX"] == os.getcwd(), os.environ["PYTHONUNBUFFERED"],
       os.environ["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"], os.environ["MESOS_CHECKPOINT"])
-sock = zmq.Context().socket(zmq.DEALER)
+print("token", "MESOS_EXECUTOR_AUTHENTICATION_TOKEN" in os.environ, os.environ["MESOS_CONTAINER_ID"] in os.getcwd())
+sock = encrypted_socket(zmq.Context(), os.environ["MESOS_SLAVE_ENDPOINT"], os.environ["OFFERD_SLAVE_PUBLIC_KEY"])
 sock.setsockopt(zmq.LINGER, 2000)
-sock.connect(os.environ["MESOS_SLAVE_ENDPOINT"])
+assert authenticate(sock, os.environ["MESOS_CONTAINER_ID"], os.environ["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"])
 
 def call(kind, **fields):
     sock.send_multipart(encode(pb.ExecutorCall(type=kind, framework_id=framework_id,
@@ -69,6 +102,10 @@ while True:
             import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)
         break
 '''
+# The executor process does its handshake with the helpers above (it cannot import tests/).
+EXECUTOR = EXECUTOR.replace("sock = encrypted_socket(",
+                            inspect.getsource(encrypted_socket) + inspect.getsource(authenticate)
+                            + "\nsock = encrypted_socket(", 1)
 
 
 def executor_task(tmp_path, task_id, data=b"", executor_id="exec-1", mode=""):
@@ -112,6 +149,7 @@ def test_one_executor_runs_two_tasks_and_exchanges_messages(master, start_slave,
     wait_for(lambda: "acked second" in stdout())
     assert f"subscribed {slave_id} test-framework" in stdout()
     assert "env True True 1 1.0secs 0" in stdout()
+    assert "token True True" in stdout()  # a token, and the container id it proves
 
     master.send(slave_id, Event(type=Event.FRAMEWORK_MESSAGE, framework_message=Event.FrameworkMessage(
         framework_id=pb.FrameworkID(value=FRAMEWORK_ID), executor_id=pb.ExecutorID(value="exec-1"), data=b"ping")))
@@ -186,14 +224,21 @@ def test_kill_of_a_queued_task_needs_no_executor(master, start_slave, tmp_path):
 
 
 def test_bad_executor_calls_get_an_error_and_change_nothing(master, start_slave, tmp_path):
+    """Calls a proven executor gets wrong. (Calls from processes that are not the
+    executor are refused earlier: tests/security/test_executor_tokens.py.)"""
     slave, slave_id = started(master, start_slave)
     master.send(slave_id, run_task(executor_task(tmp_path, "real")))
     master.wait_state("real", pb.TASK_RUNNING)
 
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
+    def credential():
+        executor = slave.core.find_executor(FRAMEWORK_ID, "exec-1")
+        return executor.container_id, slave.core.executors.token(executor.container_id)
+    container_id, token = slave.actor.call(credential)
+    # A second connection of the executor itself, proven with its token.
+    sock = encrypted_socket(zmq.Context.instance(), f"tcp://127.0.0.1:{slave.executor_port}",
+                            slave.executor_key[0])
     sock.setsockopt(zmq.RCVTIMEO, 3000)
-    sock.connect(f"tcp://127.0.0.1:{slave.executor_port}")
+    assert authenticate(sock, container_id, token)
 
     def ask(call):
         sock.send_multipart(encode(call))
@@ -201,22 +246,22 @@ def test_bad_executor_calls_get_an_error_and_change_nothing(master, start_slave,
         assert frames[0] == MAGIC and frames[1] == b"offerd.v1.ExecutorEvent"
         return pb.ExecutorEvent.FromString(frames[2])
 
+    def update(state, task_id="real"):
+        return pb.ExecutorCall(
+            type=pb.ExecutorCall.UPDATE, framework_id=pb.FrameworkID(value=FRAMEWORK_ID),
+            executor_id=pb.ExecutorID(value="exec-1"),
+            update=pb.ExecutorCall.Update(status=pb.TaskStatus(task_id=pb.TaskID(value=task_id), state=state)))
+
     try:
         unknown = ask(pb.ExecutorCall(type=pb.ExecutorCall.SUBSCRIBE, framework_id=pb.FrameworkID(value="nope"),
                                       executor_id=pb.ExecutorID(value="exec-1")))
         assert unknown.type == pb.ExecutorEvent.ERROR and "unknown executor" in unknown.error.message
-        # A known executor's ids, but not its connection: no hijacking it or its tasks.
-        takeover = ask(pb.ExecutorCall(type=pb.ExecutorCall.SUBSCRIBE, framework_id=pb.FrameworkID(value=FRAMEWORK_ID),
-                                       executor_id=pb.ExecutorID(value="exec-1")))
-        assert takeover.type == pb.ExecutorEvent.ERROR and "already subscribed" in takeover.error.message
-        hijack = ask(pb.ExecutorCall(
-            type=pb.ExecutorCall.UPDATE, framework_id=pb.FrameworkID(value=FRAMEWORK_ID),
-            executor_id=pb.ExecutorID(value="exec-1"),
-            update=pb.ExecutorCall.Update(status=pb.TaskStatus(task_id=pb.TaskID(value="real"), state=pb.TASK_FAILED))))
-        assert hijack.type == pb.ExecutorEvent.ERROR and "not subscribed" in hijack.error.message
+        # Updates travel on the subscribed connection only.
+        elsewhere = ask(update(pb.TASK_FAILED))
+        assert elsewhere.type == pb.ExecutorEvent.ERROR and "not subscribed" in elsewhere.error.message
     finally:
         sock.close()
-    # The real executor is still in charge of its task.
+    # The executor's subscribed connection is still in charge of its task.
     master.send(slave_id, kill_task("real"))
     assert master.wait_terminal("real").state == pb.TASK_KILLED
     assert master.states("real") == ["TASK_RUNNING", "TASK_KILLED"]

@@ -41,10 +41,13 @@ def create_app(core, config: dict | None = None) -> Flask:
     app.url_map.strict_slashes = False
     app.extensions["marathon_core"] = core
 
-    from frameworks.marathon_like.api import apps, deployments, events, groups, queue, system, tasks, ui
+    from frameworks.marathon_like.api import apps, auth, deployments, events, groups, queue, system, tasks, ui
 
-    for module in (apps, tasks, deployments, queue, groups, system, events, ui):
+    for module in (apps, tasks, deployments, queue, groups, system, events, ui, auth):
         app.register_blueprint(module.bp)
+
+    # Before the leader proxy: a standby checks who calls before it forwards anything.
+    auth.install_guard(app, core.config)
 
     from frameworks.marathon_like.api.proxy import proxy_to_leader
 
@@ -77,7 +80,8 @@ def create_app(core, config: dict | None = None) -> Flask:
     def leader_header(response):
         leader = core.leader_address()
         if leader:
-            response.headers.setdefault("X-Marathon-Leader", f"http://{leader}")
+            scheme = "https" if core.config.ssl_cert_file else "http"
+            response.headers.setdefault("X-Marathon-Leader", f"{scheme}://{leader}")
         return response
 
     app.wsgi_app = CollapseSlashes(app.wsgi_app)

@@ -19,7 +19,8 @@ from frameworks.marathon_like.errors import MarathonError
 log = logging.getLogger(__name__)
 
 LOCAL = ("/ui/", "/ping")
-FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
+# Authorization: the leader checks the caller again (the standby's check only spares it work).
+FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "Authorization")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Location", "Marathon-Deployment-Id", "X-Marathon-Leader")
 WAIT_FOR_LEADER = 3.0
 
@@ -53,14 +54,16 @@ def proxy_to_leader(core):
     leader = _leader(core)
     if leader is None:
         return None
-    target = f"http://{leader}{request.full_path if request.query_string else request.path}"
+    scheme = "https" if core.config.ssl_cert_file else "http"   # every instance serves alike
+    target = f"{scheme}://{leader}{request.full_path if request.query_string else request.path}"
     if request.path.startswith("/v2/events"):
         return redirect(target, 307)
     headers = {k: v for k, v in request.headers.items() if k in FORWARDED_REQUEST_HEADERS}
     headers["Via"] = f"1.1 {core.config.hostname}:{core.config.http_port}"
     try:
         answer = _session.request(request.method, target, data=request.get_data(), headers=headers,
-                                  timeout=(5, 30), allow_redirects=False)
+                                  timeout=(5, 30), allow_redirects=False,
+                                  verify=core.config.ssl_ca_file or True)
     except requests.RequestException as exc:
         log.warning("proxying %s %s to the leader %s failed: %s", request.method, request.path, leader, exc)
         raise MarathonError(f"Could not reach the current leader {leader}", 502) from None

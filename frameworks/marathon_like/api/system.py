@@ -6,6 +6,8 @@ import threading
 
 from flask import Blueprint, Response, jsonify, redirect, request
 
+from offerd.common.redact import redact_url
+
 from frameworks.marathon_like import schemas
 from frameworks.marathon_like.api.common import core
 from frameworks.marathon_like.errors import NotFound
@@ -14,11 +16,22 @@ bp = Blueprint("system", __name__)
 VERSION = "1.4.13"
 
 
+def _leader_ui_url(cfg) -> str | None:
+    """The master's web UI, or None when only ZooKeeper knows where it is."""
+    master = cfg.master or ""
+    if not master or master.startswith("zk://"):
+        return None
+    if master.startswith(("http://", "https://")):
+        return redact_url(master.rstrip("/") + "/")
+    return f"{'https' if cfg.ssl_ca_file else 'http'}://{redact_url(master)}/"
+
+
 @bp.get("/v2/info")
 def info():
     c = core()
     cfg = c.config
     leader = c.leader_address()
+    # Flags may carry passwords (zk://user:pass@...): shown redacted, and secrets not at all.
     return jsonify({
         "name": "marathon", "version": VERSION, "buildref": "offerd", "elected": c.leading, "leader": leader,
         "frameworkId": c.framework_id,
@@ -29,11 +42,12 @@ def info():
             "features": [], "framework_name": cfg.framework_name, "ha": bool(cfg.zk), "hostname": cfg.hostname,
             "launch_token": 100, "launch_token_refresh_interval": 30000, "leader_proxy_connection_timeout_ms": 5000,
             "leader_proxy_read_timeout_ms": 10000, "local_port_min": cfg.local_port_min,
-            "local_port_max": cfg.local_port_max, "master": cfg.master,
+            "local_port_max": cfg.local_port_max, "master": redact_url(cfg.master),
             "max_instances_per_offer": cfg.max_instances_per_offer, "mesos_bridge_name": "mesos-bridge",
             "mesos_heartbeat_failure_threshold": 5, "mesos_heartbeat_interval": 15000,
-            "mesos_leader_ui_url": f"http://{cfg.master}/" if cfg.master else None, "mesos_role": cfg.mesos_role,
-            "mesos_user": None, "new_group_enforce_role": "off",
+            "mesos_leader_ui_url": _leader_ui_url(cfg), "mesos_role": cfg.mesos_role,
+            "mesos_authentication_principal": cfg.mesos_authentication_principal or None,
+            "mesos_user": cfg.mesos_user or None, "new_group_enforce_role": "off",
             "min_revive_offers_interval": int(cfg.min_revive_offers_interval * 1000),
             "offer_matching_timeout": 3000, "on_elected_prepare_timeout": 180000,
             "reconciliation_initial_delay": 15000, "reconciliation_interval": int(cfg.reconciliation_interval * 1000),
@@ -43,11 +57,11 @@ def info():
             "task_reservation_timeout": 20000, "webui_url": None, "maintenance_mode": False,
         },
         "zookeeper_config": {
-            "zk": cfg.zk or None, "zk_compression": True, "zk_compression_threshold": 65536,
+            "zk": redact_url(cfg.zk) or None, "zk_compression": True, "zk_compression_threshold": 65536,
             "zk_connection_timeout": 10000, "zk_max_node_size": 1024000, "zk_max_versions": 50,
             "zk_session_timeout": 10000, "zk_timeout": 10000,
         },
-        "http_config": {"http_port": cfg.http_port, "https_port": 8443},
+        "http_config": {"http_port": cfg.http_port, "https_port": cfg.http_port if cfg.ssl_cert_file else 8443},
     })
 
 

@@ -6,6 +6,9 @@ const POLL_MS = 2000;
 // Scale values being typed, by app id: the table is redrawn on every poll and must not eat them.
 const pendingScale = new Map();
 const $ = (sel) => document.querySelector(sel);
+// Who is looking (GET /v2/whoami). A principal that may only read gets no buttons the
+// API would refuse; the API still decides, this only keeps the page honest.
+const session = { operator: true };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -33,14 +36,18 @@ async function api(method, path, body) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
+  // From the origin alone: fetch() refuses a URL that still holds an address bar's user:password@.
+  const response = await fetch(new URL(path, location.origin).href, init);
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
   if (!response.ok) {
     let message = (data && data.message) || `${response.status} ${response.statusText}`;
     for (const d of (data && data.details) || []) message += `\n${d.path}: ${(d.errors || []).join(", ")}`;
-    throw new Error(message);
+    if (response.status === 401) message = `${message}. Reload the page and log in with a principal of the API's credentials.`;
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
   }
   return data;
 }
@@ -70,11 +77,33 @@ function health(app) {
     el("span", { class: app.tasksUnhealthy ? "bad" : "muted" }, `${app.tasksUnhealthy} unhealthy`));
 }
 
-function appRow(app, delayed) {
-  const path = `/v2/apps${app.id}`;
+function applySession(who) {
+  session.operator = !who || who.operator !== false;
+  document.body.classList.toggle("read-only", !session.operator);
+  $("#whoami").textContent = who && who.authenticated
+    ? `signed in as ${who.principal}${session.operator ? "" : " (read-only)"}` : "";
+}
+
+function appActions(app, path) {
+  if (!session.operator) return el("td", { class: "actions muted" }, "read-only");
   const scale = el("input", { type: "number", min: "0", "aria-label": "instances",
     value: pendingScale.has(app.id) ? pendingScale.get(app.id) : String(app.instances),
     oninput: (event) => pendingScale.set(app.id, event.target.value) });
+  return el("td", { class: "actions" },
+    scale,
+    el("button", { class: "scale", onclick: () => {
+      pendingScale.delete(app.id);
+      act(`Scaled ${app.id} to ${scale.value}`, "PUT", path, { instances: Number(scale.value) });
+    } }, "Scale"), " ",
+    el("button", { class: "restart", onclick: () => act(`Restarting ${app.id}`, "POST", `${path}/restart`) },
+      "Restart"), " ",
+    el("button", { class: "delete", onclick: () => {
+      if (window.confirm(`Destroy ${app.id} and all its instances?`)) act(`Deleted ${app.id}`, "DELETE", path);
+    } }, "Delete"));
+}
+
+function appRow(app, delayed) {
+  const path = `/v2/apps${app.id}`;
   const state = status(app, delayed);
   return el("tr", { "data-app": app.id },
     el("td", {}, app.id),
@@ -83,17 +112,7 @@ function appRow(app, delayed) {
     el("td", {}, health(app)),
     el("td", {}, app.deployments.map((d) => d.id.slice(0, 8)).join(", ") || "–"),
     el("td", {}, `${app.cpus} / ${app.mem} MiB`),
-    el("td", { class: "actions" },
-      scale,
-      el("button", { class: "scale", onclick: () => {
-        pendingScale.delete(app.id);
-        act(`Scaled ${app.id} to ${scale.value}`, "PUT", path, { instances: Number(scale.value) });
-      } }, "Scale"), " ",
-      el("button", { class: "restart", onclick: () => act(`Restarting ${app.id}`, "POST", `${path}/restart`) },
-        "Restart"), " ",
-      el("button", { class: "delete", onclick: () => {
-        if (window.confirm(`Destroy ${app.id} and all its instances?`)) act(`Deleted ${app.id}`, "DELETE", path);
-      } }, "Delete")));
+    appActions(app, path));
 }
 
 function deploymentRow(d) {
@@ -102,15 +121,18 @@ function deploymentRow(d) {
     el("td", {}, d.affectedApps.join(", ")),
     el("td", {}, d.currentActions.map((a) => `${a.action} ${a.app}`).join(", ")),
     el("td", {}, `${d.currentStep} / ${d.totalSteps}`),
-    el("td", {}, el("button", { onclick: () => act(`Rolling back ${d.id}`, "DELETE", `/v2/deployments/${d.id}`) },
-      "Roll back")));
+    el("td", {}, session.operator
+      ? el("button", { class: "rollback", onclick: () => act(`Rolling back ${d.id}`, "DELETE", `/v2/deployments/${d.id}`) },
+        "Roll back") : ""));
 }
 
 async function refresh() {
   try {
-    const [apps, deployments, queue, leader] = await Promise.all([
+    const [apps, deployments, queue, leader, who] = await Promise.all([
       api("GET", "/v2/apps"), api("GET", "/v2/deployments"), api("GET", "/v2/queue"),
-      api("GET", "/v2/leader").catch(() => null)]);
+      api("GET", "/v2/leader").catch(() => null), api("GET", "/v2/whoami").catch(() => null)]);
+    applySession(who);
+    $("#auth-error").hidden = true;
     const delayed = new Set(queue.queue.filter((q) => q.delay && q.delay.timeLeftSeconds > 0).map((q) => q.app.id));
     const list = apps.apps.slice().sort((a, b) => a.id.localeCompare(b.id));
     $("#apps tbody").replaceChildren(...list.map((a) => appRow(a, delayed)));
@@ -122,7 +144,14 @@ async function refresh() {
     $("#refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
   } catch (e) {
-    $("#refreshed").textContent = `API unreachable: ${e.message}`;
+    if (e.status === 401 || e.status === 403) {
+      // Not a network problem: say so plainly instead of leaving an empty table.
+      $("#auth-error").textContent = `${e.status === 401 ? "Not authenticated" : "Not authorized"}: ${e.message}`;
+      $("#auth-error").hidden = false;
+      $("#refreshed").textContent = "";
+    } else {
+      $("#refreshed").textContent = `API unreachable: ${e.message}`;
+    }
   }
 }
 
