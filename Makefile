@@ -28,13 +28,16 @@ venv: $(STAMP)
 # and its driver for the web UI's browser tests (tests/webui), ZooKeeper (server
 # jars + java) for the HA tests (tests/zookeeper.py runs real servers from it),
 # and a C compiler with musl for offerd-init, the containers' first process
-# (musl's static startup makes its exec cheap; gcc alone works too).
+# (musl's static startup makes its exec cheap; gcc alone works too); curl and
+# openssl, the real TLS clients the security tests check HTTPS with.
 # Installed only where missing and only when we are root (CI, fresh machines).
 system-deps:
 	@missing=""; \
 	command -v cc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
 	command -v musl-gcc >/dev/null 2>&1 || missing="$$missing musl-tools"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	[ -e /usr/share/java/zookeeper.jar ] || missing="$$missing zookeeper"; \
