@@ -258,11 +258,7 @@ class BenchScheduler(Scheduler):
 
 def driver_security(cluster) -> dict:
     """The driver arguments that reach `cluster` (none unless it runs with security)."""
-    files = getattr(cluster, "security", None)
-    if files is None:
-        return {}
-    credential = pb.Credential(principal=secure_setup.OPERATOR, secret=files.secret(secure_setup.OPERATOR).encode())
-    return {"credential": credential, "master_public_key": files.master_public_key, "ca_file": files.ca_file}
+    return cluster.driver_kwargs()
 
 
 def run_framework(master: str, tasks: int, task_resources: str, command: str, timeout: float,

@@ -159,6 +159,18 @@ class LocalCluster:
             request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
         return urllib.request.urlopen(request, timeout=timeout, context=self._ssl_context)
 
+    def driver_kwargs(self) -> dict:
+        """MesosSchedulerDriver's keyword arguments that reach this cluster as the operator
+        principal: credential, master_public_key, ca_file ({} when not secure)."""
+        files = self.security
+        if files is None:
+            return {}
+        from offerd.proto import offerd_pb2 as pb
+
+        credential = pb.Credential(principal=secure_setup.OPERATOR,
+                                   secret=files.secret(secure_setup.OPERATOR).encode())
+        return {"credential": credential, "master_public_key": files.master_public_key, "ca_file": files.ca_file}
+
     def _security_args(self, process: str) -> list[str]:
         files = self.security
         if files is None:

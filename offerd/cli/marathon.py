@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags
+from offerd.common.flags import Flag, FlagError, add_flags, duration, positive_int, resolve_flags, tls_flags
 from offerd.common.logs import setup_logging
 
 MARATHON_FLAGS = [
@@ -41,12 +41,8 @@ MARATHON_FLAGS = [
          "--mesos_authentication_principal.", metavar="PATH"),
     Flag("master_public_key", None, "The master's CURVE public key (z85 text or a NAME.key file from "
          "'offerd keygen'): the link to the master is encrypted and a fake master is refused.", metavar="KEY|PATH"),
-    Flag("ssl_cert_file", None, "Serve the REST API over HTTPS with this PEM certificate (chain).", metavar="PATH"),
-    Flag("ssl_key_file", None, "The PEM private key of --ssl_cert_file.", metavar="PATH"),
-    Flag("ssl_ca_file", None, "PEM CA bundle to verify an https master (and the leading instance when "
-         "proxying).", metavar="PATH"),
-    Flag("insecure", False, "Allow listening on a non-loopback address without --http_credentials and HTTPS "
-         "(anyone who reaches the port can then deploy anything).", boolean),
+    *tls_flags("the REST API and UI", "an https master (and the leading instance when proxying)",
+               "--http_credentials and HTTPS (anyone who reaches the port can then deploy anything)"),
 ]
 
 

@@ -137,12 +137,13 @@ def _make_ca(ca_file: str, ca_key_file: str) -> None:
     _write_private(ca_file, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def _load_ca(ca_file: str, ca_key_file: str):
-    """(certificate, key) of a CA that is still good, else None."""
+def _load_pair(cert_file: str, key_file: str):
+    """(certificate, key) from PEM files when both load, belong together and the
+    certificate is not about to expire; else None (it is then made again)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    cert_pem, key_pem = _read(ca_file), _read(ca_key_file)
+    cert_pem, key_pem = _read(cert_file), _read(key_file)
     if not cert_pem or not key_pem:
         return None
     try:
@@ -170,23 +171,18 @@ def _server_names(ip: str) -> tuple[list[str], list[str]]:
 
 def _server_cert_ok(cert_file: str, key_file: str, ca, names: list[str], ips: list[str]) -> bool:
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
-    cert_pem, key_pem = _read(cert_file), _read(key_file)
-    if not cert_pem or not key_pem:
+    pair = _load_pair(cert_file, key_file)
+    if pair is None:
         return False
+    certificate = pair[0]
     try:
-        certificate = x509.load_pem_x509_certificate(cert_pem)
-        key = serialization.load_pem_private_key(key_pem, password=None)
         alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound):
+    except x509.ExtensionNotFound:
         return False
     covered_ips = {str(a) for a in alternative.get_values_for_type(x509.IPAddress)}
     covered_names = set(alternative.get_values_for_type(x509.DNSName))
-    return (certificate.public_key().public_numbers() == key.public_key().public_numbers()
-            and certificate.issuer == ca[0].subject
-            and certificate.not_valid_after_utc - RENEW_BEFORE > _now()
-            and set(ips) <= covered_ips and set(names) <= covered_names)
+    return certificate.issuer == ca[0].subject and set(ips) <= covered_ips and set(names) <= covered_names
 
 
 def _make_server_cert(cert_file: str, key_file: str, ca, names: list[str], ips: list[str]) -> None:
@@ -277,11 +273,11 @@ def prepare(work_dir: str, ip: str = "127.0.0.1") -> SecureFiles:
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
-        ca = _load_ca(path("ca.pem"), path("ca.key"))
+        ca = _load_pair(path("ca.pem"), path("ca.key"))
         fresh_ca = ca is None
         if fresh_ca:
             _make_ca(path("ca.pem"), path("ca.key"))
-            ca = _load_ca(path("ca.pem"), path("ca.key"))
+            ca = _load_pair(path("ca.pem"), path("ca.key"))
         names, ips = _server_names(ip)
         if fresh_ca or not _server_cert_ok(path("server.pem"), path("server.key"), ca, names, ips):
             _make_server_cert(path("server.pem"), path("server.key"), ca, names, ips)

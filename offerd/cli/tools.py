@@ -27,6 +27,7 @@ from offerd.common.client_config import ClientConfig, ClientConfigError, from_en
 from offerd.common.detector import DetectorError, master_info, split_host_port
 from offerd.common.exposure import is_loopback
 from offerd.common.task_states import TERMINAL_STATES
+from offerd.common.tls import TlsError, client_context
 from offerd.proto import offerd_pb2 as pb
 
 DEFAULT_MASTER = "127.0.0.1:5050"
@@ -50,8 +51,6 @@ def client_from_config(master: str | None, config: ClientConfig, timeout: float 
     master = master or os.environ.get("OFFERD_MASTER") or config.master or DEFAULT_MASTER
     ssl_context = None
     if not master.startswith("http://") and (config.ca_file or master.startswith("https://")):
-        from offerd.common.tls import TlsError, client_context
-
         try:
             ssl_context = client_context(config.ca_file)
         except TlsError as exc:

@@ -151,8 +151,11 @@ class Authorizer:
             path = text[len("file://"):] if text.startswith("file://") else text
             if not os.path.isfile(path):
                 raise ACLError(f"--acls: {path} is neither JSON nor a readable file")
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+            except (OSError, UnicodeDecodeError) as exc:  # e.g. a file only root may read
+                raise ACLError(f"--acls: cannot read {path}: {exc}") from None
         try:
             document = json.loads(text)
         except ValueError as exc:

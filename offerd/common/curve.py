@@ -36,7 +36,7 @@ class KeyFileError(ValueError):
 
 def generate(directory: str, name: str) -> tuple[str, str]:
     """Write NAME.key and NAME.key_secret into `directory`; returns both paths."""
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory or ".", exist_ok=True)  # "" for a bare file name: the current directory
     old = os.umask(0o077)
     try:
         public_path, secret_path = zmq.auth.create_certificates(directory, name)

@@ -69,6 +69,18 @@ class FlagError(ValueError):
     pass
 
 
+def tls_flags(serves: str, ca_verifies: str, insecure_without: str) -> list[Flag]:
+    """--ssl_cert_file, --ssl_key_file, --ssl_ca_file and --insecure, which every
+    daemon with an HTTP server declares alike; the words say what they cover there."""
+    return [
+        Flag("ssl_cert_file", None, f"Serve {serves} over HTTPS with this PEM certificate (chain).", metavar="PATH"),
+        Flag("ssl_key_file", None, "The PEM private key of --ssl_cert_file.", metavar="PATH"),
+        Flag("ssl_ca_file", None, f"PEM CA bundle to verify {ca_verifies}.", metavar="PATH"),
+        Flag("insecure", False, f"Allow listening on a non-loopback address without {insecure_without}.",
+             boolean),
+    ]
+
+
 def add_flags(parser: argparse.ArgumentParser, flags: list[Flag]) -> None:
     """Declare `flags` on `parser`; values stay None unless given on the command line."""
     for flag in flags:

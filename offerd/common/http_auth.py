@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
-from flask import Flask, g, request
+from flask import Flask, g, make_response, request
 
 from offerd.common.credentials import basic_auth_principal
 
@@ -55,8 +55,11 @@ class HttpAuth:
 
 
 def _same_origin(origin: str, host: str | None) -> bool:
-    parts = urlsplit(origin)
-    return bool(parts.netloc) and host is not None and parts.netloc.lower() == host.lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # e.g. "http://[": no browser sends it, so it names no origin of ours
+        return False
+    return bool(netloc) and host is not None and netloc.lower() == host.lower()
 
 
 def cross_site_reason(method: str, headers) -> str | None:
@@ -108,8 +111,6 @@ def _challenge(auth: HttpAuth, write: bool, what: str, error):
 
 
 def _as_response(value):
-    from flask import make_response
-
     if isinstance(value, tuple):
         return make_response(*value)
     return make_response(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from offerd.common import client_config, curve
+from offerd.common import client_config, curve, tls
 from offerd.common import credentials as creds
 
 MASTER_PUBLIC_KEY_VARIABLE = "OFFERD_MASTER_PUBLIC_KEY"
@@ -67,8 +67,6 @@ class MasterLink:
         """The TLS context for https master lookups, or None without a CA."""
         if not self.ca_file:
             return None
-        from offerd.common import tls
-
         try:
             return tls.client_context(self.ca_file)
         except (ValueError, OSError) as exc:  # tls names the file and what is wrong with it

@@ -462,6 +462,7 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
 
 MesosSchedulerDriver = SchedulerDriver
 
+
 def _with_defaults(framework) -> pb.FrameworkInfo:
     info = pb.FrameworkInfo()
     info.CopyFrom(framework)

@@ -30,6 +30,7 @@ from offerd.common.http import HttpServer
 from offerd.common.http_auth import HttpAuth
 from offerd.common.http_auth import install as install_http_auth
 from offerd.common.ids import IdGenerator, new_master_id
+from offerd.common.redact import redact_flags
 from offerd.common.resources import parse_min_allocatable
 from offerd.common.transport import Server, encode
 from offerd.master import events
@@ -495,8 +496,6 @@ class Master:
         return None
 
     def _render_flags(self) -> dict[str, str]:
-        from offerd.common.redact import redact_flags
-
         out = {}
         for flag in MASTER_FLAGS:
             value = getattr(self.flags, flag.name, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from offerd.common.flags import Flag, boolean, duration, positive_int, resolve_flags
+from offerd.common.flags import Flag, boolean, duration, positive_int, resolve_flags, tls_flags
 from offerd.common.resources import DEFAULT_MIN_ALLOCATABLE, ResourceError, parse_min_allocatable
 
 _SIZE = re.compile(r"^\s*([0-9]+)\s*([a-z]*)\s*$")
@@ -141,13 +141,8 @@ MASTER_FLAGS: list[Flag] = [
     Flag("zmq_key_file", None, "This master's CURVE key pair (a .key_secret file from 'offerd keygen'): every "
          "ZeroMQ link is encrypted and clients check the master by its public key. Standby masters share it.",
          metavar="PATH"),
-    Flag("ssl_cert_file", None, "Serve HTTPS with this PEM certificate (chain) instead of plain HTTP.",
-         metavar="PATH"),
-    Flag("ssl_key_file", None, "The PEM private key of --ssl_cert_file.", metavar="PATH"),
-    Flag("ssl_ca_file", None, "PEM CA bundle used to verify slaves' HTTPS (the sandbox proxy) and other peers.",
-         metavar="PATH"),
-    Flag("insecure", False, "Allow listening on a non-loopback address without authentication and "
-         "encryption (anyone who reaches the ports then owns the cluster).", boolean),
+    *tls_flags("the HTTP API and web UI", "slaves' HTTPS (the sandbox proxy) and other peers",
+               "authentication and encryption (anyone who reaches the ports then owns the cluster)"),
     Flag("webui_dir", None, "Directory of the web UI's static files (default: the webui/ of this install)."),
     Flag("logging_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.", metavar="LEVEL"),
 ]

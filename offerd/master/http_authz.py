@@ -25,6 +25,7 @@ from typing import Any, Callable
 from flask import Response, current_app, g
 
 from offerd.common.acls import Authorizer
+from offerd.master.snapshot import Snapshot
 
 _OPEN = Authorizer()
 
@@ -91,8 +92,6 @@ def visible(snapshot):
     else a filtered copy cut once per principal for as long as the snapshot lives."""
     if not configured():
         return snapshot
-    from offerd.master.snapshot import Snapshot
-
     can = decisions()
     return snapshot.derived(("visible", principal()), lambda: Snapshot(filter_state(snapshot.state, can)))
 
@@ -305,8 +304,9 @@ def sandbox_refusal(box: dict, snapshot, path: str) -> str | None:
 
 def filter_slave_state(document: dict, snapshot) -> dict:
     """A slave's /state, proxied, without what the caller may not view by the
-    master's ACLs (the slave may apply its own too)."""
-    if not configured() or not isinstance(document, dict):
+    master's ACLs (the slave may apply its own too). Entries of a shape no slave
+    sends (not objects, ids or users that are not strings) are left out."""
+    if not configured():
         return document
     can = decisions()
     who_runs = owners(snapshot)
@@ -315,30 +315,38 @@ def filter_slave_state(document: dict, snapshot) -> dict:
         del out["flags"]
     for group in ("frameworks", "completed_frameworks"):
         kept = []
-        for framework in document.get(group) or []:
-            user = framework.get("user") or who_runs.framework_user(framework.get("id"))
+        for framework in _objects(document.get(group)):
+            fid = _string(framework.get("id"))
+            user = _string(framework.get("user")) or who_runs.framework_user(fid)
             if not can("view_frameworks", user):
                 continue
             framework = dict(framework)
             for kind in ("executors", "completed_executors"):
-                framework[kind] = [_slave_executor(e, framework, who_runs, can)
-                                   for e in framework.get(kind) or []
-                                   if can("view_executors", e.get("user")
-                                          or who_runs.executor_user(framework["id"], e.get("id"))
-                                          or user)]
+                framework[kind] = [_slave_executor(e, fid, user, who_runs, can)
+                                   for e in _objects(framework.get(kind))
+                                   if can("view_executors", _string(e.get("user"))
+                                          or who_runs.executor_user(fid, _string(e.get("id"))) or user)]
             kept.append(framework)
         out[group] = kept
     return out
 
 
-def _slave_executor(executor: dict, framework: dict, who_runs: Owners, can) -> dict:
+def _slave_executor(executor: dict, fid: str | None, fallback: str | None, who_runs: Owners, can) -> dict:
     out = dict(executor)
-    fallback = framework.get("user")
     for key in ("tasks", "queued_tasks", "completed_tasks"):
-        out[key] = [t for t in executor.get(key) or []
-                    if can("view_tasks", t.get("user") or who_runs.tasks.get((framework["id"], t.get("id")))
+        out[key] = [t for t in _objects(executor.get(key))
+                    if can("view_tasks", _string(t.get("user")) or who_runs.tasks.get((fid, _string(t.get("id"))))
                            or fallback)]
     return out
+
+
+def _objects(value) -> list[dict]:
+    """The JSON objects of a list in a slave's document (anything else: none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _string(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def filter_statistics(entries: list, snapshot) -> list:
@@ -350,7 +358,7 @@ def filter_statistics(entries: list, snapshot) -> list:
     who_runs = owners(snapshot)
     kept = []
     for entry in entries:
-        fid, eid = entry.get("framework_id"), entry.get("executor_id")
+        fid, eid = _string(entry.get("framework_id")), _string(entry.get("executor_id"))
         user = who_runs.executor_user(fid, eid) or who_runs.framework_user(fid)
         if user is not None and can("view_executors", user):
             kept.append(entry)

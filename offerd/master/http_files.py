@@ -20,6 +20,7 @@ that authenticates and authorizes its own endpoints decides too; with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import threading
@@ -63,7 +64,8 @@ def _proxy_error(exc: ProxyError):
 
 
 def _snapshot():
-    from offerd.master.http_api import _snapshot as shared  # the same reuse as the state views
+    # Imported here because http_api imports this module; the same reuse as the state views.
+    from offerd.master.http_api import _snapshot as shared
 
     return shared()
 
@@ -150,11 +152,12 @@ class _SandboxCache:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[float, list[dict]]] = {}
+        self._entries: dict[tuple[str, bytes], tuple[float, list[dict]]] = {}
 
     def get(self, slave: dict, fresh: bool = False) -> list[dict]:
         now = time.monotonic()
-        key = (slave["id"], request.headers.get("Authorization", ""))
+        # The caller by a digest of its header: the cache holds no secret.
+        key = (slave["id"], hashlib.sha256(request.headers.get("Authorization", "").encode()).digest())
         with self._lock:
             cached = self._entries.get(key)
         if cached is not None and not fresh and now - cached[0] < SANDBOX_CACHE_SECONDS:
@@ -277,7 +280,10 @@ def sandbox():
 
 @files.get("/master/slaves/<slave_id>/state")
 def slave_state(slave_id: str):
-    document = http_authz.filter_slave_state(_fetch(find_slave(slave_id), "/state"), _snapshot())
+    document = _fetch(find_slave(slave_id), "/state")
+    if not isinstance(document, dict):
+        raise ProxyError(f"slave {slave_id} answered /state with something that is not a JSON object", 502)
+    document = http_authz.filter_slave_state(document, _snapshot())
     return Response(json.dumps(document), mimetype="application/json")
 
 

@@ -50,6 +50,11 @@ ZERO_COUNTERS = (
     "master/dropped_messages", "master/invalid_calls", "master/invalid_accepts", "master/invalid_tasks",
     "master/slave_registrations", "master/slave_reregistrations", "master/slave_removals",
     "master/slave_unreachable_completed", "master/frameworks_removed",
+    # Refusals of identity and authorization: a dashboard alerts on any rise from 0.
+    "master/unauthenticated_framework_subscriptions", "master/framework_principal_mismatches",
+    "master/unauthorized_framework_subscriptions", "master/unauthenticated_slave_registrations",
+    "master/unauthorized_slave_registrations", "master/slave_principal_mismatches",
+    "master/unauthorized_tasks", "master/invalid_exited_executors",
 )
 
 TASK_GAUGE_STATES = {

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from offerd.common import curve
+from offerd.common import curve, tls
 from offerd.common.actor import Actor
 from offerd.common.credentials import Credential, load_credential
 from offerd.common.detector import resolve_master
@@ -77,8 +77,6 @@ class MasterLink:
             except curve.KeyFileError as exc:
                 raise ValueError(f"--master_public_key: {exc}") from None
         if getattr(flags, "ssl_ca_file", None):
-            from offerd.common import tls
-
             try:
                 ssl_context = tls.client_context(flags.ssl_ca_file)
             except (ValueError, OSError) as exc:  # tls names the file and the problem

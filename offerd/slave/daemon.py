@@ -10,6 +10,7 @@ from offerd.common import curve, exposure
 from offerd.common.actor import Actor
 from offerd.common.flags import flags_as_dict
 from offerd.common.http import HttpServer
+from offerd.common.redact import redact_flags
 from offerd.common.transport import Server
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import containerizer as containerizers
@@ -215,8 +216,6 @@ class _View:
 
     def flags(self) -> dict:
         # /flags and /state show these: no zk password, no secret.
-        from offerd.common.redact import redact_flags
-
         return redact_flags(flags_as_dict(self._slave.flags, SLAVE_FLAGS))
 
     def metrics(self) -> dict:

@@ -238,9 +238,10 @@ class CustomExecutors:
     def on_call(self, peer: bytes, call: pb.ExecutorCall) -> None:
         framework_id, executor_id = call.framework_id.value, call.executor_id.value
         principal = self.server.principal(peer)
-        if principal is None and self.server.credentials is not None:
-            # Checked before anything is looked up, so an unauthenticated peer
-            # learns nothing about which executors exist.
+        if principal is None:
+            # The endpoint always authenticates (the daemon gives it the tokens). Checked
+            # before anything is looked up, so an unauthenticated peer learns nothing
+            # about which executors exist.
             self._error(peer, "this connection has not authenticated: an executor proves itself with the "
                               f"token its slave gave it ({TOKEN_VARIABLE}) as principal MESOS_CONTAINER_ID")
             return
@@ -252,7 +253,7 @@ class CustomExecutors:
         if handler is None:
             self._error(peer, f"unknown ExecutorCall type {call.type}")
             return
-        if principal is not None and principal != executor.container_id:
+        if principal != executor.container_id:
             self._error(peer, f"this connection authenticated as container {principal}, which is not the "
                               f"container of executor {executor_id} of framework {framework_id}: an executor "
                               "may only speak for itself")
@@ -272,12 +273,9 @@ class CustomExecutors:
             self._error(peer, f"executor {executor.id} is terminating")
             return
         if executor.peer not in (None, peer) and self.server.knows(executor.peer):
-            if self.server.principal(peer) != executor.container_id:
-                # Without proof of identity, only a connection that went silent may be replaced.
-                self._error(peer, f"executor {executor.id} is already subscribed on another connection")
-                return
-            # It proved the executor's token: the executor itself, reconnecting before
-            # its old connection timed out here. The old connection is dropped.
+            # on_call let through only the connection that proved this executor's token:
+            # the executor itself, reconnecting before its old connection timed out
+            # here. The old connection is dropped.
             log.info("executor %s of framework %s resubscribed on a new connection", executor.id,
                      executor.framework.id)
             self.server.forget(executor.peer)

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Iterable
 
-from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags
+from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags, tls_flags
 
 CONTAINERIZERS = ("posix", "simulated")
 
@@ -153,12 +153,8 @@ SLAVE_FLAGS: list[Flag] = [
          "something.", boolean),
     Flag("acls", None, "Authorization rules in Mesos' ACL JSON (or a file): access_sandboxes, view_*, "
          "view_flags.", metavar="JSON|PATH"),
-    Flag("ssl_cert_file", None, "Serve HTTPS with this PEM certificate (chain).", metavar="PATH"),
-    Flag("ssl_key_file", None, "The PEM private key of --ssl_cert_file.", metavar="PATH"),
-    Flag("ssl_ca_file", None, "PEM CA bundle to verify the master's HTTPS (the master's address is then "
-         "reached over https).", metavar="PATH"),
-    Flag("insecure", False, "Allow listening on a non-loopback address without authentication and "
-         "encryption.", boolean),
+    *tls_flags("the slave's HTTP endpoints", "the master's HTTPS (the master's address is then reached over https)",
+               "authentication and encryption"),
     Flag("logging_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
 ]
 

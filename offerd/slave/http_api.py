@@ -189,18 +189,43 @@ def _confined(work_dir: str) -> str:
     path = os.path.realpath(raw if os.path.isabs(raw) else os.path.join(base, raw))
     if path != root and not path.startswith(root + os.sep):
         raise Forbidden(f"{raw} is outside this slave's sandboxes")
+    # A path inside one sandbox must not lead into another (a task can plant a
+    # symlink to another's files): whoever checked access to the sandbox the
+    # path names, the master's proxy included, checked that one only.
+    named = _named_sandbox(work_dir, raw)
+    if named is not None and _sandbox_parts(root, path) != named:
+        raise Forbidden(f"{raw} leads out of its sandbox")
     return path
+
+
+def _sandbox_parts(root: str, path: str) -> tuple[str, str, str] | None:
+    """(slave id, framework id, executor id) of the sandbox `path` lies in below
+    `root` (work_dir/slaves), or None."""
+    if not path.startswith(root + os.sep):
+        return None
+    parts = os.path.relpath(path, root).split(os.sep)
+    if len(parts) >= 5 and parts[1] == "frameworks" and parts[3] == "executors":
+        return parts[0], parts[2], parts[4]
+    return None
+
+
+def _named_sandbox(work_dir: str, raw: str) -> tuple[str, str, str] | None:
+    """The sandbox `raw` names as written (no link followed), under work_dir as
+    given or as resolved (the directories in /state are under the former)."""
+    for base in dict.fromkeys((os.path.abspath(work_dir), os.path.realpath(work_dir))):
+        path = os.path.normpath(raw if os.path.isabs(raw) else os.path.join(base, raw))
+        named = _sandbox_parts(os.path.join(base, "slaves"), path)
+        if named is not None:
+            return named
+    return None
 
 
 def sandbox_of(work_dir: str, path: str) -> tuple[str | None, str | None]:
     """(framework id, executor id) of the sandbox a confined path lies in:
     work_dir/slaves/<slave>/frameworks/<framework>/executors/<executor>/...;
     (None, None) for directories above the sandboxes."""
-    root = os.path.join(os.path.realpath(work_dir), "slaves")
-    parts = os.path.relpath(path, root).split(os.sep)
-    if len(parts) >= 5 and parts[1] == "frameworks" and parts[3] == "executors":
-        return parts[2], parts[4]
-    return None, None
+    parts = _sandbox_parts(os.path.join(os.path.realpath(work_dir), "slaves"), path)
+    return (parts[1], parts[2]) if parts is not None else (None, None)
 
 
 def _executor_owner(owners: dict, framework_id: str | None, executor_id: str | None) -> str | None:

@@ -1,9 +1,15 @@
 """An HA cluster of real processes: N masters on one ZooKeeper URL, slaves that
 find the leader through it (``--master=zk://...``). Used by tests/ha and
-bench/failover_bench.py."""
+bench/failover_bench.py.
+
+With ``security=secure_setup.prepare(dir)`` every master shares one CURVE key
+pair, credentials, ACLs and TLS certificate (as a real HA deployment does), the
+slaves authenticate, and this object reads the masters over https as the
+operator principal."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -13,12 +19,14 @@ import tempfile
 import time
 import urllib.request
 
+from offerd.cli import secure_setup
+from offerd.proto import offerd_pb2 as pb
 from tests.zookeeper import free_port
 
 
-def get_json(url: str, timeout: float = 2.0) -> dict | None:
+def get_json(url: str, timeout: float = 2.0, opener=urllib.request.urlopen) -> dict | None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with opener(url, timeout=timeout) as response:
             return json.loads(response.read())
     except (OSError, ValueError):
         return None
@@ -28,8 +36,14 @@ class HACluster:
     def __init__(self, zk_url: str, masters: int = 3, slaves: int = 2, simulate: int = 0,
                  master_args=(), slave_args=(), work_dir: str | None = None,
                  resources: str = "cpus:8;mem:8192;disk:8192;ports:[31000-32000]", logging_level: str = "INFO",
-                 ip: str = "127.0.0.1"):
+                 ip: str = "127.0.0.1", security: secure_setup.SecureFiles | None = None):
         self.zk_url = zk_url
+        self.security = security
+        self._ssl_context = None
+        if security is not None:
+            from offerd.common.tls import client_context
+
+            self._ssl_context = client_context(security.ca_file)
         self.ip = ip  # the masters' address
         self.master_count = masters
         self.slave_count = slaves
@@ -45,6 +59,43 @@ class HACluster:
         self.slaves: list[subprocess.Popen | None] = [None] * (1 if simulate else slaves)
         self.slave_ports = [free_port() for _ in self.slaves]
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.security is not None else "http"
+
+    def urlopen(self, url: str, data: bytes | None = None, timeout: float = 5.0):
+        """urllib's urlopen, as the operator principal and verifying the CA when secure."""
+        request = urllib.request.Request(url, data=data)
+        if self.security is not None:
+            token = f"{secure_setup.OPERATOR}:{self.security.secret(secure_setup.OPERATOR)}"
+            request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
+        return urllib.request.urlopen(request, timeout=timeout, context=self._ssl_context)
+
+    def driver_kwargs(self) -> dict:
+        """MesosSchedulerDriver's keyword arguments for the operator principal ({} when open)."""
+        files = self.security
+        if files is None:
+            return {}
+        credential = pb.Credential(principal=secure_setup.OPERATOR,
+                                   secret=files.secret(secure_setup.OPERATOR).encode())
+        return {"credential": credential, "master_public_key": files.master_public_key, "ca_file": files.ca_file}
+
+    def _security_args(self, process: str) -> list[str]:
+        files = self.security
+        if files is None:
+            return []
+        tls = [f"--ssl_cert_file={files.cert_file}", f"--ssl_key_file={files.key_file}",
+               f"--ssl_ca_file={files.ca_file}"]
+        if process == "master":
+            # Every master holds the same key pair: clients know one public key for the cluster.
+            return ["--authenticate_frameworks", "--authenticate_agents", "--authenticate_http_readonly",
+                    "--authenticate_http_readwrite", f"--credentials={files.credentials_file}",
+                    f"--acls={files.acls_file}", f"--zmq_key_file={files.master_key_secret}", *tls]
+        acls = [] if self.simulate else [f"--acls={files.acls_file}"]
+        return [f"--credential={files.slave_credential_file}", f"--master_public_key={files.master_public_key_file}",
+                f"--http_credentials={files.credentials_file}", "--authenticate_http_readonly",
+                "--authenticate_http_readwrite", *acls, *tls]
+
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         os.makedirs(os.path.join(self.work_dir, "logs"), exist_ok=True)
         out = open(os.path.join(self.work_dir, "logs", f"{name}.log"), "ab")
@@ -59,7 +110,7 @@ class HACluster:
             "master", f"--ip={self.ip}", f"--port={self.master_ports[index]}",
             f"--zmq_port={self.master_zmq_ports[index]}", f"--zk={self.zk_url}",
             f"--work_dir={os.path.join(self.work_dir, f'master{index}')}",
-            f"--logging_level={self.logging_level}", *self.master_args])
+            f"--logging_level={self.logging_level}", *self._security_args("master"), *self.master_args])
 
     def start_slave(self, index: int) -> None:
         args = ["slave", f"--master={self.zk_url}", "--ip=127.0.0.1", "--hostname=127.0.0.1",
@@ -69,7 +120,7 @@ class HACluster:
             args += [f"--simulate={self.simulate}", "--containerizer=simulated"]
         else:
             args += ["--containerizer=posix"]
-        self.slaves[index] = self._spawn(f"slave{index}", args + self.slave_args)
+        self.slaves[index] = self._spawn(f"slave{index}", args + self._security_args("slave") + self.slave_args)
 
     def start(self, timeout: float = 60.0) -> "HACluster":
         for index in range(self.master_count):
@@ -81,12 +132,12 @@ class HACluster:
         return self
 
     def url(self, index: int) -> str:
-        return f"http://{self.ip}:{self.master_ports[index]}"
+        return f"{self.scheme}://{self.ip}:{self.master_ports[index]}"
 
     def elected(self, index: int) -> bool:
         if self.masters[index] is None or self.masters[index].poll() is not None:
             return False
-        metrics = get_json(self.url(index) + "/metrics/snapshot")
+        metrics = get_json(self.url(index) + "/metrics/snapshot", opener=self.urlopen)
         return bool(metrics and metrics.get("master/elected") == 1)
 
     def leader(self) -> int | None:
@@ -109,8 +160,9 @@ class HACluster:
 
     def state(self, index: int | None = None) -> dict:
         index = self.leader() if index is None else index
-        state = get_json(self.url(index) + "/master/state", timeout=5) if index is not None else None
-        return state or {}
+        if index is None:
+            return {}
+        return get_json(self.url(index) + "/master/state", timeout=5, opener=self.urlopen) or {}
 
     def wait_slaves(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from offerd.cli import secure_setup
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework, framework_info
 from tests.conftest import wait_for
@@ -17,8 +18,14 @@ TASKS = 50
 
 
 @pytest.fixture
-def ha_cluster(zk_url, tmp_path):
-    cluster = HACluster(zk_url, masters=3, slaves=2, work_dir=str(tmp_path),
+def ha_cluster(request, zk_url, tmp_path):
+    """Three masters and two slaves; open unless parametrized "secure" (the masters then
+    share one CURVE key pair, credentials, ACLs and a TLS certificate)."""
+    mode = getattr(request, "param", "open")
+    if mode not in ("open", "secure"):
+        raise ValueError(f"ha_cluster: unknown mode {mode!r}; use 'open' or 'secure'")
+    security = secure_setup.prepare(str(tmp_path)) if mode == "secure" else None
+    cluster = HACluster(zk_url, masters=3, slaves=2, work_dir=str(tmp_path), security=security,
                         master_args=[f"--zk_session_timeout={SESSION_TIMEOUT}secs", "--allocation_interval=0.2secs",
                                      "--slave_reregister_timeout=30secs"],
                         slave_args=["--heartbeat_interval=0.3secs"])
@@ -44,10 +51,12 @@ def running_tasks(state: dict) -> list[str]:
     return [t["id"] for f in state.get("frameworks", []) for t in f.get("tasks", []) if t["state"] == "TASK_RUNNING"]
 
 
+@pytest.mark.parametrize("ha_cluster", ["open", "secure"], indirect=True)
 def test_leader_sigkill_three_times_keeps_every_task(ha_cluster):
     cluster = ha_cluster
     info = framework_info(name="ha", failover_timeout=120.0)
-    with OfferCounting(cluster.zk_url, info=info) as fw:
+    # Secure: the scheduler proves its principal again to each new leader, over CURVE.
+    with OfferCounting(cluster.zk_url, info=info, driver_kwargs=cluster.driver_kwargs()) as fw:
         t0 = time.monotonic()
         ids = [fw.scheduler.submit("sleep 600") for _ in range(TASKS)]
         for task_id in ids:
@@ -85,6 +94,10 @@ def test_leader_sigkill_three_times_keeps_every_task(ha_cluster):
         state = cluster.state()
         assert len(state["frameworks"]) == 1 and state["frameworks"][0]["id"] == fw.framework_id
         assert not fw.scheduler.errors, fw.scheduler.errors
+        if cluster.security is not None:
+            # The last leader knows every peer by the principal it proved to that leader.
+            assert state["frameworks"][0]["principal"] == secure_setup.OPERATOR
+            assert [s.get("principal") for s in state["slaves"]] == ["slave", "slave"], state["slaves"]
 
 
 def test_failover_timeout_is_kept_across_a_master_failover(zk_url, tmp_path):

@@ -8,13 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 
 import pytest
 
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import TERMINAL, RunningFramework, framework_info
-from tests.conftest import wait_for
+from tests.conftest import OPEN_AND_SECURE, client_env, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,16 +35,18 @@ def test_200_shell_tasks_finish_and_each_update_arrives_once(cluster):
     assert len(finished) == 200
 
 
+@OPEN_AND_SECURE
 def test_failing_command_reports_its_exit_code(cluster):
-    with RunningFramework(cluster.master) as fw:
+    with RunningFramework(cluster.master, driver_kwargs=cluster.driver_kwargs()) as fw:
         task_id = fw.scheduler.submit("echo oops >&2; exit 3")
         status = fw.scheduler.wait_state(task_id, TERMINAL)
         assert status.state == pb.TASK_FAILED
         assert "3" in status.message, status.message
 
 
+@OPEN_AND_SECURE
 def test_task_ignoring_sigterm_is_killed_after_grace_period(cluster):
-    with RunningFramework(cluster.master, grace_seconds=1.0) as fw:
+    with RunningFramework(cluster.master, driver_kwargs=cluster.driver_kwargs(), grace_seconds=1.0) as fw:
         task_id = fw.scheduler.submit("trap '' TERM; echo ready; while true; do sleep 0.1; done")
         fw.scheduler.wait_state(task_id, pb.TASK_RUNNING)
         # RUNNING can arrive before the shell has installed its trap: wait until
@@ -61,31 +62,36 @@ def test_task_ignoring_sigterm_is_killed_after_grace_period(cluster):
 
 
 def _stdout(cluster, task_id: str) -> str:
+    """The task's stdout through the master's sandbox proxy (https and credentials when secure)."""
     try:
-        box = get_json(f"{cluster.master_url}/master/sandbox?task_id={task_id}")
+        box = get_json(cluster, f"{cluster.master_url}/master/sandbox?task_id={task_id}")
         query = urllib.parse.urlencode({"slave_id": box["slave_id"], "path": f"{box['directory']}/stdout",
                                         "offset": 0, "length": 4096})
-        return get_json(f"{cluster.master_url}/files/read?{query}")["data"]
+        return get_json(cluster, f"{cluster.master_url}/files/read?{query}")["data"]
     except (OSError, KeyError):
         return ""
 
 
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=5) as response:
+def get_json(cluster, url: str):
+    with cluster.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
 
 
+@OPEN_AND_SECURE
 def test_offerd_execute_exit_status(cluster):
-    ok = subprocess.run([sys.executable, "-m", "offerd", "execute", f"--master={cluster.master}",
-                         "--name=hello", "--command=echo hello"], capture_output=True, text=True, timeout=120)
+    env = client_env(cluster)
+
+    def execute(*args, timeout=120):
+        return subprocess.run([sys.executable, "-m", "offerd", "execute", f"--master={cluster.master}", *args],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+
+    ok = execute("--name=hello", "--command=echo hello")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "TASK_FINISHED" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "offerd", "execute", f"--master={cluster.master}",
-                          "--name=bad", "--command=exit 7"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1
+    bad = execute("--name=bad", "--command=exit 7")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "TASK_FAILED" in bad.stdout
-    usage = subprocess.run([sys.executable, "-m", "offerd", "execute", f"--master={cluster.master}",
-                            "--command=true", "--resources=cpus:-1"], capture_output=True, text=True, timeout=60)
+    usage = execute("--command=true", "--resources=cpus:-1", timeout=60)
     assert usage.returncode == 2 and "cpus" in usage.stderr
 
 
@@ -97,11 +103,17 @@ def test_example_framework_prints_a_summary(cluster):
     assert "20" in run.stdout
 
 
-@pytest.mark.parametrize("partition_aware, expected", [(False, pb.TASK_LOST), (True, pb.TASK_UNREACHABLE)])
-def test_killed_slave_tasks_are_reported_and_slave_can_come_back(cluster_factory, partition_aware, expected):
-    cluster = cluster_factory(slaves=1, master_args=["--slave_ping_timeout=0.5secs", "--max_slave_ping_timeouts=3"])
+@pytest.mark.parametrize("partition_aware, expected, secure", [
+    pytest.param(False, pb.TASK_LOST, False, id="lost"),
+    pytest.param(True, pb.TASK_UNREACHABLE, False, id="unreachable"),
+    # The restarted slave must prove its principal again and keep its id (bound to that principal).
+    pytest.param(False, pb.TASK_LOST, True, id="lost-secure"),
+])
+def test_killed_slave_tasks_are_reported_and_slave_can_come_back(cluster_factory, partition_aware, expected, secure):
+    cluster = cluster_factory(slaves=1, secure=secure,
+                              master_args=["--slave_ping_timeout=0.5secs", "--max_slave_ping_timeouts=3"])
     info = framework_info(partition_aware=partition_aware)
-    with RunningFramework(cluster.master, info=info) as fw:
+    with RunningFramework(cluster.master, info=info, driver_kwargs=cluster.driver_kwargs()) as fw:
         task_id = fw.scheduler.submit("sleep 300")
         fw.scheduler.wait_state(task_id, pb.TASK_RUNNING)
         slave_id = fw.scheduler.task_slaves[task_id]
@@ -117,11 +129,15 @@ def test_killed_slave_tasks_are_reported_and_slave_can_come_back(cluster_factory
         cluster.start_slave(0)
         wait_for(lambda: any(s["id"] == slave_id and s.get("active") for s in cluster.state()["slaves"]),
                  timeout=30, message="the slave to reregister")
+        if secure:
+            # It proved its principal again, and its id is still bound to that principal.
+            assert [s.get("principal") for s in cluster.state()["slaves"] if s["id"] == slave_id] == ["slave"]
 
 
+@OPEN_AND_SECURE
 def test_scheduler_failover_keeps_tasks_and_timeout_kills_them(cluster):
     info = framework_info(name="failover", failover_timeout=3.0)
-    first = RunningFramework(cluster.master, info=info)
+    first = RunningFramework(cluster.master, info=info, driver_kwargs=cluster.driver_kwargs())
     first.__enter__()
     task_id = first.scheduler.submit("sleep 300")
     first.scheduler.wait_state(task_id, pb.TASK_RUNNING)
@@ -132,7 +148,7 @@ def test_scheduler_failover_keeps_tasks_and_timeout_kills_them(cluster):
     # A new scheduler instance with the same framework id keeps the task.
     info2 = framework_info(name="failover", failover_timeout=3.0)
     info2.id.value = framework_id
-    second = RunningFramework(cluster.master, info=info2)
+    second = RunningFramework(cluster.master, info=info2, driver_kwargs=cluster.driver_kwargs())
     second.driver.start()
     second.scheduler.wait_for(lambda: second.scheduler.framework_ids or second.scheduler.reregistrations,
                               what="resubscription")

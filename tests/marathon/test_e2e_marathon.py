@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 
+import requests
+
 from tests.conftest import wait_for
+from tests.marathon.conftest import OPEN_AND_SECURE
 
 APP = {"cpus": 0.1, "mem": 16, "cmd": "sleep 600"}
 
@@ -18,6 +21,7 @@ def no_deployments(api, timeout=30.0):
     wait_for(lambda: api.get("/v2/deployments").json() == [], timeout, message="deployments to finish")
 
 
+@OPEN_AND_SECURE
 def test_app_runs_scales_and_replaces_killed_tasks(marathon):
     api = marathon
     response = api.post("/v2/apps", json={"id": "/web", "instances": 3, "portDefinitions": [{"port": 0}, {"port": 0}],
@@ -52,6 +56,7 @@ def test_app_runs_scales_and_replaces_killed_tasks(marathon):
     assert api.get("/v2/apps/web").status_code == 404
 
 
+@OPEN_AND_SECURE
 def test_failing_command_backs_off_and_is_visible_in_queue(marathon):
     api = marathon
     api.post("/v2/apps", json={"id": "/crash", "instances": 1, **APP, "cmd": "exit 1",
@@ -106,6 +111,7 @@ def test_rolling_restart_keeps_capacity(marathon):
     assert lowest >= 2
 
 
+@OPEN_AND_SECURE
 def test_bad_definitions_get_marathon_errors(marathon):
     api = marathon
     response = api.post("/v2/apps", json={"id": "/bad", "cmd": "x", "instances": -1})
@@ -114,6 +120,11 @@ def test_bad_definitions_get_marathon_errors(marathon):
                                "details": [{"path": "/instances", "errors": ["got -1, expected 0 or more"]}]}
     response = api.post("/v2/apps", data="{nope", headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and response.json()["message"] == "Invalid JSON"
+    if api.cluster.security is not None:
+        # A good definition without credentials is refused before it is read.
+        response = requests.post(f"{api.url}/v2/apps", json={"id": "/anonymous", **APP}, verify=api.ca_file,
+                                 timeout=10)
+        assert response.status_code == 401, response.text
     assert api.get("/v2/apps").json() == {"apps": []}
 
 

@@ -14,17 +14,9 @@ from offerd.common.actor import Actor
 from offerd.common.credentials import Credential, new_nonce, prove
 from offerd.common.transport import AUTH, AUTH_FAIL, AUTH_OK, CHALLENGE, MAGIC, PROOF, Backoff, Client, Server, encode
 from offerd.proto import offerd_pb2 as pb
+from tests.conftest import wait_for
 
 SECRETS = {"sched": "right-secret"}
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture
@@ -68,10 +60,13 @@ def stop(actor):
     actor.join(5)
 
 
-def curve_dealer(port, server_public):
+def curve_dealer(port, server_public, identity: bytes | None = None):
+    """A raw encrypted DEALER with a fresh key pair (and, if given, a chosen routing id)."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
     public, secret = zmq.curve_keypair()
     sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_public, public, secret
+    if identity is not None:
+        sock.setsockopt(zmq.IDENTITY, identity)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, 3000)
     sock.connect(f"tcp://127.0.0.1:{port}")
@@ -201,13 +196,7 @@ def test_a_connection_cannot_switch_principal(secure_server, keys):
 def test_a_reused_routing_id_does_not_inherit_the_principal(secure_server, keys):
     server, received, lost = secure_server
     identity = b"victim-id"
-    victim = zmq.Context.instance().socket(zmq.DEALER)
-    public, secret = zmq.curve_keypair()
-    victim.curve_serverkey, victim.curve_publickey, victim.curve_secretkey = keys[0], public, secret
-    victim.setsockopt(zmq.IDENTITY, identity)
-    victim.setsockopt(zmq.LINGER, 0)
-    victim.setsockopt(zmq.RCVTIMEO, 3000)
-    victim.connect(f"tcp://127.0.0.1:{server.port}")
+    victim = curve_dealer(server.port, keys[0], identity)
     nonce = new_nonce()
     victim.send_multipart([MAGIC, AUTH, b"sched", nonce])
     challenge = victim.recv_multipart()[2]
@@ -216,18 +205,15 @@ def test_a_reused_routing_id_does_not_inherit_the_principal(secure_server, keys)
     assert server.principal(identity) == "sched"
     victim.close()
     # The attacker learnt the routing id and connects under it with its own key.
-    attacker = zmq.Context.instance().socket(zmq.DEALER)
-    public, secret = zmq.curve_keypair()
-    attacker.curve_serverkey, attacker.curve_publickey, attacker.curve_secretkey = keys[0], public, secret
-    attacker.setsockopt(zmq.IDENTITY, identity)
-    attacker.setsockopt(zmq.LINGER, 0)
-    attacker.setsockopt(zmq.RCVTIMEO, 3000)
-    attacker.connect(f"tcp://127.0.0.1:{server.port}")
-    deadline = time.monotonic() + 5
-    while not received and time.monotonic() < deadline:
+    attacker = curve_dealer(server.port, keys[0], identity)
+
+    def served():
+        # libzmq refuses the id until the server has seen the victim's connection close.
         attacker.send_multipart(encode(pb.Call(type=pb.Call.REVIVE)))
         attacker.poll(200)
-    assert received, "the attacker's connection was never served"
+        return received
+
+    wait_for(served, timeout=30, message="the attacker's connection to be served")
     assert received[-1][1] is None
     assert identity in lost  # the upper layer was told the old connection is gone
     assert server.stats.rebound_peers >= 1

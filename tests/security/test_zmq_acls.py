@@ -8,13 +8,11 @@ its executor's, or the framework's), register_agents, and root.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from offerd.common.resources import Resources
 from offerd.proto import offerd_pb2 as pb
-from tests.security.zmq_peers import (Event, FakeSlave, Scheduler, SlaveEvent, is_update, metric, start_master,
+from tests.security.zmq_peers import (Event, FakeSlave, Scheduler, SlaveEvent, cluster_of_peers, is_update, metric,
                                       task_info)
 
 UNAUTHORIZED = pb.TaskStatus.REASON_TASK_UNAUTHORIZED
@@ -22,22 +20,8 @@ UNAUTHORIZED = pb.TaskStatus.REASON_TASK_UNAUTHORIZED
 
 @pytest.fixture
 def cluster(tmp_path):
-    """start(**flags) -> master; peer(cls, principal) -> a connected peer. All stopped after the test."""
-    made = []
-
-    def start(acls=None, **flags):
-        if acls is not None:
-            flags["acls"] = json.dumps(acls)
-        made.append(start_master(tmp_path, **{"authenticate_frameworks": True, "authenticate_agents": True, **flags}))
-        return made[-1]
-
-    def peer(cls, principal=None):
-        made.append(cls(made[0], principal))
-        return made[-1]
-
-    yield start, peer
-    for thing in reversed(made):
-        (thing.close if hasattr(thing, "close") else thing.stop)()
+    """Masters that authenticate schedulers and slaves, and their peers (zmq_peers.cluster_of_peers)."""
+    yield from cluster_of_peers(tmp_path, authenticate_frameworks=True, authenticate_agents=True)
 
 
 def launch(scheduler: Scheduler, slave: FakeSlave, *tasks: pb.TaskInfo, allowed: str):

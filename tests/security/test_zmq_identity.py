@@ -19,26 +19,16 @@ from offerd.master.registry import Registrar
 from offerd.master.registry_zk import (AddFramework, AdmitSlave, HAInMemoryBackend, HARegistryState,
                                        MarkSlaveReachable, MarkSlaveUnreachable)
 from offerd.proto import offerd_pb2 as pb
-from tests.security.zmq_peers import (Call, Event, FakeSlave, Scheduler, SlaveCall, SlaveEvent, is_event,
-                                      is_slave_event, is_update, metric, start_master, task_info, wait_for)
+from offerd.slave import Slave
+from offerd.slave.flags import make_flags
+from tests.security.zmq_peers import (Call, Event, FakeSlave, Scheduler, SlaveCall, SlaveEvent, cluster_of_peers,
+                                      is_event, is_slave_event, is_update, metric, task_info, wait_for)
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    """start(**flags) -> master; peers(cls, principal) -> a connected peer. All stopped after the test."""
-    made = []
-
-    def start(**flags):
-        made.append(start_master(tmp_path, **flags))
-        return made[-1]
-
-    def peer(cls, principal=None):
-        made.append(cls(made[0], principal))
-        return made[-1]
-
-    yield start, peer
-    for thing in reversed(made):
-        (thing.close if hasattr(thing, "close") else thing.stop)()
+    """start(**flags) -> master; peer(cls, principal) -> a connected peer (zmq_peers.cluster_of_peers)."""
+    yield from cluster_of_peers(tmp_path)
 
 
 SECURE = dict(authenticate_frameworks=True, authenticate_agents=True)
@@ -194,7 +184,8 @@ def test_slave_register_without_credentials_is_refused(cluster):
     assert recorded["id"] == honest.slave_id and recorded["principal"] == "slave1"
 
 
-def test_reregister_of_another_slaves_id_is_refused_and_its_tasks_keep_running(cluster):
+def alice_running_on_slave1(cluster):
+    """A master, Alice's framework and t1 RUNNING on slave1 (the victim)."""
     start, peer = cluster
     master = start(**SECURE)
     victim = peer(FakeSlave, "slave1")
@@ -202,7 +193,12 @@ def test_reregister_of_another_slaves_id_is_refused_and_its_tasks_keep_running(c
     alice = peer(Scheduler, "alice")
     alice.subscribe()
     running_task(alice, victim, "t1")
+    return master, alice, victim
 
+
+def test_reregister_of_another_slaves_id_is_refused_and_its_tasks_keep_running(cluster):
+    master, alice, victim = alice_running_on_slave1(cluster)
+    peer = cluster[1]
     attacker = peer(FakeSlave, "slave2")
     error = attacker.reregister(victim.slave_id, tasks=[]).error.message
     assert f"slave {victim.slave_id} is bound to a principal this connection has not proven" in error
@@ -281,14 +277,8 @@ def test_registry_keeps_slave_and_framework_principals_and_reads_old_entries():
 @pytest.fixture
 def two_slaves(cluster):
     """A master, Alice's framework with t1 RUNNING on slave1 (the victim), and slave2 (the attacker)."""
-    start, peer = cluster
-    master = start(**SECURE)
-    victim = peer(FakeSlave, "slave1")
-    victim.register()
-    alice = peer(Scheduler, "alice")
-    alice.subscribe()
-    running_task(alice, victim, "t1")
-    attacker = peer(FakeSlave, "slave2")
+    master, alice, victim = alice_running_on_slave1(cluster)
+    attacker = cluster[1](FakeSlave, "slave2")
     attacker.register()
     return master, alice, victim, attacker
 
@@ -329,7 +319,7 @@ def test_a_terminal_resend_for_a_completed_task_is_acknowledged_not_forwarded(tw
     alice.call(Call.ACKNOWLEDGE, acknowledge=Call.Acknowledge(slave_id=finished.slave_id, task_id=finished.task_id,
                                                               uuid=finished.uuid))
     victim.expect(is_slave_event(SlaveEvent.ACKNOWLEDGE))
-    wait_for(lambda: frameworks_json(master)[0]["completed_tasks"], what="t1 to be completed")
+    wait_for(lambda: frameworks_json(master)[0]["completed_tasks"], message="t1 to be completed")
 
     victim.update(alice.framework_id, "t1", pb.TASK_FINISHED, uuid=uuid)  # the resend crossing the ack
     ack = victim.expect(is_slave_event(SlaveEvent.ACKNOWLEDGE)).acknowledge
@@ -378,7 +368,7 @@ def test_executor_messages_and_exits_only_for_executors_on_the_sending_slave(clu
     executor_message(attacker, b"forged")
     exited(attacker)
     wait_for(lambda: metric(master, "master/invalid_executor_to_framework_messages") == invalid + 1
-             and metric(master, "master/invalid_exited_executors") == 1, what="both refusals counted")
+             and metric(master, "master/invalid_exited_executors") == 1, message="both refusals counted")
     executor_message(victim, b"genuine")
     message = alice.until(is_event(Event.MESSAGE))
     assert [m.message.data for m in message if is_event(Event.MESSAGE)(m)] == [b"genuine"]
@@ -392,9 +382,6 @@ def test_executor_messages_and_exits_only_for_executors_on_the_sending_slave(clu
 
 def test_a_real_slave_keeps_its_id_and_running_task_against_another_principal(cluster, tmp_path):
     """The real slave daemon, authenticated by --credential, running a real process."""
-    from offerd.slave import Slave
-    from offerd.slave.flags import make_flags
-
     start, peer = cluster
     master = start(**SECURE)
     credential_file = tmp_path / "slave1.credential"
@@ -404,7 +391,7 @@ def test_a_real_slave_keeps_its_id_and_running_task_against_another_principal(cl
                             credential=str(credential_file), heartbeat_interval=0.2,
                             registration_backoff_factor=0.1, executor_shutdown_grace_period=1.0)).start()
     try:
-        slave_id = wait_for(lambda: real.slave_id, what="the real slave to register")
+        slave_id = wait_for(lambda: real.slave_id, message="the real slave to register")
         assert slaves_json(master)[0]["principal"] == "slave1"
         alice = peer(Scheduler, "alice")
         alice.subscribe(user=getpass.getuser())  # a user that exists here

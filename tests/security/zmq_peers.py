@@ -27,6 +27,7 @@ from offerd.common.transport import Backoff, Client
 from offerd.master.daemon import Master
 from offerd.master.flags import master_flags
 from offerd.proto import offerd_pb2 as pb
+from tests.conftest import wait_for  # noqa: F401 (the tests import it from here with the peers)
 
 Call, Event, SlaveCall, SlaveEvent = pb.Call, pb.Event, pb.SlaveCall, pb.SlaveEvent
 LAUNCH = pb.Offer.Operation.LAUNCH
@@ -53,19 +54,31 @@ def start_master(tmp_path, **flags) -> Master:
     return Master(master_flags(**values)).start()
 
 
+def cluster_of_peers(tmp_path, **defaults):
+    """For a fixture to `yield from`: (start, peer). start(acls=None, **flags) -> a
+    master with `defaults` under `flags`; peer(cls, principal) -> a connected peer
+    of the first master. Everything made is stopped afterwards."""
+    made = []
+
+    def start(acls=None, **flags):
+        if acls is not None:
+            flags["acls"] = json.dumps(acls)
+        made.append(start_master(tmp_path, **{**defaults, **flags}))
+        return made[-1]
+
+    def peer(cls, principal=None):
+        made.append(cls(made[0], principal))
+        return made[-1]
+
+    try:
+        yield start, peer
+    finally:
+        for thing in reversed(made):
+            (thing.close if hasattr(thing, "close") else thing.stop)()
+
+
 def metric(master: Master, key: str) -> float:
     return master.read_metrics().get(key, 0)
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def is_event(kind):
