@@ -1,4 +1,4 @@
-"""A real ZooKeeper for the tests (STYLE habit 11; after kazoo/testing/harness.py).
+"""A real ZooKeeper for the tests (after kazoo/testing/harness.py).
 
 `ZooKeeperServer` runs one server, or a whole ensemble, from the system install
 (Debian's ``zookeeper`` package: java + /usr/share/java/zookeeper.jar, whose

@@ -1,6 +1,5 @@
 """Placement constraints, each a small checker that returns None (fits) or a
-reason (reference §3 `constraints`; STYLE habit 5, after nomad's feasibility
-checkers). A checker sees the offer's field value and the values of the app's
+reason. A checker sees the offer's field value and the values of the app's
 already placed instances."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deployment plans (reference §4.1) and the rolling-restart arithmetic (§4.2).
+"""Deployment plans and the rolling-restart arithmetic.
 
 A plan is computed from the affected apps before (`original`) and after
 (`target`) a change: Stop, then Start, then Scale/Restart ordered by the
@@ -94,7 +94,7 @@ def build_plan(original: dict, target: dict, restart: set[str] = frozenset(),
 
 @dataclass
 class RollingRestart:
-    """Counts of one RestartApplication, per §4.2."""
+    """Counts of one RestartApplication, as Marathon computes them."""
 
     instances: int
     min_healthy: int

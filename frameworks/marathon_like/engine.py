@@ -42,7 +42,7 @@ class Engine:
         return sorted(instances, key=key)
 
     def _expire_unreachable(self, app: dict) -> None:
-        """unreachableStrategy (§3): past inactiveAfterSeconds an unreachable instance no longer
+        """unreachableStrategy: past inactiveAfterSeconds an unreachable instance no longer
         counts (a replacement launches); past expungeAfterSeconds, or at once when the strategy
         is "disabled", it is killed and forgotten."""
         now = ids.now()

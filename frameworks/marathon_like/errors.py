@@ -1,4 +1,4 @@
-"""The one error root of the Marathon-like framework and its wire bodies (§1.1).
+"""The one error root of the Marathon-like framework and its wire bodies.
 
 Everything the API refuses is raised as a :class:`MarathonError`; the single
 Flask error handler in ``api`` turns it into Marathon's JSON body.

@@ -1,4 +1,4 @@
-"""The internal event bus behind ``/v2/events`` (reference §4.7)."""
+"""The internal event bus behind ``/v2/events``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Group operations (reference §2 /v2/groups) on top of the core's apps.
+"""Group operations on top of the core's apps.
 
 A group is the set of apps under its path, plus optional stored settings
 (`core.groups`: dependencies, and empty groups created by POST). Versions of a

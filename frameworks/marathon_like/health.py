@@ -1,4 +1,4 @@
-"""Marathon-level health checks: HTTP, TCP and COMMAND (reference §3.2, §4.5).
+"""Marathon-level health checks: HTTP, TCP and COMMAND.
 
 Checks run on a small thread pool outside the core lock; results are applied
 under it. COMMAND checks run on this host with the task's environment (Marathon
@@ -50,7 +50,7 @@ def run_check(check: dict, host: str, port: int | None, env: dict) -> str | None
 
 
 def run_readiness(check: dict, host: str, port: int | None) -> dict:
-    """One readiness probe: {"ready", "lastResponse"} (reference §3 readinessChecks)."""
+    """One readiness probe: {"ready", "lastResponse"}."""
     timeout = max(0.1, float(check.get("timeoutSeconds", 10)))
     cls = http.client.HTTPSConnection if check.get("protocol") == "HTTPS" else http.client.HTTPConnection
     try:

@@ -1,4 +1,4 @@
-"""Marathon's path ids, timestamps and task ids (reference §1)."""
+"""Marathon's path ids, timestamps and task ids."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The launch queue: how many instances each app still needs, its backoff, and
-the offer statistics that explain why it waits (reference §4.4)."""
+the offer statistics that explain why it waits."""
 
 from __future__ import annotations
 

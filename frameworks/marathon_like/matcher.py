@@ -121,7 +121,7 @@ def _label_key(key: str) -> str:
 
 
 def task_env(app: dict, task_id: str, host: str, ports: list[int]) -> dict[str, str]:
-    """The environment Marathon gives a task (reference §3 "Port env vars")."""
+    """The environment Marathon gives a task."""
     env = {k: v for k, v in (app.get("env") or {}).items() if isinstance(v, str)}
     definitions = app["portDefinitions"]
     for index, port in enumerate(ports):

@@ -1,4 +1,4 @@
-"""Apps, instances and their JSON shapes (reference §3).
+"""Apps, instances and their JSON shapes.
 
 An app is kept as a plain dict in Marathon's JSON shape with every default
 filled in, so the API can return it as is; an :class:`Instance` is one task.
@@ -79,7 +79,7 @@ def with_defaults(app: dict) -> dict:
 
 
 def app_json(app: dict) -> dict:
-    """The App JSON of §3 (service ports in `ports` too, as Marathon 1.4 shows them)."""
+    """The App JSON (service ports in `ports` too, as Marathon 1.4 shows them)."""
     out = {k: v for k, v in app.items() if not k.startswith("_")}
     out["ports"] = [p["port"] for p in app["portDefinitions"]]
     return out

@@ -54,22 +54,23 @@ class MarathonScheduler(Scheduler):
             self.core.on_status(status)
 
     def error(self, driver, message):
+        # The driver is aborted once it reports an error (as Mesos' is): whatever the
+        # reason, this process can no longer schedule, so it ends saying why and its
+        # supervisor (or an operator) starts a fresh one.
         log.error("driver error: %s", message)
+        reason = message
         if "refused authentication" in message:
-            # Retrying with the same principal and secret cannot succeed: end, saying why.
-            self.core.fatal_reason = (f"{message} (check --mesos_authentication_principal and "
-                                      "--mesos_authentication_secret_file against the master's --credentials)")
-            self.core.fatal.set()
-            return
-        if "has been removed" in message:
-            # Our framework id is dead for good: forget it and the tasks it owned, and end
-            # this process so its supervisor starts a fresh one that registers anew.
+            reason = (f"{message} (check --mesos_authentication_principal and "
+                      "--mesos_authentication_secret_file against the master's --credentials)")
+        elif "has been removed" in message:
+            # Our framework id is dead for good: forget it and the tasks it owned, so
+            # the next start registers anew.
             with self.core.lock:
                 self.core.storage.save_framework_id(None)
                 for task_id in list(self.core.instances):
                     self.core.storage.delete_instance(task_id)
-            self.core.fatal_reason = message
-            self.core.fatal.set()
+        self.core.fatal_reason = reason
+        self.core.fatal.set()
 
 
 class Ticker:

@@ -3,7 +3,7 @@
 :class:`Storage` is what the core asks for: app versions, deployments, instances,
 task failures and the framework id, as JSON-able dicts. :class:`KeyValueStorage`
 implements it once over a tiny key-value backend, with Marathon's layout
-(reference §4.8: ``<category>/<id with / → _>[/<version>]``):
+(``<category>/<id with / → _>[/<version>]``):
 
     apps/<id>                   the current definition
     app-versions/<id>/<ts>      every version (the newest ``max_versions`` kept)

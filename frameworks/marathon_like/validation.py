@@ -1,5 +1,5 @@
 """Semantic validation of app definitions: pure functions returning Marathon's
-``[{"path", "errors"}]`` details (empty when valid). Reference §1.1, §3."""
+``[{"path", "errors"}]`` details (empty when valid)."""
 
 from __future__ import annotations
 

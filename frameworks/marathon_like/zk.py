@@ -1,6 +1,6 @@
 """ZooKeeper: the state store and the leader election of ``--zk zk://host:port/marathon``.
 
-Layout under the URL's path (reference §4.8):
+Layout under the URL's path:
 
     <path>/state/<category>/<name>   one znode per stored value (storage.KeyValueStorage)
     <path>/leader/                   kazoo's election recipe; the data of each

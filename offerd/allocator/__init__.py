@@ -1,4 +1,4 @@
-"""Allocators: pure libraries that decide who is offered what (DESIGN.md §6).
+"""Allocators: pure libraries that decide who is offered what.
 
 ``create_allocator(name, **options)`` picks one by name (``--allocator``):
 first among the ``offerd.allocators`` entry points of installed packages (so a

@@ -1,4 +1,4 @@
-"""The one-thread-owns-the-state model of every offerd daemon (DESIGN.md §4).
+"""The one-thread-owns-the-state model of every offerd daemon.
 
 An :class:`Actor` runs a ZeroMQ poller, timers and message handlers on a single
 thread. Domain state belongs to that thread alone, so it needs no locks. Other

@@ -1,11 +1,11 @@
-"""Leader election and detection: small recipes behind two interfaces (STYLE habit 10).
+"""Leader election and detection: small recipes behind two interfaces.
 
 A *contender* puts one master forward and says when it leads and when it must
 stop; a *detector* tells anyone who leads now. Each has a standalone
 implementation (one master, no ZooKeeper) and a ZooKeeper one, picked by
 `create_contender` / `create_detector` from the ``--zk`` URL.
 
-ZooKeeper layout, as Mesos writes it (mesos.md §1.13): every master creates an
+ZooKeeper layout, as Mesos writes it: every master creates an
 ephemeral, sequential znode ``<path>/json.info_<10 digits>`` holding its
 MasterInfo as JSON (the document ``/master/info`` serves, with ``zmq_port``);
 the member with the lowest sequence number leads. Groups are a handful of

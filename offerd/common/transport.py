@@ -59,6 +59,8 @@ NO_AUTH = b"~noauth"
 MAX_PRINCIPAL_BYTES = 256
 # A failed proof is answered this much later, which slows down guessing.
 AUTH_FAILURE_DELAY = 0.5
+# Failed handshakes waiting for their delayed answer, at most.
+MAX_DELAYED_REFUSALS = 1000
 # A client whose authentication is not answered in this time tries again.
 AUTH_TIMEOUT = 10.0
 
@@ -175,6 +177,7 @@ class Server:
         self._principals: dict[bytes, str] = {}
         self._peer_keys: dict[bytes, bytes] = {}
         self._challenges: dict[bytes, tuple[str, bytes, bytes]] = {}
+        self._delayed_refusals = 0
 
         sock = actor.context.socket(zmq.ROUTER)
         if curve_key is not None:
@@ -346,8 +349,17 @@ class Server:
 
     def _refuse_auth(self, peer: bytes, reason: str) -> None:
         self.stats.authentication_failures += 1
+        if self._delayed_refusals >= MAX_DELAYED_REFUSALS:
+            # A flood of failing handshakes: beyond this many waiting answers the
+            # rest get none (their clients time out), so the flood costs no memory.
+            return
+        self._delayed_refusals += 1
         frames = [MAGIC, AUTH_FAIL, reason.encode()]
-        self.actor.call_later(AUTH_FAILURE_DELAY, self._send_frames, peer, frames)
+
+        def answer():
+            self._delayed_refusals -= 1
+            self._send_frames(peer, frames)
+        self.actor.call_later(AUTH_FAILURE_DELAY, answer)
 
     def _check_liveness(self) -> None:
         now = time.monotonic()

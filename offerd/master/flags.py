@@ -1,4 +1,4 @@
-"""The master's flags, with Mesos' names and defaults (mesos.md §1.16)."""
+"""The master's flags, with Mesos' names and defaults."""
 
 from __future__ import annotations
 

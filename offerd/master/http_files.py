@@ -113,10 +113,12 @@ def _slave_tls():
     return context
 
 
-def _caller_authorization() -> dict[str, str]:
-    # Forwarded so a slave that authenticates its endpoints sees the same caller.
+def _caller_authorization(context) -> dict[str, str]:
+    # Forwarded so a slave that authenticates its endpoints sees the same caller, but
+    # only over https to a slave the CA vouches for: never a password in clear, nor
+    # to whatever address a rogue slave registered with.
     header = request.headers.get("Authorization")
-    return {"Authorization": header} if header else {}
+    return {"Authorization": header} if header and context is not None else {}
 
 
 def _fetch(slave: dict, path: str, params: dict | None = None, raw: bool = False):
@@ -125,7 +127,8 @@ def _fetch(slave: dict, path: str, params: dict | None = None, raw: bool = False
     if params:
         url += "?" + urllib.parse.urlencode(params)
     try:
-        answer = fetch(url, ssl_context=context, headers=_caller_authorization(), timeout=SLAVE_TIMEOUT)
+        answer = fetch(url, ssl_context=context, headers=_caller_authorization(context),
+                       timeout=SLAVE_TIMEOUT)
     except OSError as exc:
         hint = " (is it serving https with a certificate --ssl_ca_file trusts?)" if context is not None else ""
         raise ProxyError(f"cannot reach slave {slave['id']} at {slave_address(slave)}: {exc}{hint}", 502) from None

@@ -1,6 +1,6 @@
 """HTTP of a master that may not lead: standby redirects and the gone-slave call.
 
-A standby (mesos.md §1.13) serves read-only endpoints itself, but:
+A standby serves read-only endpoints itself, but:
 
 * ``/master/info`` answers with the *leader's* MasterInfo, so clients given any
   master's ``host:port`` find the leader (offerd/common/detector.py);

@@ -17,7 +17,7 @@ is known) and ignores protocol messages. Once elected it
    whose scheduler does not resubscribe in time is removed, its tasks killed.
 
 Frameworks and tasks are not in the registry: the new leader rebuilds them from
-slave reregistrations and scheduler resubscriptions (mesos.md §1.12).
+slave reregistrations and scheduler resubscriptions.
 
 A leader that loses its ZooKeeper session, or its connection to ZooKeeper (the
 session may expire any moment after), **abdicates by exiting the process** with

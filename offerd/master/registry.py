@@ -1,7 +1,7 @@
-"""The master's registry: what must survive a master restart (mesos.md §1.12).
+"""The master's registry: what must survive a master restart.
 
 Durable changes are operation objects with a pure ``apply(state)`` that returns
-the next state or raises `RegistryError` (STYLE habit 6), as Mesos'
+the next state or raises `RegistryError`, as Mesos'
 ``registry_operations.hpp``. A `Registrar` applies one to the current state
 and stores the result through a backend, with a version check so two writers
 cannot silently overwrite each other. Backends: in memory (tests, no

@@ -1,10 +1,10 @@
-"""The HA registry: what a new leading master needs to take over (mesos.md §1.12).
+"""The HA registry: what a new leading master needs to take over.
 
 It extends `registry.RegistryState` (weights, quota) with the master's own
 bookkeeping: admitted slaves, unreachable slaves with the time they were marked,
 slaves an operator marked gone, the frameworks' failover timeouts (which Mesos
 loses on failover; offerd keeps them) and the leading MasterInfo. Every change
-is an operation with a pure ``apply`` (STYLE habit 6), applied by the same
+is an operation with a pure ``apply``, applied by the same
 `registry.Registrar`; operations of registry.py (UpdateWeights, UpdateQuota...)
 work on this state unchanged, since they use ``dataclasses.replace``.
 

@@ -222,7 +222,7 @@ class Updates:
                                     task.slave_id, task.executor_id or None)
 
     def reconcile_one(self, framework: Framework, task_id: str, slave_id: str, message: str) -> pb.TaskStatus:
-        """What the master can say about one task (mesos.md §1.6)."""
+        """What the master can say about one task."""
         task = framework.tasks.get(task_id) or framework.completed_tasks.get(task_id)
         if task is not None:
             return self._latest(task, message)

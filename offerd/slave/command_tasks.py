@@ -1,4 +1,4 @@
-"""Command tasks: the slave is their executor (DESIGN.md §7).
+"""Command tasks: the slave is their executor.
 
 Mesos starts a command executor process per command task; here the slave
 supervises the task's process itself, so a task costs one process launch and no

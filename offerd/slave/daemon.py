@@ -103,7 +103,7 @@ class Slave:
         actor.start()
         self._running = True
         self._http.start()
-        log.info("slave listening on http://%s:%d%s, resources %s", flags.ip, self.http_port,
+        log.info("slave listening on %s://%s:%d%s, resources %s", self._http.scheme, flags.ip, self.http_port,
                  f", executors on {endpoint}" if endpoint else "", resources)
         return self
 

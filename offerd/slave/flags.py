@@ -10,7 +10,7 @@ from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, p
 
 CONTAINERIZERS = ("posix", "simulated")
 
-# What --isolation may name (DESIGN.md §7). The posix isolators report usage
+# What --isolation may name. The posix isolators report usage
 # and enforce nothing, as in Mesos; the others need root (and cgroups).
 KNOWN_ISOLATORS = frozenset({
     "posix/cpu", "posix/mem", "posix/disk",

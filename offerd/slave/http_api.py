@@ -265,6 +265,8 @@ def filter_state(state: dict, owners: dict, acls: Authorizer, principal: str | N
     out = dict(state)
     for key in ("frameworks", "completed_frameworks"):
         out[key] = [f for f in (framework_json(x) for x in state.get(key, [])) if f is not None]
+    if not acls.allowed(principal, "view_flags"):
+        out.pop("flags", None)  # as /flags refuses them (and Mesos' agent leaves them out)
     return out
 
 

@@ -3,7 +3,7 @@
 Each task has a stream. Only the update at the head of a stream is in flight; it
 is sent again with exponential backoff (initial interval, doubling, capped) until
 the scheduler's acknowledgement of exactly that uuid comes back through the
-master, and only then is the next update of the stream sent (Mesos §1.7). Every
+master, and only then is the next update of the stream sent. Every
 SlaveCall UPDATE also carries the task's latest state, so the master can free a
 task's resources as soon as the task ends even while earlier updates await
 acknowledgement. While the slave is disconnected nothing is sent; on

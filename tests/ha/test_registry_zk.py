@@ -1,5 +1,5 @@
 """The HA registry: pure operations, and one contract over its backends
-(in memory and a real ZooKeeper), STYLE habit 3."""
+(in memory and a real ZooKeeper)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The porting promise (DESIGN.md §8) on a real cluster: a framework and an executor
+"""The porting promise on a real cluster: a framework and an executor
 written for Mesos' Python bindings, with only their imports changed, run to the end.
 
 tests/porting/porting_framework.py launches five tasks into its own executor

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A framework written for Mesos' Python bindings, ported by changing only imports.
 
-This is the porting promise of DESIGN.md §8 kept honest: everything below the
+This is offerd's porting promise kept honest: everything below the
 imports is written the way Mesos' own test framework is (src/examples/python/
 test_framework.py), against the mesos.interface / mesos.native API. With Mesos
 the imports were:

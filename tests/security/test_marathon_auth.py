@@ -243,6 +243,28 @@ def test_marathon_with_a_wrong_secret_is_refused_and_exits(tmp_path):
     assert "not-the-right-one" not in marathon.log()
 
 
+def test_marathon_refused_by_the_acls_exits_saying_why(tmp_path):
+    """An authenticated Marathon whose role the master's ACLs refuse cannot schedule: it ends."""
+    credentials = write_credentials(tmp_path / "master-credentials", ("marathon", "the-right-one"))
+    secret_file = tmp_path / "marathon.secret"
+    secret_file.write_text("the-right-one\n")
+    acls = '{"register_frameworks": [{"principals": {"values": ["marathon"]}, "roles": {"type": "NONE"}}]}'
+    cluster = LocalCluster(slaves=0, port=free_base_port(0), work_dir=str(tmp_path / "cluster"),
+                           log_dir=str(tmp_path / "logs"),
+                           master_args=[f"--credentials={credentials}", "--authenticate_frameworks", f"--acls={acls}"])
+    cluster.start(timeout=60)
+    marathon = MarathonProcess(tmp_path, f"--master={cluster.master}", "--mesos_authentication_principal=marathon",
+                               f"--mesos_authentication_secret_file={secret_file}")
+    try:
+        wait_for(lambda: marathon.proc.poll() is not None, timeout=60, message="marathon to give up")
+        assert marathon.proc.returncode != 0
+        assert "register_frameworks" in marathon.log()
+        assert not [f for f in cluster.state()["frameworks"] if f["name"] == "marathon"]
+    finally:
+        marathon.stop()
+        cluster.stop()
+
+
 def test_info_hides_the_zookeeper_password(tmp_path, zk_url):
     """--zk and --master with user:password@: /v2/info and the log show neither password."""
     assert zk_url.startswith("zk://")

@@ -116,6 +116,9 @@ def test_flags_need_view_flags(guarded):
     assert refused.status_code == 403 and "view_flags" in refused.json()["message"]
     allowed = _get(guarded, "/flags", auth=OWNER)
     assert allowed.status_code == 200 and "work_dir" in allowed.json()["flags"]
+    # /state carries the flags too: only for those who may see them.
+    assert "flags" in _get(guarded, "/state", auth=OWNER).json()
+    assert "flags" not in _get(guarded, "/state", auth=OTHER).json()
 
 
 def test_state_and_statistics_show_only_what_the_principal_may_view(guarded):

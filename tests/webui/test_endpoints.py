@@ -1,4 +1,4 @@
-"""The endpoints the web UI and CLI read: Mesos' key lists (reference §5),
+"""The endpoints the web UI and CLI read: Mesos' key lists,
 agreement between endpoints, Prometheus text, and the sandbox proxy's refusals.
 No browser needed."""
 

@@ -1,7 +1,7 @@
 """The Marathon v2 REST API: a Flask app factory, one blueprint per resource.
 
 Views parse (schemas.py), call the core, and shape JSON; one error handler
-turns every refusal into Marathon's body (reference §1.1).
+turns every refusal into Marathon's body.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ MAX_BODY = 1024 * 1024
 
 
 class CollapseSlashes:
-    """WSGI middleware: `/v2/apps//foo` is `/v2/apps/foo`, never a redirect (§5.8)."""
+    """WSGI middleware: `/v2/apps//foo` is `/v2/apps/foo`, never a redirect."""
 
     def __init__(self, app):
         self.app = app

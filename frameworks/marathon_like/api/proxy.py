@@ -1,4 +1,4 @@
-"""Non-leaders answer by forwarding to the leader (reference §4.8).
+"""Non-leaders answer by forwarding to the leader.
 
 Every API call is proxied as is; `/v2/events` gets a redirect instead (a stream
 through a proxy would hold a thread per subscriber). The page at /ui/ and /ping

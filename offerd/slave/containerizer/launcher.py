@@ -1,6 +1,6 @@
 """The launcher: how a container's process enters its cgroups and namespaces.
 
-A task costs one process launch (DESIGN.md §7), never a Python interpreter and
+A task costs one process launch, never a Python interpreter and
 never a fork of the slave's heap: Python's subprocess uses vfork unless a
 preexec_fn is given, and fork()ing a slave of some hundred MB costs tens of ms.
 So nothing runs in Python between fork and exec. Whatever a container needs
