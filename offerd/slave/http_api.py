@@ -114,6 +114,12 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
         the check, so a refused caller does not learn what exists."""
         if acls is not None:
             framework_id, executor_id = sandbox_of(view.work_dir, path)
+            if executor_id is None:
+                # Above the sandboxes (a listing of frameworks or executors) nothing can be
+                # attributed to a user, and a listing tells whose sandboxes exist: refused,
+                # as the master's proxy refuses it.
+                raise Forbidden("Not authorized by ACL 'access_sandboxes': with --acls only an executor's "
+                                "sandbox (work_dir/slaves/<id>/frameworks/<fid>/executors/<eid>/...) can be read")
             refuse_unless("access_sandboxes", _executor_owner(view.owners(), framework_id, executor_id))
         if not os.path.exists(path):
             raise NotFound(f"No such file or directory: {request.args.get('path', '')}")

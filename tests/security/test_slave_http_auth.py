@@ -21,11 +21,13 @@ from tests.conftest import wait_for
 USER = getpass.getuser()  # the framework's user, hence the task's and its sandbox's
 OWNER = ("owner", "owner-secret")
 OTHER = ("other", "other-secret")
+AUDITOR = ("auditor", "auditor-secret")  # may read every user's sandbox
 
 ACLS = {
     "permissive": False,
     "access_sandboxes": [{"principals": {"values": ["owner"]}, "users": {"values": [USER]}},
-                         {"principals": {"values": ["other"]}, "users": {"values": ["somebody-else"]}}],
+                         {"principals": {"values": ["other"]}, "users": {"values": ["somebody-else"]}},
+                         {"principals": {"values": ["auditor"]}, "users": {"type": "ANY"}}],
     "view_flags": [{"principals": {"values": ["owner"]}, "flags": {"type": "ANY"}}],
     "view_frameworks": [{"principals": {"values": ["owner"]}, "users": {"values": [USER]}}],
     "view_executors": [{"principals": {"values": ["owner"]}, "users": {"values": [USER]}}],
@@ -38,7 +40,7 @@ def guarded(tmp_path_factory):
     """A master, a slave with HTTP authentication and ACLs, and one running task."""
     directory = tmp_path_factory.mktemp("slave-http-auth")
     credentials = directory / "http_credentials"
-    credentials.write_text(json.dumps({"credentials": [{"principal": p, "secret": s} for p, s in (OWNER, OTHER)]}))
+    credentials.write_text(json.dumps({"credentials": [{"principal": p, "secret": s} for p, s in (OWNER, OTHER, AUDITOR)]}))
     master = Master(master_flags(port=0, allocation_interval="100ms")).start()
     slave = Slave(make_flags(
         master=f"127.0.0.1:{master.http_port}", port=0, work_dir=str(directory / "slave"),
@@ -105,10 +107,16 @@ def test_a_refused_principal_does_not_learn_which_files_exist(guarded):
     assert _get(guarded, "/files/read", auth=OWNER, path=absent, offset=0).status_code == 404
 
 
-def test_directories_above_the_sandboxes_need_access_to_any_user(guarded):
-    # Nothing to attribute them to: only a rule for ANY user would allow it.
+def test_directories_above_the_sandboxes_are_refused(guarded):
+    # Nothing to attribute them to, and a listing tells whose sandboxes exist: refused
+    # even to a principal who may read every user's sandbox.
     slaves_root = os.path.dirname(guarded["sandbox"].split("/frameworks/")[0])
-    assert _get(guarded, "/files/browse", auth=OWNER, path=slaves_root).status_code == 403
+    executors = os.path.dirname(guarded["sandbox"].split("/runs/")[0])
+    for path in (slaves_root, executors, guarded["sandbox"].split("/executors/")[0]):
+        for auth in (OWNER, AUDITOR):
+            refused = _get(guarded, "/files/browse", auth=auth, path=path)
+            assert refused.status_code == 403 and "access_sandboxes" in refused.json()["message"], (path, auth)
+    assert _get(guarded, "/files/browse", auth=AUDITOR, path=guarded["sandbox"]).status_code == 200
 
 
 def test_flags_need_view_flags(guarded):
