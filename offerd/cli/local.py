@@ -30,7 +30,6 @@ from offerd.common.logs import setup_logging
 log = logging.getLogger("offerd.local")
 
 # Marathon's default task user on a secure cluster started by root.
-NON_ROOT_USER = "nobody"
 
 LOCAL_FLAGS = [
     Flag("slaves", 2, "Number of slaves to start.", positive_int, "N"),
@@ -162,39 +161,10 @@ class LocalCluster:
     def driver_kwargs(self) -> dict:
         """MesosSchedulerDriver's keyword arguments that reach this cluster as the operator
         principal: credential, master_public_key, ca_file ({} when not secure)."""
-        files = self.security
-        if files is None:
-            return {}
-        from offerd.proto import offerd_pb2 as pb
-
-        credential = pb.Credential(principal=secure_setup.OPERATOR,
-                                   secret=files.secret(secure_setup.OPERATOR).encode())
-        return {"credential": credential, "master_public_key": files.master_public_key, "ca_file": files.ca_file}
+        return secure_setup.driver_kwargs(self.security)
 
     def _security_args(self, process: str) -> list[str]:
-        files = self.security
-        if files is None:
-            return []
-        tls = [f"--ssl_cert_file={files.cert_file}", f"--ssl_key_file={files.key_file}",
-               f"--ssl_ca_file={files.ca_file}"]
-        if process == "master":
-            return ["--authenticate_frameworks", "--authenticate_agents", "--authenticate_http_readonly",
-                    "--authenticate_http_readwrite", f"--credentials={files.credentials_file}",
-                    f"--acls={files.acls_file}", f"--zmq_key_file={files.master_key_secret}", *tls]
-        if process in ("slave", "simulated"):
-            # A simulated fleet runs no tasks and has no sandboxes: it takes no --acls.
-            acls = [f"--acls={files.acls_file}"] if process == "slave" else []
-            return [f"--credential={files.slave_credential_file}",
-                    f"--master_public_key={files.master_public_key_file}",
-                    f"--http_credentials={files.credentials_file}", "--authenticate_http_readonly",
-                    "--authenticate_http_readwrite", *acls, *tls]
-        # The ACLs keep marathon's tasks off root; run as root, its default user would be.
-        user = [f"--mesos_user={NON_ROOT_USER}"] if os.geteuid() == 0 else []
-        return [f"--http_credentials={files.credentials_file}",
-                f"--http_operator_principals={secure_setup.OPERATOR}",
-                "--mesos_authentication_principal=marathon",
-                f"--mesos_authentication_secret_file={files.marathon_secret_file}",
-                f"--master_public_key={files.master_public_key_file}", *user, *tls]
+        return secure_setup.daemon_args(self.security, process) if self.security is not None else []
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "offerd", *args]
@@ -366,7 +336,7 @@ def _banner(cluster: LocalCluster, flags, client_conf: str | None) -> str:
     if flags.marathon:
         lines.append(f"  marathon REST API      {cluster.marathon_url}/v2/apps")
         if client_conf and os.geteuid() == 0:
-            lines.append(f"                         (apps run as '{NON_ROOT_USER}' unless they name a user; "
+            lines.append(f"                         (apps run as '{secure_setup.NON_ROOT_USER}' unless they name a user; "
                          "never as root)")
     lines.append(f"  work directory         {cluster.work_dir}")
     if client_conf:

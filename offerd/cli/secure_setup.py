@@ -29,9 +29,12 @@ from dataclasses import dataclass
 from offerd.common import curve
 from offerd.common.acls import ACTIONS
 from offerd.common.credentials import CredentialError, load_credentials
+from offerd.proto import offerd_pb2 as pb
 
 PRINCIPALS = ("admin", "readonly", "slave", "marathon")
 OPERATOR = "admin"
+# Marathon's tasks run as this user when it is started by root: the ACLs keep them off root.
+NON_ROOT_USER = "nobody"
 READONLY_ACTIONS = ("view_frameworks", "view_tasks", "view_executors", "view_roles", "view_flags",
                     "access_sandboxes", "get_quotas")
 SERVER_NAMES = ("localhost",)
@@ -316,3 +319,36 @@ def write_client_conf(path: str, master: str, files: SecureFiles, principal: str
     except OSError as exc:
         raise SetupError(f"cannot write {path}: {exc}") from None
     return path
+
+
+def daemon_args(files: SecureFiles, process: str) -> list[str]:
+    """The security flags of one daemon of the cluster: `process` is master, slave,
+    simulated (a fleet of simulated slaves) or marathon."""
+    tls = [f"--ssl_cert_file={files.cert_file}", f"--ssl_key_file={files.key_file}", f"--ssl_ca_file={files.ca_file}"]
+    if process == "master":
+        # Every master of a cluster holds the same key pair: clients know one public key.
+        return ["--authenticate_frameworks", "--authenticate_agents", "--authenticate_http_readonly",
+                "--authenticate_http_readwrite", f"--credentials={files.credentials_file}",
+                f"--acls={files.acls_file}", f"--zmq_key_file={files.master_key_secret}", *tls]
+    if process in ("slave", "simulated"):
+        # A simulated fleet runs no tasks and has no sandboxes: it takes no --acls.
+        acls = [f"--acls={files.acls_file}"] if process == "slave" else []
+        return [f"--credential={files.slave_credential_file}", f"--master_public_key={files.master_public_key_file}",
+                f"--http_credentials={files.credentials_file}", "--authenticate_http_readonly",
+                "--authenticate_http_readwrite", *acls, *tls]
+    if process != "marathon":
+        raise ValueError(f"unknown process {process!r}")
+    user = [f"--mesos_user={NON_ROOT_USER}"] if os.geteuid() == 0 else []
+    return [f"--http_credentials={files.credentials_file}", f"--http_operator_principals={OPERATOR}",
+            "--mesos_authentication_principal=marathon",
+            f"--mesos_authentication_secret_file={files.marathon_secret_file}",
+            f"--master_public_key={files.master_public_key_file}", *user, *tls]
+
+
+def driver_kwargs(files: SecureFiles | None) -> dict:
+    """MesosSchedulerDriver's keyword arguments that reach the cluster as the operator
+    principal: credential, master_public_key, ca_file ({} for an open cluster)."""
+    if files is None:
+        return {}
+    credential = pb.Credential(principal=OPERATOR, secret=files.secret(OPERATOR).encode())
+    return {"credential": credential, "master_public_key": files.master_public_key, "ca_file": files.ca_file}

@@ -20,7 +20,6 @@ import time
 import urllib.request
 
 from offerd.cli import secure_setup
-from offerd.proto import offerd_pb2 as pb
 from tests.zookeeper import free_port
 
 
@@ -73,28 +72,13 @@ class HACluster:
 
     def driver_kwargs(self) -> dict:
         """MesosSchedulerDriver's keyword arguments for the operator principal ({} when open)."""
-        files = self.security
-        if files is None:
-            return {}
-        credential = pb.Credential(principal=secure_setup.OPERATOR,
-                                   secret=files.secret(secure_setup.OPERATOR).encode())
-        return {"credential": credential, "master_public_key": files.master_public_key, "ca_file": files.ca_file}
+        return secure_setup.driver_kwargs(self.security)
 
     def _security_args(self, process: str) -> list[str]:
-        files = self.security
-        if files is None:
+        if self.security is None:
             return []
-        tls = [f"--ssl_cert_file={files.cert_file}", f"--ssl_key_file={files.key_file}",
-               f"--ssl_ca_file={files.ca_file}"]
-        if process == "master":
-            # Every master holds the same key pair: clients know one public key for the cluster.
-            return ["--authenticate_frameworks", "--authenticate_agents", "--authenticate_http_readonly",
-                    "--authenticate_http_readwrite", f"--credentials={files.credentials_file}",
-                    f"--acls={files.acls_file}", f"--zmq_key_file={files.master_key_secret}", *tls]
-        acls = [] if self.simulate else [f"--acls={files.acls_file}"]
-        return [f"--credential={files.slave_credential_file}", f"--master_public_key={files.master_public_key_file}",
-                f"--http_credentials={files.credentials_file}", "--authenticate_http_readonly",
-                "--authenticate_http_readwrite", *acls, *tls]
+        return secure_setup.daemon_args(self.security, "simulated" if process != "master" and self.simulate
+                                        else process)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         os.makedirs(os.path.join(self.work_dir, "logs"), exist_ok=True)
