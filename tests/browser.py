@@ -26,7 +26,7 @@ def skip_reason() -> str | None:
 
 
 @contextlib.contextmanager
-def chromium(profile_prefix: str = "offerd-chromium-"):
+def chromium(profile_prefix: str = "offerd-chromium-", extra_flags: tuple[str, ...] = ()):
     """A selenium driver on headless Chromium, quit and cleaned up on exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -36,7 +36,8 @@ def chromium(profile_prefix: str = "offerd-chromium-"):
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
+                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}",
+                 *extra_flags):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)

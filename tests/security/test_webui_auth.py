@@ -1,5 +1,8 @@
-"""The master's web UI in a real headless Chromium against a master that requires
-HTTP authentication and has ACLs.
+"""The master's web UI in a real headless Chromium against a master that serves
+HTTPS, requires HTTP authentication and has ACLs.
+
+Chromium is told to trust exactly the test certificate (by its public key's
+hash), as a user would trust the cluster's CA; nothing else about TLS is relaxed.
 
 Logging in is the browser's own Basic prompt: the master answers 401 with
 WWW-Authenticate, Chromium raises its challenge, and the test answers it over
@@ -13,11 +16,16 @@ a link, and a page without credentials must say why it shows nothing.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 
 import pytest
 import requests
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from offerd.common.credentials import basic_auth_header
 from offerd.master.daemon import Master
@@ -26,6 +34,7 @@ from tests.browser import chromium
 from tests.browser import skip_reason as browser_missing
 from tests.builders import RunningFramework, framework_info
 from tests.conftest import wait_for
+from tests.security.certs import make_ca_and_cert
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -47,16 +56,22 @@ def secured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webui-auth")
     credentials = tmp / "credentials"
     credentials.write_text(f"{ADMIN[0]} {ADMIN[1]}\n{READONLY[0]} {READONLY[1]}\n")
+    ca, cert, key = make_ca_and_cert(str(tmp / "tls"))
+    TLS["ca"], TLS["spki"] = ca, _spki_hash(cert)
     master = Master(master_flags(port=0, ip="127.0.0.1", work_dir=str(tmp / "master"), allocation_interval="100ms",
                                  credentials=str(credentials), authenticate_http_readonly=True,
-                                 authenticate_http_readwrite=True, acls=json.dumps(ACLS))).start()
+                                 authenticate_http_readwrite=True, acls=json.dumps(ACLS),
+                                 ssl_cert_file=cert, ssl_key_file=key)).start()
     address = f"127.0.0.1:{master.http_port}"
-    frameworks = [RunningFramework(address, framework_info(name="plain-ui", webui_url="http://127.0.0.1:1/plain")),
-                  RunningFramework(address, framework_info(name="hostile-ui", webui_url="javascript:alert(document.cookie)"))]
+    tls = {"ca_file": ca}
+    frameworks = [RunningFramework(address, framework_info(name="plain-ui", webui_url="http://127.0.0.1:1/plain"),
+                                   driver_kwargs=tls),
+                  RunningFramework(address, framework_info(name="hostile-ui", webui_url="javascript:alert(document.cookie)"),
+                                   driver_kwargs=tls)]
     try:
         for framework in frameworks:
             framework.__enter__()
-        yield f"http://{address}", frameworks
+        yield f"https://{address}", frameworks
     finally:
         for framework in frameworks:
             framework.__exit__(None, None, None)
@@ -107,10 +122,21 @@ class BrowserPrompt:
         self._ws.close()
 
 
+TLS: dict[str, str] = {}
+
+
+def _spki_hash(cert_file: str) -> str:
+    """What Chromium's --ignore-certificate-errors-spki-list takes: base64 SHA-256 of the key."""
+    with open(cert_file, "rb") as handle:
+        cert = x509.load_pem_x509_certificate(handle.read())
+    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 @pytest.fixture
 def browser(secured):
     """A fresh Chromium per test: its credential cache is the logged-in user."""
-    with chromium("offerd-webui-auth-") as driver:
+    with chromium("offerd-webui-auth-", (f"--ignore-certificate-errors-spki-list={TLS['spki']}",)) as driver:
         driver.prompt = BrowserPrompt(driver)
         try:
             yield driver
@@ -192,7 +218,7 @@ def test_readonly_principal_gets_no_teardown_button(browser, secured):
     assert not css(browser, "#teardown")
     # The button is only honesty: the master refuses the same request from this principal.
     refused = requests.post(f"{url}/master/teardown", data={"frameworkId": frameworks[0].framework_id},
-                            auth=READONLY, timeout=10)
+                            auth=READONLY, timeout=10, verify=TLS["ca"])
     assert refused.status_code == 403
 
 
@@ -210,7 +236,8 @@ def test_hostile_webui_url_is_not_a_link(browser, secured):
 
 def test_admin_sees_and_uses_the_teardown_button(browser, secured):
     url, _ = secured
-    with RunningFramework(url.replace("http://", ""), framework_info(name="to-tear-down")) as victim:
+    with RunningFramework(url.replace("https://", ""), framework_info(name="to-tear-down"),
+                          driver_kwargs={"ca_file": TLS["ca"]}) as victim:
         log_in(browser, ADMIN)
         open_framework(browser, url, victim)
         wait(browser, lambda d: css(d, "#teardown"), "the teardown button for admin")
@@ -220,7 +247,7 @@ def test_admin_sees_and_uses_the_teardown_button(browser, secured):
         wait(browser, lambda d: "torn down" in text_of(d, "#action-status"), "the teardown to be confirmed")
 
         def completed():
-            state = requests.get(f"{url}/master/state", auth=ADMIN, timeout=10).json()
+            state = requests.get(f"{url}/master/state", auth=ADMIN, timeout=10, verify=TLS["ca"]).json()
             return victim.framework_id in [f["id"] for f in state["completed_frameworks"]]
         wait_for(completed, timeout=20, message="the framework among the completed ones")
         wait(browser, lambda d: not css(d, "#teardown"), "the button to go once the framework is gone")
