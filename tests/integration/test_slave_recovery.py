@@ -30,15 +30,19 @@ def new_marker(base: int) -> str:
 
 
 def tasks_with(marker: str) -> dict[str, int]:
-    """task id -> pid of each host process running `sleep <marker>` for a task."""
-    found = {}
+    """task id -> pid of the first process of each task running `sleep <marker>`.
+
+    A task has several such processes (its shell, its `sleep`, offerd-init), and
+    the later ones may not exist yet when this looks; the first (lowest pid) is
+    there from the start and must survive a slave restart."""
+    found: dict[str, int] = {}
     for proc in psutil.process_iter(["cmdline", "environ"]):
         try:
             cmdline = " ".join(proc.info["cmdline"] or ())
             if f"sleep {marker}" in cmdline and "eval" not in cmdline:
                 task_id = (proc.info["environ"] or {}).get("MESOS_TASK_ID")
                 if task_id:
-                    found[task_id] = proc.pid
+                    found[task_id] = min(found.get(task_id, proc.pid), proc.pid)
         except psutil.Error:
             continue
     return found
