@@ -4,17 +4,8 @@ The only module that touches ZeroMQ sockets for protocol traffic. A daemon's
 server side is a ROUTER (:class:`Server`); a client is a DEALER (:class:`Client`).
 Both live on an :class:`~offerd.common.actor.Actor` and call back on its thread.
 
-Frame layout (see docs/protocol.md):
-
-    data       [MAGIC, <protobuf full name>, <serialized message>]
-    heartbeat  [MAGIC, b"~hb"]  (the server's echo adds its 8-byte incarnation id)
-    goodbye    [MAGIC, b"~bye"]
-    authenticate (client first)
-               [MAGIC, b"~auth", principal, client nonce]  ->  [MAGIC, b"~challenge", server nonce]
-               [MAGIC, b"~proof", HMAC]  ->  [MAGIC, b"~authok", principal] | [MAGIC, b"~authfail", reason]
-               (or [MAGIC, b"~noauth"] from a server that has no credentials)
-
-A ROUTER sees the DEALER's identity as an extra first frame. Heartbeats flow from
+The frames, their names and their decoding are offerd.common.framing's (and
+docs/protocol.md's). A ROUTER sees the DEALER's identity as an extra first frame. Heartbeats flow from
 client to server and are echoed; silence past a timeout means the peer is gone.
 Frames that are malformed, oversized or of a type the receiver does not accept are
 answered with a ``ProtocolError`` message and otherwise ignored.
@@ -37,24 +28,32 @@ import time
 from typing import Callable, Iterable
 
 import zmq
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from offerd.common import credentials as creds
 from offerd.common import curve
 from offerd.common.actor import Actor, Timer
-from offerd.proto import offerd_pb2
+# The frame names and helpers, for the modules and tests that speak the protocol raw.
+from offerd.common.framing import (  # noqa: F401
+    AUTH,
+    AUTH_FAIL,
+    AUTH_OK,
+    CHALLENGE,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    GOODBYE,
+    HARD_LIMIT_FACTOR,
+    HEARTBEAT,
+    MAGIC,
+    MESSAGE_TYPES,
+    NO_AUTH,
+    PROOF,
+    TransportStats,
+    Decoder,
+    encode,
+    error_frames,
+)
 
 log = logging.getLogger(__name__)
-
-MAGIC = b"offerd/1"
-HEARTBEAT = b"~hb"
-GOODBYE = b"~bye"
-AUTH = b"~auth"
-CHALLENGE = b"~challenge"
-PROOF = b"~proof"
-AUTH_OK = b"~authok"
-AUTH_FAIL = b"~authfail"
-NO_AUTH = b"~noauth"
 
 MAX_PRINCIPAL_BYTES = 256
 # A failed proof is answered this much later, which slows down guessing.
@@ -63,85 +62,6 @@ AUTH_FAILURE_DELAY = 0.5
 MAX_DELAYED_REFUSALS = 1000
 # A client whose authentication is not answered in this time tries again.
 AUTH_TIMEOUT = 10.0
-
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-# ZeroMQ drops a connection outright above this; below it we answer with an error.
-HARD_LIMIT_FACTOR = 4
-
-MESSAGE_TYPES: dict[bytes, type[Message]] = {
-    cls.DESCRIPTOR.full_name.encode(): cls
-    for cls in (
-        offerd_pb2.Call,
-        offerd_pb2.Event,
-        offerd_pb2.SlaveCall,
-        offerd_pb2.SlaveEvent,
-        offerd_pb2.ExecutorCall,
-        offerd_pb2.ExecutorEvent,
-        offerd_pb2.ProtocolError,
-    )
-}
-
-
-class TransportStats:
-    """Counters a daemon publishes in its metrics."""
-
-    def __init__(self):
-        self.messages_received = 0
-        self.messages_sent = 0
-        self.invalid_frames = 0
-        self.oversized_messages = 0
-        self.unknown_types = 0
-        self.dropped_sends = 0
-        self.authentications = 0
-        self.authentication_failures = 0
-        self.rebound_peers = 0
-
-    def as_dict(self, prefix: str) -> dict[str, int]:
-        return {f"{prefix}/{key}": value for key, value in vars(self).items()}
-
-
-def encode(message: Message) -> list[bytes]:
-    return [MAGIC, message.DESCRIPTOR.full_name.encode(), message.SerializeToString()]
-
-
-class _Decoder:
-    """Turns data frames into messages, or into the reason they were refused."""
-
-    def __init__(self, accepted: Iterable[type[Message]], max_message_bytes: int, stats: TransportStats):
-        self.accepted = {cls.DESCRIPTOR.full_name.encode(): cls for cls in accepted}
-        self.max_message_bytes = max_message_bytes
-        self.stats = stats
-
-    def decode(self, frames: list[bytes]) -> tuple[Message | None, str | None]:
-        if len(frames) != 3 or frames[0] != MAGIC:
-            self.stats.invalid_frames += 1
-            return None, (
-                f"malformed frame: expected 3 parts [{MAGIC.decode()}, type, payload], "
-                f"got {len(frames)} part(s)" + ("" if frames and frames[0] == MAGIC else " without the magic prefix")
-            )
-        kind, payload = frames[1], frames[2]
-        if len(payload) > self.max_message_bytes:
-            self.stats.oversized_messages += 1
-            return None, (
-                f"message of {len(payload)} bytes exceeds the limit of {self.max_message_bytes} bytes"
-            )
-        cls = self.accepted.get(kind)
-        if cls is None:
-            self.stats.unknown_types += 1
-            known = ", ".join(sorted(k.decode() for k in self.accepted))
-            return None, f"unknown message type {kind[:80]!r}; this endpoint accepts {known}"
-        try:
-            message = cls.FromString(payload)
-        except (DecodeError, RuntimeError) as exc:
-            self.stats.invalid_frames += 1
-            return None, f"malformed {kind.decode()}: {exc}"
-        self.stats.messages_received += 1
-        return message, None
-
-
-def _error_frames(reason: str, kind: bytes = b"") -> list[bytes]:
-    error = offerd_pb2.ProtocolError(message=reason, kind=kind[:200].decode("utf-8", "replace"))
-    return encode(error)
 
 
 class Server:
@@ -168,7 +88,7 @@ class Server:
         self.on_peer_lost = on_peer_lost or (lambda peer: None)
         self.default_peer_timeout = peer_timeout
         self.stats = TransportStats()
-        self._decoder = _Decoder(accepted, max_message_bytes, self.stats)
+        self._decoder = Decoder(accepted, max_message_bytes, self.stats)
         # Echoed with every heartbeat so clients notice a restarted server on the
         # same address, which ZeroMQ's silent reconnection would otherwise hide.
         self.incarnation = os.urandom(8)
@@ -283,7 +203,7 @@ class Server:
             if error is not None:
                 log.warning("refused a frame from peer %s: %s", peer.hex(), error)
                 kind = body[1] if len(body) > 1 else b""
-                self._send_frames(peer, _error_frames(error, kind))
+                self._send_frames(peer, error_frames(error, kind))
                 continue
             self.actor._guard(self.on_message, peer, message)
 
@@ -437,7 +357,7 @@ class Client:
         self.backoff = backoff or Backoff()
         self.name = name
         self.stats = TransportStats()
-        self._decoder = _Decoder(accepted, max_message_bytes, self.stats)
+        self._decoder = Decoder(accepted, max_message_bytes, self.stats)
         self._max_message_bytes = max_message_bytes
         self.socket = None
         self.endpoint: str | None = None
