@@ -29,7 +29,7 @@ FIELDS = ("master", "principal", "secret", "ca_file", "master_public_key", "zk")
 
 
 class ClientConfigError(ValueError):
-    pass
+    """A client.conf that cannot be used; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
