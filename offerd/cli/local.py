@@ -11,7 +11,6 @@ the files), and ``DIR/client.conf`` tells the offerd commands how to get in.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
 import os
@@ -132,11 +131,6 @@ class LocalCluster:
         # With security every daemon gets its keys, certificates and credentials, and
         # this object talks to them over https as the operator principal.
         self.security = security
-        self._ssl_context = None
-        if security is not None:
-            from offerd.common.tls import client_context
-
-            self._ssl_context = client_context(security.ca_file)
 
     @property
     def scheme(self) -> str:
@@ -152,11 +146,7 @@ class LocalCluster:
 
     def urlopen(self, url: str, data: bytes | None = None, timeout: float = 5.0):
         """urllib's urlopen, as the operator principal and verifying the CA when secure."""
-        request = urllib.request.Request(url, data=data)
-        if self.security is not None:
-            token = f"{secure_setup.OPERATOR}:{self.security.secret(secure_setup.OPERATOR)}"
-            request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
-        return urllib.request.urlopen(request, timeout=timeout, context=self._ssl_context)
+        return secure_setup.operator_urlopen(self.security, url, data, timeout)
 
     def driver_kwargs(self) -> dict:
         """MesosSchedulerDriver's keyword arguments that reach this cluster as the operator

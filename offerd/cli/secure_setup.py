@@ -23,12 +23,15 @@ import datetime
 import ipaddress
 import json
 import os
+import functools
 import secrets
+import urllib.request
 from dataclasses import dataclass
 
 from offerd.common import curve
 from offerd.common.acls import ACTIONS
-from offerd.common.credentials import CredentialError, load_credentials
+from offerd.common.credentials import CredentialError, basic_auth_header, load_credentials
+from offerd.common.tls import client_context
 from offerd.proto import offerd_pb2 as pb
 
 PRINCIPALS = ("admin", "readonly", "slave", "marathon")
@@ -352,3 +355,18 @@ def driver_kwargs(files: SecureFiles | None) -> dict:
         return {}
     credential = pb.Credential(principal=OPERATOR, secret=files.secret(OPERATOR).encode())
     return {"credential": credential, "master_public_key": files.master_public_key, "ca_file": files.ca_file}
+
+
+@functools.lru_cache(maxsize=None)
+def _context(ca_file: str):
+    return client_context(ca_file)
+
+
+def operator_urlopen(files: SecureFiles | None, url: str, data: bytes | None = None, timeout: float = 5.0):
+    """urllib's urlopen as the operator principal, verifying the cluster's CA (plain
+    urlopen for an open cluster)."""
+    request = urllib.request.Request(url, data=data)
+    if files is None:
+        return urllib.request.urlopen(request, timeout=timeout)
+    request.add_header("Authorization", basic_auth_header(OPERATOR, files.secret(OPERATOR)))
+    return urllib.request.urlopen(request, timeout=timeout, context=_context(files.ca_file))

@@ -12,7 +12,6 @@ HTTP Basic authentication as its principal. ``--master`` still picks the master.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ import urllib.request
 
 from offerd.cli import tables
 from offerd.common.client_config import ClientConfig, ClientConfigError, from_environment
+from offerd.common.credentials import basic_auth_header
 from offerd.common.detector import DetectorError, master_info, split_host_port
 from offerd.common.exposure import is_loopback
 from offerd.common.task_states import TERMINAL_STATES
@@ -87,8 +87,7 @@ class MasterClient:
         self.principal = credential.principal if credential is not None else None
         self.headers = {}
         if credential is not None:
-            token = f"{credential.principal}:{credential.secret}".encode("utf-8")
-            self.headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+            self.headers["Authorization"] = basic_auth_header(credential.principal, credential.secret)
 
     def _open(self, endpoint: str, params: dict | None = None, data: bytes | None = None):
         url = endpoint if endpoint.startswith("http") else self.base + endpoint

@@ -9,7 +9,6 @@ operator principal."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -38,11 +37,6 @@ class HACluster:
                  ip: str = "127.0.0.1", security: secure_setup.SecureFiles | None = None):
         self.zk_url = zk_url
         self.security = security
-        self._ssl_context = None
-        if security is not None:
-            from offerd.common.tls import client_context
-
-            self._ssl_context = client_context(security.ca_file)
         self.ip = ip  # the masters' address
         self.master_count = masters
         self.slave_count = slaves
@@ -64,11 +58,7 @@ class HACluster:
 
     def urlopen(self, url: str, data: bytes | None = None, timeout: float = 5.0):
         """urllib's urlopen, as the operator principal and verifying the CA when secure."""
-        request = urllib.request.Request(url, data=data)
-        if self.security is not None:
-            token = f"{secure_setup.OPERATOR}:{self.security.secret(secure_setup.OPERATOR)}"
-            request.add_header("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
-        return urllib.request.urlopen(request, timeout=timeout, context=self._ssl_context)
+        return secure_setup.operator_urlopen(self.security, url, data, timeout)
 
     def driver_kwargs(self) -> dict:
         """MesosSchedulerDriver's keyword arguments for the operator principal ({} when open)."""

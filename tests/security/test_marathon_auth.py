@@ -222,47 +222,34 @@ def test_marathon_authenticates_to_the_master_and_runs_an_app(tmp_path):
     assert "m4rathon-secret" not in marathon.log()
 
 
-def test_marathon_with_a_wrong_secret_is_refused_and_exits(tmp_path):
+REFUSE_MARATHON_ROLES = '{"register_frameworks": [{"principals": {"values": ["marathon"]}, "roles": {"type": "NONE"}}]}'
+
+
+@pytest.mark.parametrize("secret, master_acls, reason", [
+    ("not-the-right-one", None, "refused authentication"),     # the master refuses its proof
+    ("the-right-one", REFUSE_MARATHON_ROLES, "register_frameworks"),   # authenticated, refused by the ACLs
+], ids=["wrong-secret", "refused-by-acls"])
+def test_marathon_refused_by_the_master_exits_saying_why(tmp_path, secret, master_acls, reason):
+    """A Marathon the master will not have cannot schedule: it ends, with the reason in its log."""
     credentials = write_credentials(tmp_path / "master-credentials", ("marathon", "the-right-one"))
     secret_file = tmp_path / "marathon.secret"
-    secret_file.write_text("not-the-right-one\n")
+    secret_file.write_text(f"{secret}\n")
+    acls = [f"--acls={master_acls}"] if master_acls else []
     cluster = LocalCluster(slaves=0, port=free_base_port(0), work_dir=str(tmp_path / "cluster"),
                            log_dir=str(tmp_path / "logs"),
-                           master_args=[f"--credentials={credentials}", "--authenticate_frameworks"])
+                           master_args=[f"--credentials={credentials}", "--authenticate_frameworks", *acls])
     cluster.start(timeout=60)
     marathon = MarathonProcess(tmp_path, f"--master={cluster.master}", "--mesos_authentication_principal=marathon",
                                f"--mesos_authentication_secret_file={secret_file}")
     try:
         wait_for(lambda: marathon.proc.poll() is not None, timeout=60, message="marathon to give up")
         assert marathon.proc.returncode != 0
-        assert "refused authentication" in marathon.log()
+        assert reason in marathon.log()
         assert not [f for f in cluster.state()["frameworks"] if f["name"] == "marathon"]
     finally:
         marathon.stop()
         cluster.stop()
     assert "not-the-right-one" not in marathon.log()
-
-
-def test_marathon_refused_by_the_acls_exits_saying_why(tmp_path):
-    """An authenticated Marathon whose role the master's ACLs refuse cannot schedule: it ends."""
-    credentials = write_credentials(tmp_path / "master-credentials", ("marathon", "the-right-one"))
-    secret_file = tmp_path / "marathon.secret"
-    secret_file.write_text("the-right-one\n")
-    acls = '{"register_frameworks": [{"principals": {"values": ["marathon"]}, "roles": {"type": "NONE"}}]}'
-    cluster = LocalCluster(slaves=0, port=free_base_port(0), work_dir=str(tmp_path / "cluster"),
-                           log_dir=str(tmp_path / "logs"),
-                           master_args=[f"--credentials={credentials}", "--authenticate_frameworks", f"--acls={acls}"])
-    cluster.start(timeout=60)
-    marathon = MarathonProcess(tmp_path, f"--master={cluster.master}", "--mesos_authentication_principal=marathon",
-                               f"--mesos_authentication_secret_file={secret_file}")
-    try:
-        wait_for(lambda: marathon.proc.poll() is not None, timeout=60, message="marathon to give up")
-        assert marathon.proc.returncode != 0
-        assert "register_frameworks" in marathon.log()
-        assert not [f for f in cluster.state()["frameworks"] if f["name"] == "marathon"]
-    finally:
-        marathon.stop()
-        cluster.stop()
 
 
 def test_info_hides_the_zookeeper_password(tmp_path, zk_url):
