@@ -86,7 +86,7 @@ def run_master(args) -> int:
 
 
 def run_slave(args) -> int:
-    command = args.command
+    command = args.subcommand
     flags = _resolve(args, command)
     setup_logging(flags.logging_level)
     if not flags.master:

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                "OFFERD_<FLAG> in the environment or as a file /etc/offerd/<command>/<flag>.",
     )
     parser.add_argument("--version", action="version", version=f"offerd {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Not dest="command": `offerd execute --command` would overwrite the subcommand's name.
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     import importlib
 
     for name, (module_name, summary) in COMMANDS.items():
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.command:
+    if not args.subcommand:
         parser.print_help()
         return 2
     return args.handler(args) or 0
