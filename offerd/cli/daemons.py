@@ -93,6 +93,13 @@ def run_slave(args) -> int:
         print(f"offerd {command}: --master HOST:PORT is required (the master's HTTP address, e.g. 127.0.0.1:5050)",
               file=sys.stderr)
         return 2
+    from offerd.common.detector import DetectorError, check_master_address
+
+    try:
+        check_master_address(flags.master)
+    except DetectorError as exc:
+        print(f"offerd {command}: --master: {exc}", file=sys.stderr)
+        return 2
     if getattr(flags, "simulate", 0):
         from offerd.slave.simulate import SimulatedFleet
 

@@ -24,6 +24,8 @@ from offerd.common.task_states import TERMINAL_STATES as TERMINAL
 from offerd.proto import offerd_pb2 as pb
 
 
+# Not subscribed this long after start: look at the master ourselves and say what is wrong.
+REACHABLE_CHECK_AFTER = 2.0
 # Silence this long before subscribing earns a hint on stderr.
 SUBSCRIBE_HINT_AFTER = 10.0
 
@@ -125,6 +127,19 @@ class ExecuteScheduler:
         self.done.set()
 
 
+def _say_why_not_subscribed(master: str, config) -> None:
+    """The driver retries quietly: if the master cannot be reached at all, say so and where we look."""
+    from offerd.common.detector import DetectorError, master_info
+    from offerd.common.tls import client_context
+
+    try:
+        context = client_context(config.ca_file) if config.ca_file else None
+        master_info(master, timeout=2.0, ssl_context=context)
+    except (DetectorError, OSError, ValueError) as exc:
+        print(f"offerd execute: {exc}; still trying (Ctrl-C to stop, --timeout to give up sooner)",
+              file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     try:
         flags = resolve_flags(args, EXECUTE_FLAGS, "execute")
@@ -167,12 +182,21 @@ def run(args) -> int:
         proto_credential = pb.Credential(principal=credential.principal, secret=credential.secret.encode("utf-8"))
     scheduler = ExecuteScheduler(flags.name, command, resources, flags.kill_after)
     master = flags.master or config.master or "127.0.0.1:5050"
+    from offerd.common.detector import DetectorError, check_master_address
+
+    try:
+        check_master_address(master)
+    except DetectorError as exc:
+        print(f"offerd execute: --master: {exc}", file=sys.stderr)
+        return 2
     driver = MesosSchedulerDriver(scheduler, framework, master,
                                   credential=proto_credential, master_public_key=config.master_public_key,
                                   ca_file=config.ca_file)
     driver.start()
     deadline = time.monotonic() + flags.timeout
     try:
+        if not scheduler.answered.wait(min(REACHABLE_CHECK_AFTER, flags.timeout)):
+            _say_why_not_subscribed(master, config)
         if not scheduler.answered.wait(min(SUBSCRIBE_HINT_AFTER, flags.timeout)):
             # The driver retries quietly (at the default log level): say why it may be stuck.
             print(f"offerd execute: not subscribed with the master at {master} after {SUBSCRIBE_HINT_AFTER:g}s; "

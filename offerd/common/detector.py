@@ -19,7 +19,7 @@ import socket
 import ssl
 import struct
 
-from offerd.common.election import ElectionError, is_zk_url, shared_detector
+from offerd.common.election import ElectionError, is_zk_url, parse_zk_url, shared_detector
 from offerd.common.http import get_json
 
 
@@ -39,9 +39,27 @@ def split_host_port(text: str, default_port: int = 5050) -> tuple[str, int]:
     if not host:
         return text, default_port
     try:
-        return host, int(port)
+        number = int(port)
     except ValueError:
         raise DetectorError(f"invalid master address {text!r}: use HOST:PORT, e.g. 127.0.0.1:5050") from None
+    if not 0 < number < 65536:
+        raise DetectorError(f"invalid master address {text!r}: port {number} is not between 1 and 65535")
+    return host, number
+
+
+def check_master_address(master: str) -> None:
+    """Refuse a malformed ``--master`` at start (a retry loop would never fix it):
+    HOST:PORT, http(s)://HOST:PORT, zk://... or file://... with a zk:// URL."""
+    if is_zk_url(master):
+        try:
+            parse_zk_url(master)
+        except ElectionError as exc:
+            raise DetectorError(str(exc)) from None
+        return
+    host, _ = split_host_port(master)
+    if not host or any(c.isspace() or c in "/?#@" for c in host):
+        raise DetectorError(f"invalid master address {master!r}: use HOST:PORT, e.g. 127.0.0.1:5050, "
+                            "or zk://host:2181/offerd")
 
 
 def master_info(master: str, timeout: float = 5.0, ssl_context: ssl.SSLContext | None = None) -> dict:
@@ -63,9 +81,14 @@ def master_info(master: str, timeout: float = 5.0, ssl_context: ssl.SSLContext |
         reason = getattr(exc, "reason", None)
         if isinstance(reason, ssl.SSLError):
             raise DetectorError(f"TLS with the master at {host}:{port} failed: {_tls_reason(reason)}") from None
-        raise DetectorError(f"cannot reach the master at {host}:{port}: {exc}") from None
+        raise DetectorError(f"cannot reach the master at {host}:{port}: {_os_reason(reason or exc)}") from None
     except ValueError as exc:  # not JSON: e.g. something else listens there
         raise DetectorError(f"the master at {url} did not answer with MasterInfo JSON: {exc}") from None
+
+
+def _os_reason(exc) -> str:
+    """'Connection refused', not '<urlopen error [Errno 111] Connection refused>'."""
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def _tls_reason(exc: ssl.SSLError) -> str:

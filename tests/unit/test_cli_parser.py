@@ -28,3 +28,31 @@ def test_slave_without_master_is_refused_by_its_own_name():
     result = offerd("agent")
     assert result.returncode == 2
     assert "offerd agent: --master HOST:PORT is required" in result.stderr
+
+
+def test_malformed_master_addresses_fail_at_start():
+    for argv in (("execute", "--command", "true", "--master", "127.0.0.1:notaport"),
+                 ("slave", "--master", "127.0.0.1:notaport"),
+                 ("execute", "--command", "true", "--master", "127.0.0.1:70000"),
+                 ("agent", "--master", "zk://")):
+        result = offerd(*argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert "--master:" in result.stderr and ("invalid" in result.stderr or "port" in result.stderr), result.stderr
+
+
+def test_unreachable_master_is_named_within_seconds():
+    # Nothing listens on this port (bound then closed): the tool says so well before its timeout.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "offerd.cli.main", "execute", "--command", "true",
+                             "--master", f"127.0.0.1:{port}", "--timeout", "60secs"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert f"cannot reach the master at 127.0.0.1:{port}" in line and "Connection refused" in line, line
