@@ -26,6 +26,8 @@ from offerd.proto import offerd_pb2 as pb
 
 # Not subscribed this long after start: look at the master ourselves and say what is wrong.
 REACHABLE_CHECK_AFTER = 2.0
+# Subscribed this long without placing the task: say why (no offer fits, or no offers at all).
+UNPLACEABLE_AFTER = 5.0
 # Silence this long before subscribing earns a hint on stderr.
 SUBSCRIBE_HINT_AFTER = 10.0
 
@@ -64,10 +66,14 @@ class ExecuteScheduler:
         self.done = threading.Event()
         # Set once the master has answered at all: subscribed, or refused us.
         self.answered = threading.Event()
+        self.framework_id: str | None = None
+        # The biggest offer that could not hold the task: (cpus, mem, resources, slave id, hostname).
+        self.largest_refused: tuple | None = None
 
     # Scheduler callbacks (the SDK calls them on its driver thread).
     def registered(self, driver, framework_id, master_info):
         print(f"Subscribed with ID {framework_id.value}", flush=True)
+        self.framework_id = framework_id.value
         self.answered.set()
 
     def reregistered(self, driver, master_info):
@@ -79,6 +85,10 @@ class ExecuteScheduler:
     def resourceOffers(self, driver, offers):
         for offer in offers:
             offered = Resources.from_protos(offer.resources)
+            if not self.launched and not offered.contains(self.resources):
+                size = (offered.scalar("cpus"), offered.scalar("mem"), offered, offer.slave_id.value, offer.hostname)
+                if self.largest_refused is None or size[:2] > self.largest_refused[:2]:
+                    self.largest_refused = size
             if self.launched or not offered.contains(self.resources):
                 driver.declineOffer(offer.id, pb.Filters(refuse_seconds=5 if not self.launched else 3600))
                 continue
@@ -138,6 +148,50 @@ def _say_why_not_subscribed(master: str, config) -> None:
     except (DetectorError, OSError, ValueError) as exc:
         print(f"offerd execute: {exc}; still trying (Ctrl-C to stop, --timeout to give up sooner)",
               file=sys.stderr, flush=True)
+
+
+def _say_why_not_placed(scheduler: ExecuteScheduler, master: str, config) -> None:
+    """Nothing launched yet: name the biggest offer that could not hold the task, or
+    ask the master's allocator why this framework gets no offers at all."""
+    wanted = scheduler.resources
+    if scheduler.largest_refused is not None:
+        _, _, offered, slave_id, hostname = scheduler.largest_refused
+        print(f"offerd execute: no offer can hold the task ({wanted}): the largest so far, from slave {slave_id} "
+              f"({hostname}), has {offered}; still waiting for one that can (--timeout gives up)",
+              file=sys.stderr, flush=True)
+        return
+    reasons = _allocator_reasons(scheduler.framework_id, master, config)
+    why = "; ".join(reasons) if reasons else "the allocator gives no reason (are any slaves registered?)"
+    print(f"offerd execute: no offers yet for the task ({wanted}): {why}; still waiting (--timeout gives up)",
+          file=sys.stderr, flush=True)
+
+
+def _allocator_reasons(framework_id: str | None, master: str, config) -> list[str]:
+    """The allocator's own explanation (GET /master/allocator?framework_id=), as sentences."""
+    from urllib.parse import quote
+
+    from offerd.common.credentials import basic_auth_header
+    from offerd.common.detector import DetectorError, master_info
+    from offerd.common.http import get_json
+    from offerd.common.tls import client_context
+
+    if framework_id is None:
+        return []
+    try:
+        context = client_context(config.ca_file) if config.ca_file else None
+        info = master_info(master, timeout=2.0, ssl_context=context)
+        address = info.get("address") or {}
+        scheme = "https" if context is not None or master.startswith("https://") else "http"
+        headers = {}
+        if config.credential is not None:
+            headers["Authorization"] = basic_auth_header(config.credential.principal, config.credential.secret)
+        document = get_json(f"{scheme}://{address.get('hostname') or address.get('ip')}:{address.get('port')}"
+                            f"/master/allocator?framework_id={quote(framework_id)}",
+                            timeout=2.0, ssl_context=context, headers=headers)
+    except (DetectorError, OSError, ValueError) as exc:
+        return [f"cannot ask the master's allocator: {exc}"]
+    entry = (document.get("frameworks") or {}).get(framework_id) or {}
+    return [reason.get("message", "") for reason in entry.get("reasons", []) if reason.get("message")]
 
 
 def run(args) -> int:
@@ -203,6 +257,9 @@ def run(args) -> int:
                   "still trying. Is it reachable? A secured cluster needs OFFERD_CONFIG (a client.conf with its "
                   "public key, CA and a principal); --logging_level INFO shows each attempt.",
                   file=sys.stderr, flush=True)
+        if (scheduler.answered.is_set() and not scheduler.done.wait(min(UNPLACEABLE_AFTER, flags.timeout))
+                and not scheduler.launched):
+            _say_why_not_placed(scheduler, master, config)
         if not scheduler.done.wait(max(0.0, deadline - time.monotonic())):
             print(f"offerd execute: the task did not end within {flags.timeout:g}s; killing it", file=sys.stderr)
             task_id = pb.TaskID(value=scheduler.task_id)
