@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,6 +63,29 @@ def _default_slave_resources(count: int) -> str:
     cpus = max(1.0, (os.cpu_count() or 1) / max(1, count))
     mem = max(256, int(psutil.virtual_memory().total / 2**20 * 0.75 / max(1, count)))
     return f"cpus:{cpus:g};mem:{mem};disk:10240"
+
+
+PORTS_RANGE = re.compile(r"(^|;)\s*ports(\([^)]*\))?:\[(\d+)-(\d+)\]\s*(?=;|$)")
+
+
+def slave_resources(resources: str, index: int, count: int) -> str:
+    """Slave `index`'s share of the ports: every local slave runs on this one host, so
+    two slaves offering the same port would start tasks that clash on it. One range
+    (given, or Mesos' default [31000-32000] when none is) is split into disjoint
+    slices; anything else about ports (several ranges, JSON) is kept as given."""
+    if not re.search(r"(^|;)\s*ports", resources):
+        resources = f"{resources};ports:[31000-32000]" if resources else "ports:[31000-32000]"
+    match = PORTS_RANGE.search(resources)
+    if match is None or count < 2:
+        return resources
+    low, high = int(match.group(3)), int(match.group(4))
+    size = (high - low + 1) // count
+    if size < 1:
+        return resources
+    first = low + index * size
+    last = high if index == count - 1 else first + size - 1
+    return (f"{resources[:match.start()]}{match.group(1)}ports{match.group(2) or ''}:[{first}-{last}]"
+            f"{resources[match.end():]}")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -183,7 +207,8 @@ class LocalCluster:
             "slave", f"--master={self.master}", f"--ip={self.ip}", f"--hostname={self.ip}",
             f"--port={self.slave_port(index)}",
             f"--work_dir={os.path.join(self.work_dir, f'slave{index}')}",
-            f"--resources={self.resources}", f"--containerizer={self.containerizer}",
+            f"--resources={slave_resources(self.resources, index, self.slave_count)}",
+            f"--containerizer={self.containerizer}",
             f"--logging_level={self.logging_level}", *self._security_args("slave"), *self.slave_args,
         ])
         while len(self.slave_procs) <= index:
