@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -337,9 +338,22 @@ class LocalCluster:
         self.stop()
 
 
+def offerd_command() -> str:
+    """How to type `offerd` in this shell: plain `offerd` when it is on PATH and is this
+    installation, else the path of this one (e.g. .venv/bin/offerd after `make run`)."""
+    here = os.path.join(os.path.dirname(sys.executable), "offerd")
+    on_path = shutil.which("offerd")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(here):
+        return "offerd"
+    if os.access(here, os.X_OK):
+        return os.path.relpath(here) if not os.path.relpath(here).startswith("..") else here
+    return f"{sys.executable} -m offerd"
+
+
 def _banner(cluster: LocalCluster, flags, client_conf: str | None) -> str:
-    run_task = ("offerd execute --name hello --command 'echo hello'" if client_conf else
-                f"offerd execute --master {cluster.master} --name hello --command 'echo hello'")
+    offerd = offerd_command()
+    run_task = (f"{offerd} execute --name hello --command 'echo hello'" if client_conf else
+                f"{offerd} execute --master {cluster.master} --name hello --command 'echo hello'")
     lines = [
         f"\nofferd local cluster is up: 1 master, {flags.slaves} slave(s)"
         + (" with security on (authentication, ACLs, encryption)" if client_conf else ""),
@@ -353,7 +367,8 @@ def _banner(cluster: LocalCluster, flags, client_conf: str | None) -> str:
         if client_conf and os.geteuid() == 0:
             lines.append(f"                         (apps run as '{secure_setup.NON_ROOT_USER}' unless they name a user; "
                          "never as root)")
-    lines.append(f"  work directory         {cluster.work_dir}")
+    lines.append(f"  work directory         {cluster.work_dir}"
+                 + ("" if flags.work_dir else " (removed when this cluster stops; --work_dir keeps one)"))
     if client_conf:
         files = cluster.security
         lines += [
@@ -426,4 +441,7 @@ def run(args) -> int:
         log.info("stopping the local cluster")
     finally:
         cluster.stop()
+        if not flags.work_dir:
+            shutil.rmtree(cluster.work_dir, ignore_errors=True)
+            log.info("removed %s (pass --work_dir to keep a cluster's state and sandboxes)", cluster.work_dir)
     return 0
