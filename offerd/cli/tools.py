@@ -291,7 +291,14 @@ def cmd_tasks(client: MasterClient, args) -> None:
 
 
 def cmd_logs(client: MasterClient, args) -> None:
-    box = client.get("/master/sandbox", task_id=args.task, framework_id=args.framework)
+    try:
+        box = client.get("/master/sandbox", task_id=args.task, framework_id=args.framework)
+    except ToolError as exc:
+        if ": 404 " not in str(exc):
+            raise
+        raise ToolError(f"no task '{args.task}' is known to the master"
+                        + (f" in framework {args.framework}" if args.framework else "")
+                        + "; 'offerd tasks --all' lists the tasks it knows") from None
     path = box["directory"].rstrip("/") + ("/stderr" if args.stderr else "/stdout")
     params = {"slave_id": box["slave_id"], "path": path}
     offset = 0

@@ -82,7 +82,7 @@ def test_logs_stdout_and_stderr(busy_cluster, capsys):
     code, out, _ = run(capsys, "logs", "printer", "--stderr", "--master", cluster.master)
     assert "err-line\n" in out
     code, _, err = run(capsys, "logs", "no-such-task", "--master", cluster.master)
-    assert code == 1 and "No task no-such-task" in err
+    assert code == 1 and "no task 'no-such-task' is known to the master" in err and "/master/" not in err
 
 
 def test_logs_follow_prints_lines_as_written_and_stops_at_the_end(busy_cluster):
