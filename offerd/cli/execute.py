@@ -67,6 +67,7 @@ class ExecuteScheduler:
         # Set once the master has answered at all: subscribed, or refused us.
         self.answered = threading.Event()
         self.framework_id: str | None = None
+        self.disconnected_at: float | None = None
         # The biggest offer that could not hold the task: (cpus, mem, resources, slave id, hostname).
         self.largest_refused: tuple | None = None
 
@@ -77,10 +78,12 @@ class ExecuteScheduler:
         self.answered.set()
 
     def reregistered(self, driver, master_info):
-        pass
+        self.disconnected_at = None
+        print("Reconnected to the master", flush=True)
 
     def disconnected(self, driver):
-        print("Disconnected from the master; waiting for it to come back", flush=True)
+        self.disconnected_at = time.monotonic()
+        print("Disconnected from the master; waiting for it to come back (until --timeout)", flush=True)
 
     def resourceOffers(self, driver, offers):
         for offer in offers:
@@ -261,6 +264,12 @@ def run(args) -> int:
                 and not scheduler.launched):
             _say_why_not_placed(scheduler, master, config)
         if not scheduler.done.wait(max(0.0, deadline - time.monotonic())):
+            if scheduler.disconnected_at is not None:
+                print(f"offerd execute: the master at {master} has been gone for "
+                      f"{time.monotonic() - scheduler.disconnected_at:.0f}s and did not come back within --timeout "
+                      f"({flags.timeout:g}s); giving up. Task '{scheduler.task_id}' may still run: "
+                      "'offerd tasks' shows it once the master is back.", file=sys.stderr)
+                return 1
             print(f"offerd execute: the task did not end within {flags.timeout:g}s; killing it", file=sys.stderr)
             task_id = pb.TaskID(value=scheduler.task_id)
             driver.killTask(task_id)

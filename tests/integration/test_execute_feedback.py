@@ -34,3 +34,20 @@ def test_no_offers_at_all_gets_the_allocators_reason(cluster_factory):
     line = _execute_until_explained(cluster, "--resources", "cpus:1")
     assert "no offers yet for the task (cpus:1)" in line, line
     assert "no slave has free resources" in line, line   # the allocator's own words
+
+
+def test_a_master_that_stays_gone_ends_the_wait_at_the_timeout(cluster_factory):
+    cluster = cluster_factory(slaves=1)
+    proc = subprocess.Popen([sys.executable, "-m", "offerd", "execute", f"--master={cluster.master}",
+                             "--command", "sleep 600", "--timeout", "6secs"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if "TASK_RUNNING" in line:
+                break
+        cluster.master_proc.kill()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert f"the master at {cluster.master} has been gone for" in err and "giving up" in err, err
