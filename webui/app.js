@@ -257,7 +257,9 @@ function dashboardView(root) {
     h("div", { class: "row" },
       h("div", {}, h("h3", {}, "Resources"), h("div", { id: "resources" })),
       h("div", {}, h("h3", {}, "Allocation (% of total)"), h("div", { class: "chart", id: "chart" }))),
-    h("h3", {}, "Frameworks"), h("div", { id: "dash-frameworks" }));
+    h("h3", {}, "Frameworks"), h("div", { id: "dash-frameworks" }),
+    h("h3", {}, "Active tasks"), h("div", { id: "dash-active-tasks" }),
+    h("h3", {}, "Completed tasks"), h("div", { id: "dash-completed-tasks" }));
   return {
     update(state) {
       const metrics = app.metrics || {};
@@ -283,8 +285,27 @@ function dashboardView(root) {
         { id: "resources-table" }));
       drawChart(document.getElementById("chart"));
       document.getElementById("dash-frameworks").replaceChildren(frameworkTable(state.frameworks || []));
+      const tasks = allTasks(state).sort((a, b) => lastUpdate(b) - lastUpdate(a));
+      dashTasks("dash-active-tasks", tasks.filter((t) => t.active), "#/tasks", "active");
+      dashTasks("dash-completed-tasks", tasks.filter((t) => !t.active), "#/tasks?all=1", "completed");
     },
   };
+}
+
+// The dashboard lists the most recently changed tasks, as Mesos' front page does; the Tasks page has them all.
+const DASHBOARD_TASKS = 20;
+
+function lastUpdate(task) {
+  const statuses = task.statuses || [];
+  return statuses.length ? statuses[statuses.length - 1].timestamp || 0 : 0;
+}
+
+function dashTasks(id, tasks, more, what) {
+  const box = document.getElementById(id);
+  if (!tasks.length) { box.replaceChildren(h("p", { class: "muted" }, `No ${what} tasks.`)); return; }
+  const shown = taskTable(tasks.slice(0, DASHBOARD_TASKS), { cls: `tasks dash-${what}` });
+  const rest = tasks.length - DASHBOARD_TASKS;
+  box.replaceChildren(shown, ...(rest > 0 ? [h("p", {}, link(more, `${rest} more ${what} tasks…`))] : []));
 }
 
 function countOffers(state) { return (state.frameworks || []).reduce((n, f) => n + (f.offers || []).length, 0); }

@@ -82,6 +82,21 @@ def test_dashboard_numbers_match_state_and_metrics(browser, ui_cluster, tasks):
     screenshot(browser, "dashboard")
 
 
+def test_dashboard_lists_active_and_completed_tasks_with_sandbox_links(browser, ui_cluster, tasks):
+    cluster, _ = ui_cluster
+    browser.get(cluster.master_url + "/#/")
+    active = wait(browser, lambda d: {td.text for td in css(d, "#dash-active-tasks td[data-task]")} >=
+                  {*tasks["running"], tasks["chatty"]} and css(d, "#dash-active-tasks td[data-task]"),
+                  message="the running tasks on the dashboard")
+    assert {td.text for td in active} == {*tasks["running"], tasks["chatty"]}
+    completed = {td.text for td in css(browser, "#dash-completed-tasks td[data-task]")}
+    assert set(tasks["finished"]) <= completed and not completed & {*tasks["running"], tasks["chatty"]}
+    links = css(browser, "#dash-completed-tasks a.sandbox-link")
+    assert len(links) == len(completed)
+    links[0].click()
+    wait(browser, lambda d: [a for a in css(d, "a.file-link") if a.text == "stdout"], message="the task's sandbox")
+
+
 def test_task_sandbox_shows_what_the_task_printed(browser, ui_cluster, tasks):
     cluster, framework = ui_cluster
     browser.get(cluster.master_url + "/#/tasks?all=1&q=done-2")
