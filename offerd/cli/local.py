@@ -194,7 +194,7 @@ class LocalCluster:
 
     def start_master(self) -> None:
         self.master_proc = self._spawn("master", [
-            "master", f"--ip={self.ip}", f"--port={self.port}",
+            "master", f"--ip={self.ip}", f"--hostname={self.ip}", f"--port={self.port}",
             f"--work_dir={os.path.join(self.work_dir, 'master')}",
             f"--allocation_interval={self.allocation_interval}",
             f"--logging_level={self.logging_level}", *self._security_args("master"), *self.master_args,

@@ -24,3 +24,11 @@ def test_local_slaves_offer_disjoint_ports(cluster_factory):
     ranges = sorted(tuple(int(p) for p in s["resources"]["ports"].strip("[]").split("-")) for s in slaves)
     assert len(ranges) == 3
     assert all(previous[1] < following[0] for previous, following in zip(ranges, ranges[1:])), ranges
+
+
+def test_the_master_advertises_the_address_everything_else_uses(cluster_factory):
+    cluster = cluster_factory(slaves=1)
+    with cluster.urlopen(f"{cluster.master_url}/master/state") as response:
+        state = json.load(response)
+    assert state["hostname"] == cluster.ip
+    assert all(slave["hostname"] == cluster.ip for slave in state["slaves"])
