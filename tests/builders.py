@@ -45,6 +45,7 @@ class RecordingScheduler(Scheduler):
         self.grace_seconds = grace_seconds
         self.pending: collections.deque = collections.deque()
         self.updates: dict[str, list[pb.TaskStatus]] = collections.defaultdict(list)
+        self.health_checks: dict[str, pb.HealthCheck] = {}   # task id -> the check its TaskInfo carries
         self.framework_ids: list[str] = []
         self.reregistrations = 0
         self.errors: list[str] = []
@@ -57,11 +58,13 @@ class RecordingScheduler(Scheduler):
 
     # -- what tests call ------------------------------------------------------
 
-    def submit(self, command: str, task_id: str | None = None) -> str:
+    def submit(self, command: str, task_id: str | None = None, health_check: pb.HealthCheck | None = None) -> str:
         with self.lock:
             self._counter += 1
             task_id = task_id or f"task-{self._counter}"
             self.pending.append((task_id, command))
+            if health_check is not None:
+                self.health_checks[task_id] = health_check
         return task_id
 
     def states(self, task_id: str) -> list[int]:
@@ -121,6 +124,8 @@ class RecordingScheduler(Scheduler):
                     task_id, command = self.pending.popleft()
                     room = room - self.per_task
                     tasks.append(command_task(task_id, offer, command, self.resources, self.grace_seconds))
+                    if task_id in self.health_checks:
+                        tasks[-1].health_check.CopyFrom(self.health_checks[task_id])
                     self.task_slaves[task_id] = offer.slave_id.value
             if tasks:
                 driver.launchTasks(offer.id, tasks, pb.Filters(refuse_seconds=0.1))

@@ -16,6 +16,7 @@ installs the package; without it the tests that use these fixtures skip.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -139,6 +140,11 @@ class ZooKeeperServer:
                 client.close()
 
     def stop(self) -> None:
+        from offerd.common.election import close_shared
+
+        # The in-process schedulers' detectors of this ensemble outlive their drivers (one per
+        # URL and process); with the ensemble gone they would retry until the process exits.
+        close_shared(self.hosts)
         for index in range(self.size):
             self.stop_member(index)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -182,6 +188,16 @@ def expire_client(client, timeout: float = 10.0) -> None:
     expire_session(_hosts_of(client), client.client_id)
     if not lost.wait(timeout):
         raise AssertionError("the client did not see its session expire")
+
+
+# kazoo's threads (its connection loop and its callback/completion workers) are unnamed;
+# Python names them after their targets: "Thread-7 (zk_loop)", "Thread-8 (_thread_worker)".
+KAZOO_THREAD = re.compile(r"\((zk_loop|_thread_worker)\)$")
+
+
+def kazoo_threads() -> list[threading.Thread]:
+    """The live threads of kazoo clients not stopped yet (a client leaks them until stop())."""
+    return [t for t in threading.enumerate() if t.is_alive() and KAZOO_THREAD.search(t.name or "")]
 
 
 def _hosts_of(client) -> str:

@@ -56,6 +56,10 @@ class Config:
     local_port_min: int = 10000
     local_port_max: int = 20000
     max_running_deployments: int = 100
+    # /v2/events: streams open at once (each holds an HTTP worker thread; see
+    # service.http_threads), and how far one may fall behind before it is dropped.
+    max_event_streams: int = 8
+    event_stream_max_outstanding_messages: int = 1024
     zk: str = ""
     zk_session_timeout: float = 10.0
     work_dir: str = ""             # the local store; empty keeps state in memory only
@@ -160,7 +164,7 @@ class Core(Engine):
         return {"tasksStaged": sum(1 for i in tasks if i.state in ("TASK_STAGING", "TASK_STARTING")),
                 "tasksRunning": sum(1 for i in tasks if i.running),
                 "tasksHealthy": sum(1 for i in tasks if i.running and i.healthy(app)),
-                "tasksUnhealthy": sum(1 for i in tasks if i.running and i.healthy(app) is False and i.health)}
+                "tasksUnhealthy": sum(1 for i in tasks if i.running and i.healthy(app) is False and i.results())}
 
     def app_info_encoded(self, app: dict) -> bytes:
         """The AppInfo of GET /v2/apps without extra embeds, as JSON bytes.

@@ -13,6 +13,7 @@ from offerd.proto import offerd_pb2 as pb
 
 from frameworks.marathon_like import deployments as plans
 from frameworks.marathon_like import ids
+from frameworks.marathon_like.health import on_mesos_status
 from frameworks.marathon_like.matcher import OfferView, build_task, match
 from frameworks.marathon_like.model import FAILURES, TERMINAL, Instance
 
@@ -242,6 +243,7 @@ class Engine:
         if changed and state not in TERMINAL:
             self.storage.save_instance(inst.to_record())
         app = self.apps.get(inst.app_id)
+        killed_unhealthy = on_mesos_status(self, inst, app, status)
         self.events.publish("status_update_event", slaveId=inst.slave_id, taskId=task_id, taskStatus=state,
                             message=status.message, appId=inst.app_id, host=inst.host,
                             ipAddresses=[{"ipAddress": inst.host, "protocol": "IPv4"}], ports=inst.ports,
@@ -249,7 +251,14 @@ class Engine:
         if state in TERMINAL:
             self.bump("tasks_terminal")
             failed = state in FAILURES and not inst.killing
-            if failed and app is not None:
+            if killed_unhealthy and app is not None:
+                # The slave killed it for failing its Mesos-level check: a failure (the
+                # replacement comes under backoff), as for Marathon's own health kills.
+                self.events.publish("unhealthy_instance_kill_event", appId=inst.app_id, taskId=task_id,
+                                    instanceId=task_id, version=inst.version, reason=status.message,
+                                    host=inst.host, slaveId=inst.slave_id)
+                self.record_failure(app, inst, state, f"unhealthy: {status.message}")
+            elif failed and app is not None:
                 self.record_failure(app, inst, state, status.message)
             self._forget(inst)
         self.converge(inst.app_id)

@@ -28,14 +28,6 @@ class InvalidJson(MarathonError):
         super().__init__("Invalid JSON", 400 if isinstance(details, str) else 422, details=details)
 
 
-class UnsupportedMediaType(MarathonError):
-    status = 415
-
-    def __init__(self, mimetype: str):
-        super().__init__(f"Unsupported Media Type: the body is {mimetype}; "
-                         "send JSON with 'Content-Type: application/json'")
-
-
 class NotValid(MarathonError):
     status = 422
 

@@ -1,4 +1,11 @@
-"""The internal event bus behind ``/v2/events``."""
+"""The internal event bus behind ``/v2/events``.
+
+Each open ``/v2/events`` stream holds one of the HTTP server's worker threads
+for as long as it lasts, so the number of streams is capped (`open_stream`,
+``--max_event_streams``): the API keeps threads to answer with however many
+clients listen. A stream that falls more than its queue's size behind
+(``--event_stream_max_outstanding_messages``) is dropped, as Marathon drops a
+slow consumer, instead of buffering without bound."""
 
 from __future__ import annotations
 
@@ -18,11 +25,17 @@ KNOWN = {
 }
 
 
+class TooManyStreams(Exception):
+    """Every event stream slot is taken; the message says what to do."""
+
+
 class Subscription:
-    def __init__(self, bus: "EventBus", types: set[str], size: int):
+    def __init__(self, bus: "EventBus", types: set[str], size: int, stream: bool = False):
         self.bus, self.types = bus, types
         self.queue: queue.Queue = queue.Queue(size)
         self.overflowed = False
+        self.stream = stream   # holds one of the capped stream slots until closed
+        self.closed = False
 
     def offer(self, event: dict) -> None:
         if self.types and event["eventType"] not in self.types:
@@ -40,6 +53,7 @@ class Subscription:
             return None
 
     def close(self) -> None:
+        """Idempotent: both the stream's end and the server's close of the response call it."""
         self.bus.unsubscribe(self)
 
 
@@ -49,6 +63,7 @@ class EventBus:
         self._lock = threading.Lock()
         self.queue_size = queue_size
         self.published = 0
+        self.streams = 0   # open /v2/events streams (each holds an HTTP worker thread)
 
     def subscribe(self, types=()) -> Subscription:
         sub = Subscription(self, set(types), self.queue_size)
@@ -56,8 +71,26 @@ class EventBus:
             self._subs.append(sub)
         return sub
 
+    def open_stream(self, types, max_streams: int, max_outstanding: int) -> Subscription:
+        """A subscription for one ``/v2/events`` client, holding one of `max_streams`
+        slots until closed; raises TooManyStreams when all are taken."""
+        with self._lock:
+            if self.streams >= max_streams:
+                raise TooManyStreams(
+                    f"too many event streams ({self.streams} open); close one, or raise --max_event_streams "
+                    "(each stream holds one of the API's worker threads)")
+            sub = Subscription(self, set(types), max(1, max_outstanding), stream=True)
+            self.streams += 1
+            self._subs.append(sub)
+        return sub
+
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
+            if sub.closed:
+                return
+            sub.closed = True
+            if sub.stream:
+                self.streams -= 1
             if sub in self._subs:
                 self._subs.remove(sub)
 

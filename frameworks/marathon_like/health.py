@@ -1,28 +1,97 @@
-"""Marathon-level health checks: HTTP, TCP and COMMAND.
+"""Health checks: Marathon-level ones run here, Mesos-level ones are mapped onto the task.
 
-Checks run on a small thread pool outside the core lock; results are applied
-under it. COMMAND checks run on this host with the task's environment (Marathon
-has the agent run them; offerd's local clusters share the host).
+HTTP, HTTPS and TCP checks are Marathon-level: they run on a small thread pool
+outside the core lock, from this host, and their results are applied under it.
+COMMAND, MESOS_HTTP, MESOS_HTTPS and MESOS_TCP checks become the task's
+`TaskInfo.health_check` (`to_mesos`): the slave runs them next to the task (a
+COMMAND inside the task's container, as the task's user), reports each change
+as `TaskStatus.healthy` (`on_mesos_status` keeps it as the instance's health)
+and kills a task that fails too many in a row; the engine then replaces it.
+No user command ever runs on this host.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import os
 import socket
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+from offerd.proto import offerd_pb2 as pb
+
 from frameworks.marathon_like import ids
-from frameworks.marathon_like.matcher import task_env
-from frameworks.marathon_like.model import HealthResult, checked_health
+from frameworks.marathon_like.model import HealthResult, checked_health, mesos_check
 
 log = logging.getLogger(__name__)
 
+# Marathon's maxConsecutiveFailures 0 means "never kill"; Mesos kills at N failures,
+# so 0 becomes a count no task reaches (Mesos' own advice for leaving it to the scheduler).
+NEVER = 2**32 - 1
 
-def run_check(check: dict, host: str, port: int | None, env: dict) -> str | None:
-    """None when healthy, else the failure's cause."""
+
+def to_mesos(check: dict, ports: list[int]) -> pb.HealthCheck:
+    """A Mesos-level Marathon check as the HealthCheck the slave runs (ports: the
+    task's host ports, which portIndex points into)."""
+    out = pb.HealthCheck(
+        delay_seconds=float(check.get("delaySeconds", 15)), interval_seconds=float(check["intervalSeconds"]),
+        timeout_seconds=float(check["timeoutSeconds"]), grace_period_seconds=float(check["gracePeriodSeconds"]),
+        consecutive_failures=int(check["maxConsecutiveFailures"]) or NEVER)
+    protocol = check["protocol"]
+    if protocol == "COMMAND":
+        out.type = pb.HealthCheck.COMMAND
+        out.command.value = (check.get("command") or {}).get("value") or ""
+        out.command.shell = True
+        return out
+    port = check.get("port")
+    if port is None:
+        index = check.get("portIndex", 0)
+        port = ports[index] if index < len(ports) else 0
+    if protocol in ("MESOS_HTTP", "MESOS_HTTPS"):
+        out.type = pb.HealthCheck.HTTP
+        out.http.scheme = "https" if protocol == "MESOS_HTTPS" else "http"
+        out.http.port = port
+        out.http.path = check.get("path") or "/"
+    else:
+        out.type = pb.HealthCheck.TCP
+        out.tcp.port = port
+    return out
+
+
+def on_mesos_status(core, inst, app: dict | None, status: pb.TaskStatus) -> bool:
+    """Take the slave's `healthy` into the instance's health (under the core lock).
+    True when the update is the end of a task the slave killed for failing its check."""
+    if not status.HasField("healthy") or app is None or mesos_check(app) is None:
+        return False
+    state = pb.TaskState.Name(status.state)
+    if state != "TASK_RUNNING":
+        return state == "TASK_KILLED" and not status.healthy and not inst.killing
+    now = ids.now()
+    result = inst.mesos_health or HealthResult()
+    inst.mesos_health = result
+    was = result.alive if result.checked else None
+    result.checked = True
+    if status.healthy:
+        result.alive, result.consecutive_failures = True, 0
+        result.last_success = now
+        result.first_success = result.first_success or now
+    else:
+        result.alive = False
+        result.consecutive_failures += 1
+        result.last_failure, result.last_failure_cause = now, status.message or "unhealthy"
+        core.events.publish("failed_health_check_event", appId=inst.app_id, taskId=inst.task_id,
+                            healthCheck=mesos_check(app))
+    if was != result.alive:
+        inst.mesos_healthy = result.alive
+        core.storage.save_instance(inst.to_record())
+        core.events.publish("health_status_changed_event", appId=inst.app_id, instanceId=inst.task_id,
+                            version=inst.version, alive=result.alive)
+        core.events.publish("instance_health_changed_event", instanceId=inst.task_id, runSpecId=inst.app_id,
+                            runSpecVersion=inst.version, healthy=result.alive)
+    return False
+
+
+def run_check(check: dict, host: str, port: int | None) -> str | None:
+    """One Marathon-level check (HTTP, HTTPS, TCP): None when healthy, else the failure's cause."""
     timeout = max(0.1, float(check.get("timeoutSeconds", 20)))
     protocol = check["protocol"]
     try:
@@ -40,13 +109,9 @@ def run_check(check: dict, host: str, port: int | None, env: dict) -> str | None
         if protocol == "TCP":
             with socket.create_connection((host, port), timeout=timeout):
                 return None
-        if protocol == "COMMAND":
-            result = subprocess.run(check["command"]["value"], shell=True, env={**os.environ, **env},
-                                    timeout=timeout, capture_output=True)
-            return None if result.returncode == 0 else f"command exited with {result.returncode}"
-    except (OSError, subprocess.TimeoutExpired, http.client.HTTPException) as exc:
+    except (OSError, http.client.HTTPException) as exc:
         return f"{type(exc).__name__}: {exc}"
-    return f"unsupported protocol {protocol}"
+    return f"protocol {protocol} is not checked by Marathon"
 
 
 def run_readiness(check: dict, host: str, port: int | None) -> dict:
@@ -94,11 +159,10 @@ class HealthChecker:
                     self.due[key] = now + float(check["intervalSeconds"])
                     self.inflight.add(key)
                     port = check.get("port")
-                    if port is None and check["protocol"] != "COMMAND":
+                    if port is None:
                         index_ = check.get("portIndex", 0)
                         port = inst.ports[index_] if index_ < len(inst.ports) else None
-                    env = task_env(app, inst.task_id, inst.host, inst.ports)
-                    jobs.append((key, inst, app, check, port, env))
+                    jobs.append((key, inst, check, port))
                 readiness = app.get("readinessChecks") or []
                 key = (inst.task_id, "readiness")
                 if readiness and not inst.readiness_ok and key not in self.inflight and self.due.get(key, 0) <= now:
@@ -112,8 +176,8 @@ class HealthChecker:
             live = set(self.core.instances)
             for key in [k for k in self.due if k[0] not in live]:
                 self.due.pop(key, None)
-        for key, inst, app, check, port, env in jobs:
-            future = self.pool.submit(run_check, check, inst.host, port, env)
+        for key, inst, check, port in jobs:
+            future = self.pool.submit(run_check, check, inst.host, port)
             future.add_done_callback(lambda f, key=key, inst=inst, check=check: self._done(key, inst, check, f))
         for key, inst, check, port in readiness_jobs:
             future = self.pool.submit(run_readiness, check, inst.host, port)

@@ -15,6 +15,8 @@ from offerd.common.resources import Resources
 from offerd.proto import offerd_pb2 as pb
 
 from frameworks.marathon_like import constraints as _constraints
+from frameworks.marathon_like.health import to_mesos
+from frameworks.marathon_like.model import mesos_check
 
 
 @dataclass
@@ -173,4 +175,7 @@ def build_task(app: dict, task_id: str, view: OfferView, placement: Placement) -
     grace = app.get("taskKillGracePeriodSeconds")
     if grace:
         task.kill_policy.grace_period.nanoseconds = int(grace * 1e9)
+    check = mesos_check(app)
+    if check is not None:
+        task.health_check.CopyFrom(to_mesos(check, placement.ports))
     return task

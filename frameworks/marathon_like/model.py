@@ -126,18 +126,25 @@ class Instance:
     inactive: bool = False         # unreachable past inactiveAfterSeconds: replaced, not counted
     readiness_ok: bool = False     # passed the app's readiness check once (then never checked again)
     readiness: dict | None = None  # the last readinessCheckResult while not ready
+    # The app's Mesos-level check, as the slave reports it (TaskStatus.healthy).
+    mesos_health: HealthResult | None = None
+    # Kept across a restart: the slave reports health only when it changes.
+    mesos_healthy: bool | None = None
 
     RECORDED = ("task_id", "app_id", "version", "slave_id", "host", "ports", "service_ports", "state",
                 "staged_at", "started_at", "attributes", "config_version", "unreachable_since",
-                "readiness_ok")
+                "readiness_ok", "mesos_healthy")
 
     def to_record(self) -> dict:
-        """What storage keeps; health results and kill marks are rebuilt after a restart."""
+        """What storage keeps; Marathon-level health results and kill marks are rebuilt after a restart."""
         return {name: getattr(self, name) for name in self.RECORDED}
 
     @classmethod
     def from_record(cls, record: dict) -> "Instance":
-        return cls(**{name: record[name] for name in cls.RECORDED if name in record})
+        inst = cls(**{name: record[name] for name in cls.RECORDED if name in record})
+        if inst.mesos_healthy is not None:
+            inst.mesos_health = HealthResult(alive=inst.mesos_healthy, checked=True)
+        return inst
 
     @property
     def active(self) -> bool:
@@ -148,10 +155,18 @@ class Instance:
         return self.state == "TASK_RUNNING"
 
     def healthy(self, app: dict) -> bool | None:
-        """True/False for apps with Marathon-level checks, None when there are none."""
-        if not checked_health(app):
+        """True/False for apps with health checks (Marathon- or Mesos-level), None when there are none."""
+        marathon, mesos = checked_health(app), mesos_check(app)
+        if not marathon and mesos is None:
             return None
-        return bool(self.health) and all(h.alive for h in self.health)
+        if marathon and not (self.health and all(h.alive for h in self.health)):
+            return False
+        return mesos is None or (self.mesos_health is not None and self.mesos_health.alive)
+
+    def results(self) -> list[HealthResult]:
+        """The health results known so far (Marathon's checks, then the Mesos check)."""
+        out = [h for h in self.health if h.checked]
+        return out + [self.mesos_health] if self.mesos_health is not None else out
 
     def ready(self, app: dict) -> bool:
         """Counts toward capacity: running, and healthy if the app has checks."""
@@ -171,7 +186,7 @@ class Instance:
             "stagedAt": ids.timestamp(self.staged_at),
             "startedAt": ids.timestamp(self.started_at) if self.started_at else None,
             "version": self.version, "ipAddresses": [{"ipAddress": self.host, "protocol": "IPv4"}] if self.host else [],
-            "healthCheckResults": [h.to_json(self.task_id) for h in self.health if h.checked],
+            "healthCheckResults": [h.to_json(self.task_id) for h in self.results()],
             "localVolumes": [],
         }
 
@@ -179,9 +194,17 @@ class Instance:
 TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED",
             "TASK_GONE", "TASK_GONE_BY_OPERATOR"}
 FAILURES = {"TASK_FAILED", "TASK_FINISHED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_GONE"}
-MARATHON_CHECKS = {"HTTP", "HTTPS", "TCP", "COMMAND"}
+# Marathon-level checks run here; the others become the task's HealthCheck and the
+# slave runs them (COMMAND included: user commands never run on this host).
+MARATHON_CHECKS = {"HTTP", "HTTPS", "TCP"}
+MESOS_CHECKS = {"COMMAND", "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP"}
 
 
 def checked_health(app: dict) -> list[dict]:
     """The checks this framework runs itself."""
     return [h for h in app.get("healthChecks") or [] if h.get("protocol") in MARATHON_CHECKS]
+
+
+def mesos_check(app: dict) -> dict | None:
+    """The app's Mesos-level check (validation allows at most one), or None."""
+    return next((h for h in app.get("healthChecks") or [] if h.get("protocol") in MESOS_CHECKS), None)

@@ -36,6 +36,16 @@ def exposure_missing(config: Config) -> list[str]:
     return missing
 
 
+# Worker threads of the API's HTTP server when few event streams are allowed.
+HTTP_THREADS = 16
+
+
+def http_threads(config: Config) -> int:
+    """Enough workers that the open /v2/events streams (each holds one) take at
+    most half of them: the API answers however many clients listen."""
+    return max(HTTP_THREADS, 2 * config.max_event_streams)
+
+
 def make_storage(config: Config) -> Storage:
     """ZooKeeper with --zk, files under --work_dir otherwise, memory when neither is set."""
     if config.zk:
@@ -63,7 +73,8 @@ class MarathonService:
         exposure.check("Marathon", bind, exposure_missing(config), config.insecure)
         tls = {"ssl_cert_file": config.ssl_cert_file, "ssl_key_file": config.ssl_key_file} \
             if config.ssl_cert_file else {}
-        self.http = HttpServer(self.app, bind, config.http_port, threads=16, name="marathon-http", **tls).start()
+        self.http = HttpServer(self.app, bind, config.http_port, threads=http_threads(config), name="marathon-http",
+                               **tls).start()
         self.core.config.http_port = self.http.port
         if self.core.config.zk:
             self._contend()
@@ -95,6 +106,7 @@ class MarathonService:
         self.core.leading = False
         me = f"{self.core.config.hostname}:{self.core.config.http_port}"
         self.leadership = Leadership(storage.client, storage.base, me, self._lead, self._session_lost)
+        storage.fence_with(self.leadership)  # a deposed leader's writes fail
         self.core.leader_address = self.leadership.leader
         self.core.extras["abdicate"] = self.leadership.abdicate
         self.leadership.start()

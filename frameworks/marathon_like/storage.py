@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
+
+from offerd.common.durable import TEMPORARY_PREFIX, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -167,28 +168,8 @@ class FileStore(KeyValueBackend):
             return None
 
     def put(self, category, name, data, sync=True):
-        directory = self._dir(category)
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if sync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(directory, name))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        if sync:
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        # Readable by Marathon's user only: app definitions may hold secrets in their env.
+        write_atomically(os.path.join(self._dir(category), name), data, mode=0o600, sync=sync)
 
     def delete(self, category, name):
         try:
@@ -204,7 +185,7 @@ class FileStore(KeyValueBackend):
     def names(self, category):
         try:
             return [n for n in os.listdir(self._dir(category))
-                    if not n.startswith(".tmp-") and os.path.isfile(os.path.join(self._dir(category), n))]
+                    if not n.startswith(TEMPORARY_PREFIX) and os.path.isfile(os.path.join(self._dir(category), n))]
         except FileNotFoundError:
             return []
 

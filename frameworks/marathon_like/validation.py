@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from frameworks.marathon_like import ids
+from frameworks.marathon_like import constraints, ids
+from frameworks.marathon_like.model import MESOS_CHECKS
 
 OPERATORS = ("UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "MAX_PER", "UNLIKE", "IS")
 _IS_VALUE = re.compile(r"^[a-zA-Z0-9_/.-]*$")
@@ -73,6 +74,10 @@ def validate_app(app: dict, raw: dict | None = None) -> list[dict]:
     for i, constraint in enumerate(app.get("constraints", [])):
         for message in constraint_errors(constraint):
             d.add(f"/constraints({i})", message)
+    mesos_checks = [c for c in app.get("healthChecks", []) if c.get("protocol") in MESOS_CHECKS]
+    if len(mesos_checks) > 1:
+        # A Mesos TaskInfo carries one HealthCheck.
+        d.add("/healthChecks", "AppDefinition can contain at most one Mesos health check.")
     for i, check in enumerate(app.get("healthChecks", [])):
         index = check.get("portIndex")
         if "port" not in check and check.get("protocol") != "COMMAND" and index is not None \
@@ -166,9 +171,9 @@ def constraint_errors(constraint: list) -> list[str]:
         if value is None:
             return [f"{operator} requires a value"]
         try:
-            re.compile(value)
-        except re.error:
-            return [f"'{value}' is not a valid regular expression"]
+            constraints.pattern(value)
+        except constraints.PatternError as exc:
+            return [f"{operator}: {exc}"]
     if operator == "MAX_PER" and (value is None or not value.isdigit()):
         return ["MAX_PER requires an integer value"]
     if operator == "GROUP_BY" and value is not None and not value.isdigit():

@@ -18,7 +18,7 @@ import threading
 from urllib.parse import unquote
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import NoNodeError, NodeExistsError, NotEmptyError
+from kazoo.exceptions import NoNodeError, NotEmptyError, RolledBackError, RuntimeInconsistency
 from kazoo.retry import KazooRetry
 
 from frameworks.marathon_like.storage import KeyValueBackend, KeyValueStorage, StorageError
@@ -52,49 +52,161 @@ def connect(url: str, session_timeout: float = 10.0) -> tuple[KazooClient, str]:
     try:
         client.start(timeout=max(10.0, session_timeout))
     except Exception as exc:
+        # stop() ends the connection thread, which would otherwise retry forever (max_tries=-1).
+        client.stop()
         client.close()
         raise StorageError(f"cannot reach ZooKeeper at zk://{hosts}{path}: {exc}") from None
     client.ensure_path(path)
     return client, path
 
 
+class StorageConflict(StorageError):
+    """Another writer changed the znode since this instance last read it."""
+
+
+NOT_CONNECTED = "lost contact with ZooKeeper; not writing (the write resumes once the session is back)"
+NOT_LEADER = "this Marathon is not the leader any more; not writing (the new leader owns the state)"
+
+
 class ZooKeeperStore(KeyValueBackend):
-    def __init__(self, client: KazooClient, base: str):
+    """Values in znodes, written as compare-and-set and fenced by leadership.
+
+    Every write is one transaction: a check that this instance's election znode
+    still exists (`fence()` names it; a deposed leader's is gone with its session
+    or its abdication) and a ``set`` at the znode version this store last read or
+    wrote, or a ``create`` for a new key. Whatever another writer changed in
+    between makes the write fail with `StorageConflict`, never overwrite. While
+    the session is SUSPENDED nothing is written at all: the leader cannot know
+    whether it still leads.
+    """
+
+    def __init__(self, client: KazooClient, base: str, fence=None):
         self.client = client
         self.root = base.rstrip("/") + "/state"
+        # A callable returning this instance's election znode path, or None when it does not lead.
+        # Without one (no election: a single instance) writes are versioned but not fenced.
+        self.fence = fence
+        self._versions: dict[str, int] = {}  # znode path -> the version this store last saw
+        self._retried = False
+        self._connected = client.connected
+        client.add_listener(self._state)
+
+    def _state(self, state) -> None:
+        # Runs on kazoo's thread, before any retry: writes stop the moment contact is lost.
+        self._connected = state == KazooState.CONNECTED
 
     def _path(self, category: str, name: str | None = None) -> str:
         return f"{self.root}/{category}" + (f"/{name}" if name is not None else "")
 
     def get(self, category, name):
+        path = self._path(category, name)
         try:
-            data, _ = self.client.retry(self.client.get, self._path(category, name))
-            return data
+            data, stat = self.client.retry(self.client.get, path)
         except NoNodeError:
+            self._versions.pop(path, None)
             return None
+        self._versions[path] = stat.version
+        return data
+
+    def _commit(self, build) -> list:
+        """Run the transaction `build(transaction)` fills, behind the fence; its results.
+        `self._retried` tells whether an attempt was lost with the connection (it may have
+        been applied all the same)."""
+        attempts = []
+
+        def attempt():
+            attempts.append(1)
+            self._retried = len(attempts) > 1
+            if not self._connected:
+                raise StorageError(NOT_CONNECTED)
+            transaction = self.client.transaction()
+            fence = self.fence() if self.fence is not None else None
+            if self.fence is not None and fence is None:
+                raise StorageError(NOT_LEADER)
+            if fence is not None:
+                transaction.check(fence, -1)
+            build(transaction)
+            results = transaction.commit()
+            if fence is not None:
+                if isinstance(results[0], NoNodeError):
+                    raise StorageError(NOT_LEADER)
+                results = results[1:]
+            return results
+        return self.client.retry(attempt)
+
+    def _conflict(self, path: str, data: bytes | None, error: Exception) -> None:
+        """Re-read `path`: our own write (a retried commit) is success, anything else a conflict.
+
+        Equal data counts as ours only after a retry: two writers may well write the same
+        bytes (both incremented the same value), and the second one's update is then lost."""
+        try:
+            current, stat = self.client.retry(self.client.get, path)
+        except NoNodeError:
+            current, stat = None, None
+        if data is not None and self._retried and current == data:
+            self._versions[path] = stat.version
+            return
+        self._versions.pop(path, None)
+        seen = "missing" if stat is None else f"at version {stat.version}"
+        raise StorageConflict(f"{path} was changed by another writer ({seen}; {type(error).__name__}): "
+                              "not overwriting it. Reload the state (the leader does when elected) "
+                              "and retry.")
 
     def put(self, category, name, data, sync=True):
         # ZooKeeper writes are durable on a quorum when acknowledged: `sync` changes nothing.
         path = self._path(category, name)
-        try:
-            self.client.retry(self.client.set, path, data)
-        except NoNodeError:
-            try:
-                self.client.retry(self.client.create, path, data, makepath=True)
-            except NodeExistsError:
-                self.client.retry(self.client.set, path, data)
+        version = self._versions.get(path)
+        if version is None:
+            self.client.retry(self.client.ensure_path, self._path(category))
+            result, = self._commit(lambda t: t.create(path, data))
+        else:
+            result, = self._commit(lambda t: t.set_data(path, data, version))
+        if isinstance(result, Exception):
+            self._conflict(path, data, result)
+            return
+        self._versions[path] = 0 if version is None else result.version
 
     def delete(self, category, name):
-        try:
-            self.client.retry(self.client.delete, self._path(category, name))
-        except NoNodeError:
-            pass
+        path = self._path(category, name)
+        version = self._versions.get(path, -1)
+        result, = self._commit(lambda t: t.delete(path, version))
+        if isinstance(result, NoNodeError):
+            self._versions.pop(path, None)  # already gone: what a delete wants
+        elif isinstance(result, Exception):
+            self._conflict(path, None, result)
+        self._versions.pop(path, None)
 
-    def delete_category(self, category):
+    def delete_category(self, category, attempts: int = 3):
+        root = self._path(category)
+        paths = self._descendants(root)
+        if not paths:
+            return
+
+        def deletes(transaction):
+            for path in paths:  # children before their parents
+                transaction.delete(path, self._versions.get(path, -1))
+
+        results = self._commit(deletes)
+        failed = [(path, r) for path, r in zip(paths, results)
+                  if isinstance(r, Exception) and not isinstance(r, (RolledBackError, RuntimeInconsistency))]
+        if failed:
+            path, error = failed[0]
+            if not isinstance(error, (NoNodeError, NotEmptyError)) or attempts <= 1:
+                self._conflict(path, None, error)
+            # A key added or removed meanwhile: try again on what is there now.
+            return self.delete_category(category, attempts - 1)
+        for path in paths:
+            self._versions.pop(path, None)
+
+    def _descendants(self, path: str) -> list[str]:
         try:
-            self.client.retry(self.client.delete, self._path(category), recursive=True)
-        except (NoNodeError, NotEmptyError):
-            pass
+            children = self.client.retry(self.client.get_children, path)
+        except NoNodeError:
+            return []
+        out = []
+        for child in children:
+            out += self._descendants(f"{path}/{child}")
+        return out + [path]
 
     def names(self, category):
         try:
@@ -107,6 +219,10 @@ class ZooKeeperStorage(KeyValueStorage):
     def __init__(self, client: KazooClient, base: str, own_client: bool = True):
         super().__init__(ZooKeeperStore(client, base))
         self.client, self.base, self._own = client, base, own_client
+
+    def fence_with(self, leadership: "Leadership") -> None:
+        """Write only while `leadership` leads, fenced by its election znode."""
+        self.backend.fence = leadership.election_node
 
     @classmethod
     def connect(cls, url: str, session_timeout: float = 10.0) -> "ZooKeeperStorage":
@@ -145,8 +261,11 @@ class Leadership:
         return self
 
     def _state(self, state) -> None:
+        if state == KazooState.SUSPENDED and self.leading:
+            log.warning("lost contact with ZooKeeper while leading: not writing until it is back")
         if state == KazooState.LOST and self.leading:
-            log.error("lost the ZooKeeper session while leading")
+            # The election znode went with the session: another instance may lead now.
+            log.error("lost the ZooKeeper session while leading: abdicating")
             self._stop_leading.set()
             if self._on_session_lost:
                 self._on_session_lost()
@@ -171,6 +290,13 @@ class Leadership:
         finally:
             self.leading = False
             log.info("no longer the leader (%s)", self.identifier)
+
+    def election_node(self) -> str | None:
+        """This instance's election znode while it leads (what fences its writes), else None."""
+        lock = self.election.lock
+        if not self.leading or not lock.node:
+            return None
+        return f"{lock.path}/{lock.node}"
 
     def leader(self) -> str | None:
         """The API address of the current leader, if any."""

@@ -28,6 +28,12 @@ MARATHON_FLAGS = [
     Flag("reconciliation_interval", "10mins", "How often to reconcile tasks with the master.", duration),
     Flag("failover_timeout", "1weeks", "How long the master keeps our tasks while we are gone "
          "(a restart within it adopts them).", duration),
+    Flag("max_event_streams", 8, "Most /v2/events streams open at once; one more gets 503. Each holds one of "
+         "the API's worker threads, and the API keeps at least as many for itself.", positive_int),
+    Flag("event_stream_max_outstanding_messages", 1024, "Events a /v2/events client may fall behind before "
+         "it is disconnected (a slow consumer is dropped, not buffered without bound). Above Marathon's 50: "
+         "a burst (reconciling many tasks) is published faster than a stream's thread gets to run.",
+         positive_int),
     Flag("logging_level", "INFO", "INFO, WARNING or ERROR."),
     # Security, with Marathon's flag names where Marathon has them.
     Flag("http_credentials", None, "Principals and secrets for HTTP Basic authentication of the REST API and UI "
@@ -120,7 +126,9 @@ def run(args) -> int:
                     max_instances_per_offer=flags.max_instances_per_offer,
                     reconciliation_interval=flags.reconciliation_interval,
                     failover_timeout=flags.failover_timeout, work_dir=flags.work_dir,
-                    zk_session_timeout=flags.zk_session_timeout, **security)
+                    zk_session_timeout=flags.zk_session_timeout, max_event_streams=flags.max_event_streams,
+                    event_stream_max_outstanding_messages=flags.event_stream_max_outstanding_messages,
+                    **security)
     from frameworks.marathon_like.api.auth import AuthConfigError
     from frameworks.marathon_like.storage import StorageError
     from offerd.common.exposure import ExposureError

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from offerd.common import curve
 from offerd.common.acls import ACTIONS
 from offerd.common.credentials import CredentialError, basic_auth_header, load_credentials
+from offerd.common.durable import write_atomically
 from offerd.common.tls import client_context
 from offerd.proto import offerd_pb2 as pb
 
@@ -76,18 +77,7 @@ class SecureFiles:
 
 def _write_private(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write `data` to `path` atomically, created with `mode` from the start."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    if os.path.lexists(temporary):
-        os.unlink(temporary)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+    write_atomically(path, data, mode=mode)
 
 
 def _read(path: str) -> bytes | None:

@@ -54,6 +54,7 @@ class Actor:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._closers: list[Callable[[], None]] = []
+        self._after_turn: list[Callable[[], None]] = []
         self.stopped = threading.Event()
 
     # -- used from the actor thread -------------------------------------------
@@ -84,6 +85,12 @@ class Actor:
 
         self.call_later(interval, tick)
         return handle
+
+    def after_each_turn(self, fn: Callable[[], None]) -> None:
+        """Run `fn` at the end of every loop turn, once the sockets, mailbox and
+        timers of that turn are handled: a point where no handler is half done
+        (the master checks its accounting there when asked to)."""
+        self._after_turn.append(fn)
 
     def on_close(self, fn: Callable[[], None]) -> None:
         """Register cleanup to run on the actor thread when the loop ends."""
@@ -171,6 +178,8 @@ class Actor:
                 self._guard(handler)
         self._drain_mailbox()
         self._run_due_timers()
+        for fn in self._after_turn:
+            self._guard(fn)
 
     def _next_timeout_ms(self) -> int | None:
         if self._mailbox:

@@ -117,6 +117,7 @@ def connect(url: ZkUrl, session_timeout: float = DEFAULT_SESSION_TIMEOUT):
     try:
         client.start(timeout=max(session_timeout, 2.0))
     except KazooTimeoutError:
+        client.stop()  # ends the connection thread, which would retry forever
         client.close()
         raise ElectionError(f"cannot connect to ZooKeeper at {url.hosts}") from None
     return client
@@ -344,15 +345,21 @@ _shared: dict[str, ZooKeeperDetector] = {}
 _shared_lock = threading.Lock()
 
 
-@atexit.register
-def _close_shared() -> None:
+def close_shared(hosts: str | None = None) -> None:
+    """Close the shared detectors (those of ZooKeeper `hosts` "h1:p1,h2:p2" only, when given):
+    their clients would otherwise retry until the process exits."""
     with _shared_lock:
-        for detector in _shared.values():
+        for zk, detector in list(_shared.items()):
+            if hosts is not None and parse_zk_url(zk).hosts != hosts:
+                continue
             try:
                 detector.close()
-            except Exception:  # exiting anyway
-                pass
-        _shared.clear()
+            except Exception:  # a broken client: nothing left to close
+                log.debug("closing the detector of %s failed", redact_url(zk), exc_info=True)
+            del _shared[zk]
+
+
+atexit.register(close_shared)
 
 
 def shared_detector(zk: str) -> ZooKeeperDetector:

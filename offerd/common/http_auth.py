@@ -14,6 +14,10 @@ with :func:`install`. Before each request it:
    writes, as Mesos' ``--authenticate_http_readonly`` / ``_readwrite``.
 3. leaves the proven principal in ``flask.g.principal`` (None when none was
    proven) for the views' authorization checks (offerd.common.acls).
+4. refuses (415) a state-changing request whose body is not of a type its
+   endpoint takes: JSON unless the view says otherwise with
+   offerd.common.http_hygiene.accepts. A form or text/plain body is never read
+   as a JSON document.
 
 The 401 carries ``WWW-Authenticate: Basic realm="<prefix>-readonly"`` (or
 ``-readwrite``), so a browser shows its login prompt.
@@ -28,6 +32,7 @@ from urllib.parse import urlsplit
 from flask import Flask, g, make_response, request
 
 from offerd.common.credentials import basic_auth_principal
+from offerd.common.http_hygiene import JSON, accepted_types, body_type_refusal
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -44,6 +49,8 @@ class HttpAuth:
     public_paths: frozenset[str] = frozenset()
     # Paths whose POSTs only read (e.g. Mesos' /api/v1 GET_* calls are decided by the view).
     is_write: Callable[[str, str], bool] | None = None
+    # The body types of views that do not declare theirs (http_hygiene.accepts).
+    body_types: tuple[str, ...] = (JSON,)
 
     def __post_init__(self):
         if (self.readonly or self.readwrite) and not self.credentials:
@@ -87,7 +94,7 @@ def install(app: Flask, auth: HttpAuth, error: Callable[[str, int], object]) -> 
         if reason is not None:
             return error(reason, 403)
         if request.path in auth.public_paths:
-            return None
+            return _body_type_refusal(app, auth, error)
         write = (auth.is_write(request.method, request.path) if auth.is_write is not None
                  else request.method not in READ_METHODS)
         header = request.headers.get("Authorization")
@@ -96,10 +103,20 @@ def install(app: Flask, auth: HttpAuth, error: Callable[[str, int], object]) -> 
             if principal is None:
                 return _challenge(auth, write, "wrong principal or secret", error)
             g.principal = principal
-            return None
-        if auth.readwrite if write else auth.readonly:
+        elif auth.readwrite if write else auth.readonly:
             return _challenge(auth, write, "authentication required", error)
+        return _body_type_refusal(app, auth, error)
+
+
+def _body_type_refusal(app: Flask, auth: HttpAuth, error):
+    """415 when the body is not of a type the matched view takes. Unrouted
+    requests (404, 405) are left to Flask's own answer."""
+    view = app.view_functions.get(request.endpoint) if request.url_rule is not None else None
+    if view is None:
         return None
+    reason = body_type_refusal(request.method, request.path, request.headers, request.mimetype,
+                               accepted_types(view, auth.body_types))
+    return None if reason is None else error(reason, 415)
 
 
 def _challenge(auth: HttpAuth, write: bool, what: str, error):

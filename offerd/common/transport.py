@@ -1,7 +1,8 @@
 """ZeroMQ transport: framing, heartbeats, size limits, reconnection.
 
 The only module that touches ZeroMQ sockets for protocol traffic. A daemon's
-server side is a ROUTER (:class:`Server`); a client is a DEALER (:class:`Client`).
+server side is a ROUTER (:class:`Server`); a client is a DEALER (:class:`Client`, in
+offerd.common.transport_client and re-exported here).
 Both live on an :class:`~offerd.common.actor.Actor` and call back on its thread.
 
 The frames, their names and their decoding are offerd.common.framing's (and
@@ -20,10 +21,9 @@ answers the challenge-response above and remembers each peer's principal
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import random
-import threading
 import time
 from typing import Callable, Iterable
 
@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from offerd.common import credentials as creds
 from offerd.common import curve
-from offerd.common.actor import Actor, Timer
+from offerd.common.actor import Actor
 # The frame names and helpers, for the modules and tests that speak the protocol raw.
 from offerd.common.framing import (  # noqa: F401
     AUTH,
@@ -60,12 +60,34 @@ MAX_PRINCIPAL_BYTES = 256
 AUTH_FAILURE_DELAY = 0.5
 # Failed handshakes waiting for their delayed answer, at most.
 MAX_DELAYED_REFUSALS = 1000
-# A client whose authentication is not answered in this time tries again.
-AUTH_TIMEOUT = 10.0
+# Bytes of received messages a server holds before its actor handles them; past
+# it the server stops reading (see Server).
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+# Messages read from, and handled off, the queue per turn of the actor loop, so
+# timers, HTTP calls and other sockets get their turn during a flood.
+BATCH = 1000
+# What ZeroMQ itself may hold per connected peer while the server does not read
+# (its high-water mark counts messages, not bytes; past it TCP pushes back).
+RECEIVE_HWM = 1000
+# Timed-out peers remembered so a returning heartbeat is told GOODBYE (see Server).
+MAX_TIMED_OUT_PEERS = 100_000
 
 
 class Server:
-    """A ROUTER endpoint. Peers are identified by their opaque ZeroMQ identity."""
+    """A ROUTER endpoint. Peers are identified by their opaque ZeroMQ identity.
+
+    Received messages wait in a queue bounded in bytes (`max_queue_bytes`)
+    until the actor handles them, a batch per loop turn. When the queue holds
+    the bound (it can go over by at most one message: a message is read whole),
+    the server stops reading the socket; ZeroMQ then keeps at most
+    RECEIVE_HWM messages per peer and TCP slows the senders down. Reading
+    resumes once half the bound is handled. Heartbeats are answered as they are
+    read and take no room. Silence the server caused itself does not count
+    against a peer: while reading is paused no peer is declared lost, and the
+    pause is added to every peer's last-seen time when reading resumes; before
+    declaring a peer lost the server also reads what is waiting, so a busy actor
+    never mistakes unread heartbeats for silence.
+    """
 
     def __init__(
         self,
@@ -78,10 +100,19 @@ class Server:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         curve_key: tuple[bytes, bytes] | None = None,
         credentials: Callable[[str], str | None] | None = None,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     ):
         """`curve_key` (public, secret) turns encryption on; `credentials` maps a
         principal to its secret (None: unknown) and turns authentication on."""
         self.actor = actor
+        self.max_queue_bytes = max(1, max_queue_bytes)
+        # (peer, frames, size) read but not yet handled, and their total size.
+        self._inbox: collections.deque[tuple[bytes, list[bytes], int]] = collections.deque()
+        self.queued_bytes = 0
+        self.peak_queued_bytes = 0
+        self.pauses = 0
+        self._paused_at: float | None = None
+        self._drain_posted = False
         self.on_message = on_message
         self.credentials = credentials
         self.encrypted = curve_key is not None
@@ -93,6 +124,11 @@ class Server:
         # same address, which ZeroMQ's silent reconnection would otherwise hide.
         self.incarnation = os.urandom(8)
         self._last_seen: dict[bytes, float] = {}
+        # Peers timed out for silence (bounded, oldest first). The link may come back
+        # with the old TCP connection intact: their next heartbeat is answered with
+        # GOODBYE, so the client reconnects and its upper layer registers again,
+        # instead of believing itself connected to a server that wrote it off.
+        self._timed_out: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._peer_timeouts: dict[bytes, float] = {}
         self._principals: dict[bytes, str] = {}
         self._peer_keys: dict[bytes, bytes] = {}
@@ -109,7 +145,7 @@ class Server:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes * HARD_LIMIT_FACTOR)
         sock.setsockopt(zmq.SNDHWM, 100_000)
-        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         if bind.endswith(":0"):
             self.port = sock.bind_to_random_port(bind.rsplit(":", 1)[0])
         else:
@@ -148,6 +184,8 @@ class Server:
     def close(self) -> None:
         if self.socket.closed:
             return
+        self._inbox.clear()
+        self.queued_bytes = 0
         self._liveness_timer.cancel()
         self.actor.remove_socket(self.socket)
         self.socket.close(0)
@@ -166,12 +204,21 @@ class Server:
         return True
 
     def _on_readable(self) -> None:
+        self._read()
+        self._drain()
+
+    def _read(self) -> None:
+        """Move what the socket holds into the queue, up to its bound; yield to the
+        loop now and then (the poller is level-triggered: the rest is seen next turn)."""
         sock = self.socket
+        if sock.closed or self._paused_at is not None:
+            return
         now = time.monotonic()
-        # Drain what is queued, but yield to the loop now and then; the poller
-        # is level-triggered, so whatever is left is seen on the next turn.
         encrypted = self.encrypted
-        for _ in range(1000):
+        for _ in range(BATCH):
+            if self.queued_bytes >= self.max_queue_bytes:
+                self._pause(now)
+                return
             try:
                 if encrypted:
                     parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -183,29 +230,80 @@ class Server:
             except zmq.Again:
                 return
             peer, body = frames[0], frames[1:]
+            if self._timed_out and peer in self._timed_out:
+                del self._timed_out[peer]
+                if 2 <= len(body) <= 4 and body[0] == MAGIC and body[1] == HEARTBEAT:
+                    self._send_frames(peer, [MAGIC, GOODBYE])
+                    continue
             self._last_seen[peer] = now
-            if 2 <= len(body) <= 4 and body[0] == MAGIC and body[1][:1] == b"~":
-                control = body[1]
-                if control == HEARTBEAT:
-                    self._send_frames(peer, [MAGIC, HEARTBEAT, self.incarnation])
-                    continue
-                if control == GOODBYE:
-                    self.forget(peer)
-                    self.actor._guard(self.on_peer_lost, peer)
-                    continue
-                if control == AUTH and len(body) == 4:
-                    self._on_auth(peer, body[2], body[3])
-                    continue
-                if control == PROOF and len(body) == 3:
-                    self._on_proof(peer, body[2])
-                    continue
-            message, error = self._decoder.decode(body)
-            if error is not None:
-                log.warning("refused a frame from peer %s: %s", peer.hex(), error)
-                kind = body[1] if len(body) > 1 else b""
-                self._send_frames(peer, error_frames(error, kind))
+            if 2 <= len(body) <= 4 and body[0] == MAGIC and body[1] == HEARTBEAT:
+                # Answered at once: liveness must not wait behind a queue of work.
+                self._send_frames(peer, [MAGIC, HEARTBEAT, self.incarnation])
                 continue
-            self.actor._guard(self.on_message, peer, message)
+            size = sum(len(frame) for frame in body) + len(peer)
+            self._inbox.append((peer, body, size))
+            self.queued_bytes += size
+            if self.queued_bytes > self.peak_queued_bytes:
+                self.peak_queued_bytes = self.queued_bytes
+
+    def _pause(self, now: float) -> None:
+        self._paused_at = now
+        self.pauses += 1
+        self.actor.remove_socket(self.socket)
+        # Once per 100 pauses: a sustained flood must not flood the log as well.
+        level = logging.WARNING if self.pauses % 100 == 1 else logging.DEBUG
+        log.log(level, "receive queue holds %d bytes (bound %d): not reading until half is handled",
+                    self.queued_bytes, self.max_queue_bytes)
+
+    def _resume(self) -> None:
+        paused_for = time.monotonic() - self._paused_at
+        self._paused_at = None
+        # The pause was our silence, not the peers': it does not count against them.
+        for peer in self._last_seen:
+            self._last_seen[peer] += paused_for
+        self.actor.add_socket(self.socket, self._on_readable)
+        log.debug("receive queue down to %d bytes after %.2fs: reading again", self.queued_bytes, paused_for)
+
+    def _drain(self) -> None:
+        """Handle a batch of queued messages; the rest on a later turn."""
+        self._drain_posted = False
+        inbox = self._inbox
+        for _ in range(BATCH):
+            if not inbox or self.socket.closed:
+                break
+            peer, body, size = inbox.popleft()
+            self.queued_bytes -= size
+            self._handle(peer, body)
+        if self.socket.closed:
+            return
+        if self._paused_at is not None and self.queued_bytes <= self.max_queue_bytes // 2:
+            self._resume()
+        if inbox and not self._drain_posted:
+            self._drain_posted = True
+            self.actor.call_soon(self._drain)
+
+    def _handle(self, peer: bytes, body: list[bytes]) -> None:
+        # Control frames other than heartbeats keep their place in the queue: a
+        # GOODBYE must not overtake the calls sent before it.
+        if 2 <= len(body) <= 4 and body[0] == MAGIC and body[1][:1] == b"~":
+            control = body[1]
+            if control == GOODBYE:
+                self.forget(peer)
+                self.actor._guard(self.on_peer_lost, peer)
+                return
+            if control == AUTH and len(body) == 4:
+                self._on_auth(peer, body[2], body[3])
+                return
+            if control == PROOF and len(body) == 3:
+                self._on_proof(peer, body[2])
+                return
+        message, error = self._decoder.decode(body)
+        if error is not None:
+            log.warning("refused a frame from peer %s: %s", peer.hex(), error)
+            kind = body[1] if len(body) > 1 else b""
+            self._send_frames(peer, error_frames(error, kind))
+            return
+        self.actor._guard(self.on_message, peer, message)
 
     def _bind_key(self, peer: bytes, key: str | None) -> bool:
         """Whether a message under routing id `peer` comes from the connection that
@@ -282,6 +380,12 @@ class Server:
         self.actor.call_later(AUTH_FAILURE_DELAY, answer)
 
     def _check_liveness(self) -> None:
+        if self._paused_at is not None:
+            return  # our own silence: see the class docstring
+        # Heartbeats still unread (the actor was busy) are not silence.
+        self._on_readable()
+        if self._paused_at is not None:
+            return
         now = time.monotonic()
         lost = [
             peer
@@ -290,299 +394,12 @@ class Server:
         ]
         for peer in lost:
             self.forget(peer)
+            self._timed_out[peer] = None
+            if len(self._timed_out) > MAX_TIMED_OUT_PEERS:
+                self._timed_out.popitem(last=False)
             log.info("peer %s silent past its timeout: treating it as disconnected", peer.hex())
             self.actor._guard(self.on_peer_lost, peer)
 
 
-class Backoff:
-    """Capped, jittered exponential backoff ("full jitter")."""
-
-    def __init__(self, base: float = 0.2, cap: float = 10.0, rng: random.Random | None = None):
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** self.attempt))
-        self.attempt = min(self.attempt + 1, 32)
-        return self._rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-class Client:
-    """A DEALER that keeps itself connected to whatever `resolve()` names.
-
-    `resolve` returns a ``tcp://host:port`` endpoint (or raises); it may block
-    (an HTTP lookup, a ZooKeeper read), so it runs on a helper thread. When the
-    server stays silent past `heartbeat_interval * max_missed`, the socket is
-    dropped and the endpoint resolved again after a jittered backoff, which is
-    how clients follow a new leading master.
-    """
-
-    def __init__(
-        self,
-        actor: Actor,
-        resolve: Callable[[], str],
-        accepted: Iterable[type[Message]],
-        on_message: Callable[[Message], None],
-        on_connected: Callable[[], None] | None = None,
-        on_disconnected: Callable[[], None] | None = None,
-        heartbeat_interval: float = 1.0,
-        max_missed: int = 5,
-        backoff: Backoff | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        name: str = "client",
-        server_key: bytes | None = None,
-        credential: creds.Credential | None = None,
-        on_auth_failed: Callable[[str], None] | None = None,
-    ):
-        """`server_key` (the server's public CURVE key) turns encryption on;
-        `credential` makes the client prove its principal before `on_connected`.
-        A refused proof calls `on_auth_failed(reason)` and is retried after the
-        backoff unless that callback closes the client."""
-        self.actor = actor
-        self.server_key = server_key
-        self.credential = credential
-        self.on_auth_failed = on_auth_failed or (lambda reason: None)
-        self.principal: str | None = None
-        self.resolve = resolve
-        self.on_message = on_message
-        self.on_connected = on_connected or (lambda: None)
-        self.on_disconnected = on_disconnected or (lambda: None)
-        self.heartbeat_interval = heartbeat_interval
-        self.max_missed = max_missed
-        self.backoff = backoff or Backoff()
-        self.name = name
-        self.stats = TransportStats()
-        self._decoder = Decoder(accepted, max_message_bytes, self.stats)
-        self._max_message_bytes = max_message_bytes
-        self.socket = None
-        self.endpoint: str | None = None
-        # `_link_up`: the server answers; `connected`: authenticated too, ready for calls.
-        self._link_up = False
-        self.connected = False
-        self._auth_nonce: bytes | None = None
-        self._auth_timer: Timer | None = None
-        self._last_heard = 0.0
-        self._server_incarnation: bytes | None = None
-        self._heartbeat_timer: Timer | None = None
-        self._reconnect_timer: Timer | None = None
-        self._generation = 0
-        self._closed = False
-        actor.on_close(self.close)
-
-    # -- public ---------------------------------------------------------------
-
-    def start(self) -> None:
-        self._resolve_async()
-
-    def send(self, message: Message) -> bool:
-        if self.socket is None or not self.connected:
-            self.stats.dropped_sends += 1
-            log.debug("%s: not connected, dropping %s", self.name, message.DESCRIPTOR.name)
-            return False
-        try:
-            self.socket.send_multipart(encode(message), zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            self.stats.dropped_sends += 1
-            log.debug("%s: send failed: %s", self.name, exc)
-            return False
-        self.stats.messages_sent += 1
-        return True
-
-    def reconnect(self) -> None:
-        """Drop the connection and look for the server again (e.g. a new leader)."""
-        self._drop("reconnect requested")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.socket is not None:
-            try:
-                self.socket.send_multipart([MAGIC, GOODBYE], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
-            self._close_socket(linger_ms=200)
-        for timer in (self._heartbeat_timer, self._reconnect_timer, self._auth_timer):
-            if timer is not None:
-                timer.cancel()
-
-    # -- connection lifecycle -------------------------------------------------
-
-    def _resolve_async(self) -> None:
-        generation = self._generation
-
-        def lookup():
-            try:
-                endpoint, error = self.resolve(), None
-            except Exception as exc:  # reported on the actor thread
-                endpoint, error = None, exc
-            self.actor.call_soon(self._resolved, generation, endpoint, error)
-
-        threading.Thread(target=lookup, name=f"{self.name}-resolve", daemon=True).start()
-
-    def _resolved(self, generation: int, endpoint: str | None, error: Exception | None) -> None:
-        if self._closed or generation != self._generation:
-            return
-        if error is not None or not endpoint:
-            delay = self.backoff.next_delay()
-            log.info("%s: cannot find the server (%s); retrying in %.1fs", self.name, error, delay)
-            self._reconnect_timer = self.actor.call_later(delay, self._resolve_async)
-            return
-        self._open(endpoint)
-
-    def _open(self, endpoint: str) -> None:
-        sock = self.actor.context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes * HARD_LIMIT_FACTOR)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        sock.setsockopt(zmq.SNDHWM, 100_000)
-        sock.setsockopt(zmq.RCVHWM, 100_000)
-        sock.setsockopt(zmq.IDENTITY, os.urandom(8))
-        if self.server_key is not None:
-            public, secret = zmq.curve_keypair()
-            sock.curve_serverkey = self.server_key
-            sock.curve_publickey = public
-            sock.curve_secretkey = secret
-        sock.connect(endpoint)
-        self.socket = sock
-        self.endpoint = endpoint
-        self._server_incarnation = None
-        self._last_heard = time.monotonic()
-        self.actor.add_socket(sock, self._on_readable)
-        log.debug("%s: connecting to %s", self.name, endpoint)
-        self._heartbeat()
-
-    def _heartbeat(self) -> None:
-        if self.socket is None or self._closed:
-            return
-        silent_for = time.monotonic() - self._last_heard
-        if silent_for > self.heartbeat_interval * self.max_missed:
-            hint = ""
-            if not self._link_up:
-                hint = ("; if it is up, check that it uses encryption exactly when this client does, "
-                        "with the public key this client was given") if self.server_key is not None else \
-                       "; if it is up, it may require encryption (give its public key)"
-            self._drop(f"no answer from {self.endpoint} for {silent_for:.1f}s{hint}")
-            return
-        try:
-            self.socket.send_multipart([MAGIC, HEARTBEAT], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # not connected yet; silence will tell
-        # Until the first echo, beat often: the echo is what tells us we are connected,
-        # and a full interval's wait would delay every (re)connection.
-        delay = self.heartbeat_interval if self._link_up else min(self.heartbeat_interval, 0.02)
-        self._heartbeat_timer = self.actor.call_later(delay, self._heartbeat)
-
-    def _drop(self, reason: str) -> None:
-        was_connected = self.connected
-        self.connected = False
-        self._link_up = False
-        self._auth_nonce = None
-        self._generation += 1
-        if self._heartbeat_timer is not None:
-            self._heartbeat_timer.cancel()
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-        if self.socket is not None:
-            self._close_socket()
-        if self._closed:
-            return
-        delay = self.backoff.next_delay()
-        log.info("%s: disconnected (%s); looking for the server again in %.1fs", self.name, reason, delay)
-        self._reconnect_timer = self.actor.call_later(delay, self._resolve_async)
-        if was_connected:
-            self.actor._guard(self.on_disconnected)
-
-    def _close_socket(self, linger_ms: int = 0) -> None:
-        self.actor.remove_socket(self.socket)
-        self.socket.setsockopt(zmq.LINGER, linger_ms)
-        self.socket.close()
-        self.socket = None
-
-    def _on_readable(self) -> None:
-        sock = self.socket
-        for _ in range(1000):
-            if sock is not self.socket:
-                return  # a handler dropped the connection
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._last_heard = time.monotonic()
-            if not self._link_up:
-                self._link_up = True
-                self.backoff.reset()
-                log.debug("%s: connected to %s", self.name, self.endpoint)
-                if self.credential is None:
-                    self._ready()
-                else:
-                    self._authenticate()
-            if 2 <= len(frames) <= 3 and frames[0] == MAGIC and frames[1][:1] == b"~":
-                if frames[1] == HEARTBEAT and len(frames) == 3:
-                    if self._server_incarnation is None:
-                        self._server_incarnation = frames[2]
-                    elif frames[2] != self._server_incarnation:
-                        self._drop("the server restarted")
-                        return
-                    continue
-                if self._on_auth_frame(frames):
-                    continue
-            if not self.connected:
-                continue  # nothing but the handshake counts before authentication
-            message, error = self._decoder.decode(frames)
-            if error is not None:
-                log.warning("%s: refused a frame from %s: %s", self.name, self.endpoint, error)
-                continue
-            self.actor._guard(self.on_message, message)
-
-    # -- authentication -------------------------------------------------------
-
-    def _ready(self) -> None:
-        self.connected = True
-        self.actor._guard(self.on_connected)
-
-    def _authenticate(self) -> None:
-        self._auth_nonce = creds.new_nonce()
-        self.socket.send_multipart([MAGIC, AUTH, self.credential.principal.encode(), self._auth_nonce],
-                                   zmq.NOBLOCK)
-        generation = self._generation
-
-        def timed_out():
-            if generation == self._generation and not self.connected:
-                self._drop(f"{self.endpoint} did not answer the authentication of {self.credential.principal!r}")
-        self._auth_timer = self.actor.call_later(AUTH_TIMEOUT, timed_out)
-
-    def _on_auth_frame(self, frames: list[bytes]) -> bool:
-        """Handle a handshake frame; False if `frames` is not one."""
-        kind = frames[1]
-        if kind == CHALLENGE and len(frames) == 3 and self._auth_nonce is not None:
-            proof = creds.prove(self.credential.secret, frames[2], self._auth_nonce, self.credential.principal)
-            self.socket.send_multipart([MAGIC, PROOF, proof], zmq.NOBLOCK)
-            return True
-        if kind == AUTH_OK and self._auth_nonce is not None and not self.connected:
-            self._auth_nonce = None
-            self.principal = self.credential.principal
-            log.info("%s: authenticated to %s as %r", self.name, self.endpoint, self.principal)
-            self._ready()
-            return True
-        if kind == NO_AUTH and self._auth_nonce is not None and not self.connected:
-            self._auth_nonce = None
-            log.warning("%s: %s does not authenticate (no --credentials there); continuing without",
-                        self.name, self.endpoint)
-            self._ready()
-            return True
-        if kind == AUTH_FAIL and len(frames) == 3 and self._auth_nonce is not None:
-            reason = frames[2].decode("utf-8", "replace")
-            log.error("%s: %s refused authentication: %s", self.name, self.endpoint, reason)
-            self.actor._guard(self.on_auth_failed, reason)
-            if not self._closed:
-                self._drop(f"authentication refused: {reason}")
-            return True
-        return kind in (CHALLENGE, AUTH_OK, NO_AUTH, AUTH_FAIL)
+# The client side lives in its own module; importers keep using this one.
+from offerd.common.transport_client import AUTH_TIMEOUT, Backoff, Client  # noqa: E402,F401

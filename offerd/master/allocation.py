@@ -140,9 +140,10 @@ class RolePolicy:
 
     def update_weights(self, body) -> str | None:
         """PUT /weights: [{"role": "prod", "weight": 3.0}, ...] as Mesos."""
-        if not isinstance(body, list) or not all(isinstance(w, dict) and "role" in w and "weight" in w
-                                                 for w in body):
-            return "Failed to parse update weights request: expected [{\"role\": ..., \"weight\": ...}]"
+        if not isinstance(body, list) or not all(isinstance(w, dict) and isinstance(w.get("role"), str)
+                                                 and "weight" in w for w in body):
+            return ("Failed to parse update weights request: expected [{\"role\": <string>, "
+                    "\"weight\": <positive number>}, ...]")
         weights = {w["role"]: w["weight"] for w in body}
         if not hasattr(self.m.allocator, "weights"):
             return f"allocator {self.m.flags.allocator} does not support weights"

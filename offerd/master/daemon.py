@@ -33,7 +33,7 @@ from offerd.common.ids import IdGenerator, new_master_id
 from offerd.common.redact import redact_flags
 from offerd.common.resources import parse_min_allocatable
 from offerd.common.transport import Server, encode
-from offerd.master import events
+from offerd.master import events, invariants
 from offerd.master.allocation import RolePolicy, RunTimer, parse_roles, tune_gc
 from offerd.master.flags import MASTER_FLAGS, normalize_flags, optional_duration
 from offerd.master.frameworks import Frameworks
@@ -110,6 +110,9 @@ class Master:
         self._stopped = False
         self._info_json: dict | None = None
         self._flags_json = self._render_flags()
+        # --check_invariants: the version last checked and the violations already logged.
+        self._checked_version = -1
+        self._known_violations: set[str] = set()
         C, S = pb.Call, pb.SlaveCall
         self._call_handlers: dict[int, Callable[[Framework, pb.Call], None]] = {
             C.TEARDOWN: self.frameworks.on_teardown,
@@ -168,7 +171,8 @@ class Master:
         # The guard runs before the standby redirects: a standby asks for credentials too.
         # /master/info and /master/redirect stay open: slaves and schedulers find the
         # leader through them before they can prove anything (ZooKeeper holds the same).
-        public = frozenset({"/health", "/master/health", "/version", "/master/info", "/master/redirect"})
+        public = frozenset({"/health", "/master/health", "/version", "/master/info", "/master/redirect",
+                            "/openapi.json"})
         install_http_auth(app, HttpAuth(self.credentials, flags.authenticate_http_readonly,
                                         flags.authenticate_http_readwrite, "mesos-master",
                                         public_paths=public), http_text)
@@ -192,6 +196,8 @@ class Master:
         self._info_json = message_json(self.master_info)
         self.actor.call_every(flags.allocation_interval, self._periodic_allocation)
         self.actor.call_every(self.heartbeat_interval, self._send_heartbeats)
+        if flags.check_invariants:
+            self.actor.after_each_turn(self._check_invariants)
         self.actor.start()
         self.http.start()
         self.actor.call(lambda: None)
@@ -216,6 +222,7 @@ class Master:
             # makes the liveness sweep fine-grained enough for the real timeouts.
             peer_timeout=min(flags.framework_timeout, self.slaves.timeout),
             max_message_bytes=flags.max_message_bytes,
+            max_queue_bytes=flags.max_receive_queue_bytes,
             curve_key=self.curve_key,
             credentials=self.credentials.get if self.credentials is not None else None,
         )
@@ -333,10 +340,31 @@ class Master:
             self.metrics.inc("master/messages_while_not_leading")
             return
         self.version += 1
-        if type(message) is pb.Call:
-            self._on_call(peer, message)
-        else:
-            self._on_slave_call(peer, message)
+        try:
+            if type(message) is pb.Call:
+                self._on_call(peer, message)
+            else:
+                self._on_slave_call(peer, message)
+        except Exception:
+            # A bug: the handler stopped half-way. Say which message did it, then
+            # rebuild consistent books (see invariants.repair) so the next
+            # message finds a sane master rather than the half-done change.
+            self.metrics.inc("master/handler_failures")
+            log.exception("handling %s from peer %s (principal %s) failed; restoring consistent records",
+                          _message_name(message), peer.hex(), self._principal_text(peer))
+            self._repair()
+
+    def _repair(self) -> None:
+        try:
+            found = invariants.repair(self)
+        except Exception:
+            log.exception("could not restore consistent records")
+            return
+        for problem in found:
+            log.warning("repaired after the failure: %s", problem)
+        left = invariants.violations(self)
+        for problem in left:
+            log.error("accounting invariant violated: %s (not repaired)", problem)
 
     def _on_call(self, peer: bytes, call: pb.Call) -> None:
         kind = call.type
@@ -403,6 +431,19 @@ class Master:
             return
         handler(slave, call)
 
+    def _check_invariants(self) -> None:
+        """--check_invariants: after a turn that changed something, check the books;
+        each violation is logged once (while it lasts) and counted."""
+        if self.version == self._checked_version:
+            return
+        self._checked_version = self.version
+        problems = invariants.violations(self)
+        for problem in problems:
+            if problem not in self._known_violations:
+                self.metrics.inc("master/invariant_violations")
+                log.error("accounting invariant violated: %s", problem)
+        self._known_violations = set(problems)
+
     def _principal_text(self, peer: bytes) -> str:
         principal = self.server.principal(peer)
         return repr(principal) if principal is not None else "(none)"
@@ -442,6 +483,14 @@ class Master:
 
     def _on_peer_lost(self, peer: bytes) -> None:
         self.version += 1
+        try:
+            self._peer_lost(peer)
+        except Exception:
+            self.metrics.inc("master/handler_failures")
+            log.exception("handling the loss of peer %s failed; restoring consistent records", peer.hex())
+            self._repair()
+
+    def _peer_lost(self, peer: bytes) -> None:
         for framework_id in list(self.state.peer_frameworks.get(peer, ())):
             framework = self.state.frameworks.get(framework_id)
             if framework is not None and framework.peer == peer:
@@ -509,3 +558,10 @@ class Master:
                 out[flag.name] = str(value)
         # /master/flags and /master/state show these: no zk password, no secret.
         return redact_flags(out)
+
+
+def _message_name(message) -> str:
+    """``Call.ACCEPT``, ``SlaveCall.UPDATE``: the type of a message, for the logs."""
+    enum = type(message).Type
+    name = enum.Name(message.type) if message.type in enum.values() else str(message.type)
+    return f"{type(message).__name__}.{name}"

@@ -113,6 +113,12 @@ MASTER_FLAGS: list[Flag] = [
          "marked unreachable.", positive_int, "N"),
     Flag("max_message_bytes", 16 * 1024 * 1024, "Largest message accepted from a peer (e.g. 16MB); "
          "larger ones are refused with an error.", byte_size, "BYTES"),
+    Flag("max_receive_queue_bytes", "64MB", "Most bytes of received messages waiting for the master's thread; "
+         "above it the master stops reading its socket (senders are slowed down by TCP) until half is "
+         "handled.", byte_size, "BYTES"),
+    Flag("check_invariants", False, "After every change, check the master's accounting (per slave: tasks + "
+         "executors + offers + idle = total, and the allocator agrees) and log an error for each violation; "
+         "walks every record per change, for tests and debugging.", boolean),
     Flag("min_allocatable_resources", DEFAULT_MIN_ALLOCATABLE, "Smallest resources worth offering: "
          "alternatives separated by '|', each a ';'-separated list, e.g. cpus:0.01|mem:32.",
          min_allocatable, "RESOURCES"),

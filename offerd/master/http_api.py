@@ -20,7 +20,8 @@ import os
 from flask import Blueprint, Flask, Response, current_app, redirect, request, send_from_directory
 
 from offerd import __version__
-from offerd.master import http_authz, http_files, prometheus
+from offerd.common.http_hygiene import FORM, accepts
+from offerd.master import http_authz, http_files, openapi, prometheus
 from offerd.master.metrics import system_metrics
 
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]*$")
@@ -263,6 +264,7 @@ operator = Blueprint("operator", __name__)
 
 @operator.post("/master/teardown")
 @operator.post("/teardown")
+@accepts(FORM)  # as Mesos: curl -d frameworkId=... (JSON elsewhere)
 def teardown():
     framework_id = request.form.get("frameworkId") or request.values.get("frameworkId")
     if not framework_id:
@@ -298,6 +300,7 @@ def create_app(master: MasterView, webui_dir: str | None = None) -> Flask:
     app.register_blueprint(http_files.files)
     app.register_blueprint(operator)
     app.register_blueprint(webui)
+    app.add_url_rule("/openapi.json", "openapi", openapi.serve)  # public: no secrets in it
     from offerd.master import http_allocator  # imports this module: registered late
     http_allocator.register(app)
 

@@ -23,6 +23,10 @@ A leader that loses its ZooKeeper session, or its connection to ZooKeeper (the
 session may expire any moment after), **abdicates by exiting the process** with
 status 1, as a Mesos master aborts; a supervisor (systemd, the tests) restarts
 it and it contends again as a standby. Two leaders therefore never act together.
+
+A master that cannot reach ZooKeeper when it starts does not exit: it stands
+by, logs "waiting for ZooKeeper at ..." and tries again every
+ZK_RETRY_INTERVAL seconds on a thread of its own until it can contend.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from offerd.common.election import create_contender, parse_zk_url, znode_acl
+from offerd.common.election import ElectionError, create_contender, parse_zk_url, znode_acl
 from offerd.master import events
 from offerd.master.registry import Registrar, RegistryError, VersionMismatch
 from offerd.master.registry_zk import (AddFramework, AdmitSlave, HAInMemoryBackend, HARegistryState,
@@ -49,6 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long a master started while ZooKeeper is unreachable waits between attempts
+# (each attempt itself waits up to the session timeout for a connection).
+ZK_RETRY_INTERVAL = 1.0
 _RATE = re.compile(r"^\s*([0-9]+)\s*/\s*(.+)$")
 
 
@@ -82,6 +89,10 @@ class Leadership:
         # A master process exits on abdication; tests running masters in
         # process set this False and watch `abdicated`.
         self.exit_on_abdicate = True
+        # Set by stop(); the ZooKeeper wait loop ends on it. The lock orders a
+        # contender made while stopping against stop() closing it.
+        self._stopped = threading.Event()
+        self._contend_lock = threading.Lock()
         self.rate = removal_rate(getattr(flags, "slave_removal_rate_limit", None))
         self._removals: collections.deque[float] = collections.deque()
         self._waiting_removals: collections.deque = collections.deque()
@@ -94,17 +105,57 @@ class Leadership:
             self.is_leader = True
             self.elected_time = time.time()
             return
+        parse_zk_url(self.m.flags.zk)   # a malformed URL stops the master now: waiting would never fix it
+        try:
+            self._contend(info_json)
+        except ElectionError as exc:
+            # ZooKeeper is down or unreachable: serve as a standby (HTTP says no
+            # leader is known) and keep trying, as Mesos masters do, rather than exit.
+            threading.Thread(target=self._wait_for_zookeeper, args=(info_json, exc), name="zk-wait",
+                             daemon=True).start()
+
+    def _contend(self, info_json: dict) -> None:
         flags = self.m.flags
-        self.contender = create_contender(flags.zk, flags.zk_session_timeout)
-        self.detector = self.contender.detector
-        self.contender.on_elected = lambda: self.m.actor.call_soon(self._elected)
-        self.contender.on_lost = self.abdicate
-        self.contender.contend(info_json)
+        contender = create_contender(flags.zk, flags.zk_session_timeout)
+        with self._contend_lock:
+            if self._stopped.is_set():
+                contender.withdraw()  # stopped while connecting: this client must not linger
+                return
+            self.contender = contender
+        self.detector = contender.detector
+        contender.on_elected = lambda: self.m.actor.call_soon(self._elected)
+        contender.on_lost = self.abdicate
+        try:
+            contender.contend(info_json)
+        except Exception:
+            # Connected but could not stand (ZooKeeper went away again): close this
+            # client, the next attempt makes a new one.
+            with self._contend_lock:
+                self.contender = self.detector = None
+            contender.withdraw()
+            raise
         log.info("standing by until elected (ZooKeeper %s)", parse_zk_url(flags.zk))
 
+    def _wait_for_zookeeper(self, info_json: dict, error: Exception) -> None:
+        url = parse_zk_url(self.m.flags.zk)
+        while not self._stopped.is_set():
+            log.warning("waiting for ZooKeeper at %s: %s; retrying every %gs", url, error, ZK_RETRY_INTERVAL)
+            if self._stopped.wait(ZK_RETRY_INTERVAL):
+                return
+            try:
+                self._contend(info_json)
+                return
+            except ElectionError as exc:
+                error = exc
+            except Exception as exc:  # a ZooKeeper that is half up: try again, never die here
+                error = exc
+
     def stop(self) -> None:
-        if self.contender is not None:
-            self.contender.withdraw()
+        with self._contend_lock:
+            self._stopped.set()
+            contender = self.contender
+        if contender is not None:
+            contender.withdraw()
 
     def leader_info(self) -> dict | None:
         """The leading master's MasterInfo JSON (this master's when it leads)."""

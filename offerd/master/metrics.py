@@ -55,6 +55,9 @@ ZERO_COUNTERS = (
     "master/unauthorized_framework_subscriptions", "master/unauthenticated_slave_registrations",
     "master/unauthorized_slave_registrations", "master/slave_principal_mismatches",
     "master/unauthorized_tasks", "master/invalid_exited_executors",
+    # Robustness (docs/protocol.md): handlers that failed (their books then repaired), launches
+    # the slave's socket refused, and (with --check_invariants) accounting violations.
+    "master/handler_failures", "master/dropped_launches", "master/invariant_violations",
 )
 
 TASK_GAUGE_STATES = {
@@ -162,6 +165,11 @@ def snapshot(master: Master) -> dict[str, float]:
             out[f"master/{name}_revocable_{kind}"] = 0
     out["master/operator_event_stream_subscribers"] = 0
     out.update(master.server.stats.as_dict("master/transport"))
+    # Received but not yet handled (bounded by --max_receive_queue_bytes), its peak, and
+    # how often reading paused because the bound was reached.
+    out["master/receive_queue_bytes"] = master.server.queued_bytes
+    out["master/receive_queue_bytes_peak"] = master.server.peak_queued_bytes
+    out["master/receive_queue_pauses"] = master.server.pauses
     for key, value in master.allocator.stats().items():
         out[f"allocator/{key}"] = value
     out.update(master.allocation_timer.snapshot())

@@ -4,7 +4,10 @@ An ACCEPT is proposed by the scheduler, verified by the pure functions of
 `validation` against the live records, and only then committed: tasks
 recorded in STAGING, their resources taken out of the merged offers, the
 rest returned to the allocator with the call's filter, and the tasks sent to
-the slave as one RUN_TASK batch.
+the slave as one RUN_TASK batch. Every operation is validated before any is
+recorded, so an ACCEPT takes effect whole or (for its invalid tasks) not at
+all; a RUN_TASK the slave's socket refuses ends its tasks at once (TASK_DROPPED
+or TASK_LOST) instead of leaving them staging.
 """
 
 from __future__ import annotations
@@ -36,15 +39,18 @@ Operation = pb.Offer.Operation
 
 
 class _Launch:
-    """What one ACCEPT has launched so far (task ids, executors, resources left)."""
+    """What one ACCEPT will launch (task ids, executors, resources left): built
+    while validating, committed to the records only once every operation is checked."""
 
-    __slots__ = ("available", "task_ids", "new_executors", "run")
+    __slots__ = ("available", "task_ids", "new_executors", "run", "tasks", "executors")
 
     def __init__(self, available: Resources):
         self.available = available
         self.task_ids: set[str] = set()
         self.new_executors: dict[str, pb.ExecutorInfo] = {}
         self.run = pb.SlaveEvent(type=pb.SlaveEvent.RUN_TASK)
+        self.tasks: list[Task] = []
+        self.executors: list[Executor] = []
 
 
 class Offers:
@@ -173,6 +179,8 @@ class Offers:
         slave = self.state.slaves[offers[0].slave_id]
         role = offers[0].role
         launch = _Launch(sum((offer.resources for offer in offers), Resources.EMPTY))
+        # Validate every operation first (invalid tasks are answered TASK_ERROR and
+        # dropped, as Mesos does); nothing of the records changes until all are checked.
         for operation in accept.operations:
             if operation.type == Operation.LAUNCH:
                 for task_info in operation.launch.task_infos:
@@ -182,13 +190,47 @@ class Offers:
                 log.warning("framework %s: offer operation %s is not supported; ignored", framework_id,
                             Operation.Type.Name(operation.type) if operation.type in Operation.Type.values()
                             else operation.type)
+        self._commit(framework, slave, launch)
         if not launch.available.is_empty():
             filters = accept.filters if accept.HasField("filters") else None
             m.allocator.recover_resources(framework_id, slave.slave_id, launch.available,
                                           refuse_seconds(filters), now, role)
-        if len(launch.run.run_tasks):
-            m.send_slave(slave, launch.run)
+        if len(launch.run.run_tasks) and not m.send_slave(slave, launch.run):
+            self._launch_dropped(framework, slave, launch)
         m.request_allocation([slave.slave_id])
+
+    def _commit(self, framework: Framework, slave: Slave, launch: _Launch) -> None:
+        """Record the validated launch: plain dict insertions, nothing that can fail half-way."""
+        for executor in launch.executors:
+            slave.executors.setdefault(framework.framework_id, {})[executor.info.executor_id.value] = executor
+        for task in launch.tasks:
+            framework.tasks[task.task_id] = task
+            slave.tasks[(framework.framework_id, task.task_id)] = task
+            self.state.count_new_task(task)
+
+    def _launch_dropped(self, framework: Framework, slave: Slave, launch: _Launch) -> None:
+        """The slave's socket refused the RUN_TASK (gone, or its queue is full): the
+        tasks never reach it. As Mesos does for a launch on a disconnected agent,
+        they end now, TASK_DROPPED (partition-aware) or TASK_LOST, reason
+        REASON_SLAVE_DISCONNECTED, and their resources go back to the allocator."""
+        m = self.m
+        state = pb.TASK_DROPPED if framework.partition_aware else pb.TASK_LOST
+        why = (f"Slave {slave.slave_id} could not be sent the launch (disconnected, or its queue is full); "
+               "launch again on another offer")
+        log.warning("framework %s: RUN_TASK for %d task(s) not delivered to slave %s: %s",
+                    framework.framework_id, len(launch.tasks), slave.slave_id, pb.TaskState.Name(state))
+        m.metrics.inc("master/dropped_launches", len(launch.tasks))
+        for task in launch.tasks:
+            m.updates.end_task(task, state, pb.TaskStatus.REASON_SLAVE_DISCONNECTED, why)
+        now = time.monotonic()
+        executors = slave.executors.get(framework.framework_id, {})
+        for executor in launch.executors:
+            if executors.pop(executor.info.executor_id.value, None) is not None \
+                    and not executor.resources.is_empty():
+                m.allocator.recover_resources(framework.framework_id, slave.slave_id, executor.resources,
+                                              None, now)
+        if not executors:
+            slave.executors.pop(framework.framework_id, None)
 
     def _launch(self, framework: Framework, slave: Slave, task_info: pb.TaskInfo, launch: _Launch) -> None:
         m = self.m
@@ -229,9 +271,7 @@ class Offers:
         task = Task(task_id, framework_id, slave.slave_id, executor_id, task_info.name, resources,
                     labels=copy_message(task_info.labels) if task_info.HasField("labels") else None,
                     user=task_user(task_info, "") or None)
-        framework.tasks[task_id] = task
-        slave.tasks[(framework_id, task_id)] = task
-        self.state.count_new_task(task)
+        launch.tasks.append(task)
         run = launch.run.run_tasks.add()
         run.framework_info.CopyFrom(framework.info)
         run.task.CopyFrom(task_info)
@@ -241,7 +281,7 @@ class Offers:
             if new_executor:
                 info = copy_message(run.task.executor)
                 launch.new_executors[executor_id] = info
-                slave.executors.setdefault(framework_id, {})[executor_id] = Executor(info, executor_resources)
+                launch.executors.append(Executor(info, executor_resources))
 
     def _drop_launches(self, framework: Framework, operations, reason: str) -> None:
         state = pb.TASK_DROPPED if framework.partition_aware else pb.TASK_LOST

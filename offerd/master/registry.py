@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from types import MappingProxyType
 from typing import Mapping
 
+from offerd.common.durable import write_atomically
 from offerd.common.resources import ResourceError, Resources, validate_role
 
 
@@ -63,6 +64,8 @@ class Operation(ABC):
 
 
 def _check_role(role: str) -> None:
+    if not isinstance(role, str):  # from a JSON body: anything may come
+        raise RegistryError(f"a role must be a string, not {role!r}")
     try:
         validate_role(role)
     except ResourceError as exc:
@@ -78,8 +81,8 @@ class UpdateWeights(Operation):
     def apply(self, state):
         for role, weight in self.weights.items():
             _check_role(role)
-            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
-                raise RegistryError(f"weight of role {role!r} must be a positive number, not {weight!r}")
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight < math.inf:
+                raise RegistryError(f"weight of role {role!r} must be a positive finite number, not {weight!r}")
         merged = dict(state.weights)
         merged.update({role: float(w) for role, w in self.weights.items()})
         return dataclasses.replace(state, weights=MappingProxyType(merged))
@@ -159,7 +162,7 @@ class InMemoryBackend(RegistryBackend):
 
 
 class FileBackend(RegistryBackend):
-    """``<work_dir>/registry.json``, replaced atomically (write, fsync, rename)."""
+    """``<work_dir>/registry.json``, replaced atomically (write, fsync, rename, fsync the directory)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -178,19 +181,8 @@ class FileBackend(RegistryBackend):
         if current != expected_version:
             raise VersionMismatch(f"{self.path} is at version {current}, expected {expected_version}")
         state = dataclasses.replace(state, version=expected_version + 1)
-        directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".registry-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state.to_json(), f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # Readable by the master's user only, as the file has always been.
+        write_atomically(self.path, json.dumps(state.to_json(), indent=1, sort_keys=True), mode=0o600)
         return state
 
 

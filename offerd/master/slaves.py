@@ -6,7 +6,7 @@ made on it and its tasks are left alone. If it does not come back within
 and, per task, TASK_UNREACHABLE (partition-aware) or TASK_LOST, and the slave
 leaves the allocator. When an unreachable slave reregisters, the tasks of
 partition-aware frameworks carry on; those of the others, already reported
-LOST, are killed.
+LOST, are killed, and the framework hears nothing more of them.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class Slaves:
             slave = self._admit(peer, slave_id, info, message.version, principal)
         slave.reregistered_time = time.time()
         to_kill, to_shutdown = self._merge(slave, message, was_unreachable)
-        m.allocator.add_slave(slave_id, slave.total, used=self._used(slave), hostname=slave.hostname,
+        m.allocator.add_slave(slave_id, slave.total, used=self.used(slave), hostname=slave.hostname,
                               attributes=info.attributes)
         m.metrics.inc("master/slave_reregistrations")
         log.info("reregistered slave %s at %s (%d tasks)%s", slave_id, slave.pid, len(slave.tasks),
@@ -253,6 +253,14 @@ class Slaves:
                 to_shutdown.add(framework_id)
                 continue
             task = slave.tasks.get((framework_id, task_id))
+            if task is None and was_unreachable and self._lost_already(slave, framework, reported_task):
+                # Its framework (not partition-aware) was told TASK_LOST: the task is
+                # killed and stays completed, so the slave's later updates for it are
+                # acknowledged without reaching the framework (see Updates._not_held);
+                # a second end after TASK_LOST would contradict what it was told.
+                if not is_terminal(reported_task.state):
+                    to_kill.append(events.kill_task(framework_id, task_id))
+                continue
             if task is None:
                 task = self._adopt(slave, framework, reported_task)
                 if task is None:
@@ -267,7 +275,63 @@ class Slaves:
             elif was_unreachable and not framework.partition_aware and not is_terminal(task.state):
                 # Reported LOST when the slave became unreachable: it must not run on.
                 to_kill.append(events.kill_task(framework_id, task_id))
+        if was_unreachable:
+            self._end_unreported(slave, reported)
         return to_kill, to_shutdown
+
+    def _end_unreported(self, slave: Slave, reported) -> None:
+        """Tasks reported TASK_UNREACHABLE with this slave that it does not report on
+        coming back (say, their launch never reached it) are over: TASK_GONE, the
+        answer reconciliation gives, rather than unreachable for ever."""
+        m = self.m
+        for framework in self.state.frameworks.values():
+            for task_id, task in list(framework.unreachable_tasks.items()):
+                if task.slave_id != slave.slave_id or (framework.framework_id, task_id) in reported:
+                    continue
+                del framework.unreachable_tasks[task_id]
+                # Unreachable tasks are counted with the terminal ones (see _task_lost).
+                self.state.terminal_task_counts[pb.TASK_UNREACHABLE] -= 1
+                self.state.terminal_task_counts[pb.TASK_GONE] += 1
+                task.state = pb.TASK_GONE
+                task.statuses.append((pb.TASK_GONE, time.time()))
+                framework.add_completed(task)
+                status = events.master_status(task_id, pb.TASK_GONE, Reason.REASON_SLAVE_REREGISTERED,
+                                              f"Task was not reported by slave {slave.slave_id} when it "
+                                              "reregistered", slave.slave_id, task.executor_id or None)
+                m.metrics.count_terminal(status)
+                if framework.connected:
+                    m.send_event(framework, events.update(status))
+
+    def _lost_already(self, slave: Slave, framework, reported: pb.Task) -> bool:
+        """Whether a task the unreachable slave reports, of a framework that is not
+        partition-aware, was TASK_LOST: this master said so when the slave became
+        unreachable, or a former leader did (this one knows the slave was unreachable
+        from the registry, not the task): then it is recorded, and said again, now."""
+        if framework.partition_aware:
+            return False
+        task_id = reported.task_id.value
+        done = framework.completed_tasks.get(task_id)
+        if done is not None:
+            return done.slave_id == slave.slave_id and done.state == pb.TASK_LOST
+        if task_id in framework.tasks:
+            return False  # the master has it on another slave: _adopt refuses it
+        try:
+            resources = Resources.from_protos(reported.resources)
+        except ResourceError:
+            resources = Resources.EMPTY
+        task = Task(task_id, framework.framework_id, slave.slave_id, reported.executor_id.value, reported.name,
+                    resources, state=pb.TASK_LOST)
+        task.recovered = True  # never in the allocator's books
+        task.statuses.append((pb.TASK_LOST, time.time()))
+        self.state.count_new_task(task)
+        framework.add_completed(task)
+        status = events.master_status(task_id, pb.TASK_LOST, Reason.REASON_SLAVE_REMOVED,
+                                      f"Slave {slave.slave_id} was unreachable", slave.slave_id,
+                                      reported.executor_id.value or None)
+        self.m.metrics.count_terminal(status)
+        if framework.connected:
+            self.m.send_event(framework, events.update(status))
+        return True
 
     def _adopt(self, slave: Slave, framework, reported: pb.Task) -> Task | None:
         task_id = reported.task_id.value
@@ -284,7 +348,8 @@ class Slaves:
         task = Task(task_id, framework.framework_id, slave.slave_id, reported.executor_id.value,
                     reported.name, resources, state=reported.state,
                     labels=copy_message(reported.labels) if reported.HasField("labels") else None)
-        task.statuses = [(s.state, s.timestamp) for s in reported.statuses]
+        task.statuses = [(s.state, s.timestamp, s.healthy) if s.HasField("healthy") else (s.state, s.timestamp)
+                         for s in reported.statuses]
         if reported.HasField("status_update_state"):
             task.status_update_state = reported.status_update_state
         if reported.status_update_uuid:
@@ -296,7 +361,8 @@ class Slaves:
         self.state.count_new_task(task)
         return task
 
-    def _used(self, slave: Slave) -> dict[str, Resources]:
+    def used(self, slave: Slave) -> dict[str, Resources]:
+        """Framework id -> what its tasks (not yet recovered) and executors hold on `slave`."""
         used: dict[str, Resources] = {}
         for (framework_id, _), task in slave.tasks.items():
             if not task.recovered:

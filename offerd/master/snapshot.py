@@ -33,6 +33,14 @@ def _labels(labels) -> list[dict]:
     return [{"key": label.key, "value": label.value} for label in labels.labels] if labels else []
 
 
+def status_json(status: tuple) -> dict:
+    """(state, timestamp[, healthy]) as Mesos' /state shows a task status."""
+    out = {"state": state_name(status[0]), "timestamp": status[1]}
+    if len(status) > 2:
+        out["healthy"] = status[2]
+    return out
+
+
 def task_json(task: Task, role: str | None = None, cache: dict | None = None) -> dict:
     """A task's JSON; with `cache`, reused while the task's state and statuses stay
     the same (snapshot documents are never mutated, so sharing is safe)."""
@@ -54,7 +62,7 @@ def task_json(task: Task, role: str | None = None, cache: dict | None = None) ->
         "slave_id": task.slave_id,
         "state": state_name(task.state),
         "resources": task.resources.to_json(),
-        "statuses": [{"state": state_name(s), "timestamp": ts} for s, ts in task.statuses],
+        "statuses": [status_json(status) for status in task.statuses],
     }
     if role is not None:
         out["role"] = role

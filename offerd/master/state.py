@@ -46,7 +46,7 @@ class Task:
         self.name = name
         self.state = state
         self.resources = resources
-        # (state, timestamp) of every update seen: what /master/state shows.
+        # (state, timestamp[, healthy]) of every update seen: what /master/state shows.
         self.statuses: list[tuple[TaskState, float]] = []
         self.status_update_state: TaskState | None = None
         self.status_update_uuid: bytes | None = None

@@ -60,7 +60,9 @@ class Updates:
             pass  # a resend: nothing new to record
         else:
             self.state.set_task_state(task, latest)
-            task.statuses.append((status.state, status.timestamp or time.time()))
+            # Health (a third element) only when the update says it, as Mesos' /state shows it.
+            task.statuses.append((status.state, status.timestamp or time.time(), status.healthy)
+                                 if status.HasField("healthy") else (status.state, status.timestamp or time.time()))
             task.status_update_state = status.state
             task.status_update_uuid = status.uuid or None
             if is_terminal(latest):

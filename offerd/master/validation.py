@@ -12,6 +12,7 @@ import math
 from typing import Collection, Mapping
 
 from offerd.common import resources
+from offerd.common.health_checks import validate_health_check
 from offerd.common.resources import ResourceError, Resources
 from offerd.master.state import Executor, Framework, Offer, Slave
 from offerd.proto import offerd_pb2 as pb
@@ -245,6 +246,10 @@ def validate_task(
             return f"ExecutorInfo is not compatible with the ExecutorInfo of the existing executor '{executor_id}'"
     if task.HasField("kill_policy") and task.kill_policy.grace_period.nanoseconds < 0:
         return "Task's kill policy has a negative grace period"
+    if task.HasField("health_check"):
+        error = validate_health_check(task.health_check)
+        if error:
+            return f"Task's health check is invalid: {error}"
     return None
 
 

@@ -11,6 +11,7 @@ import os
 
 from google.protobuf.message import DecodeError
 
+from offerd.common.durable import write_atomically
 from offerd.proto import offerd_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -18,17 +19,6 @@ log = logging.getLogger(__name__)
 
 def slave_info_path(work_dir: str) -> str:
     return os.path.join(work_dir, "meta", "slaves", "latest", "slave.info")
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    # A crash mid-write must leave the old checkpoint, never half of a new one.
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def read_slave_info(work_dir: str) -> pb.SlaveInfo | None:

@@ -8,6 +8,11 @@ TASK_FAILED (any other exit, the launch or fetch failing — REASON_CONTAINER_LA
 or a limit hit, e.g. REASON_CONTAINER_LIMITATION_MEMORY) or, after a kill (TERM, then
 KILL after the kill policy's grace), TASK_KILLED, preceded by TASK_KILLING for
 frameworks with that capability.
+
+A task's `health_check` is run by the slave too (health_checks.py): its
+results reach the framework as TASK_RUNNING updates with `healthy` set, and a
+task that fails too many checks in a row is killed and ends TASK_KILLED with
+`healthy` false. An invalid check makes the task TASK_ERROR before launch.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import functools
 import logging
 import uuid
 
+from offerd.common.health_checks import validate_health_check
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.containerizer import LaunchSpec, Termination
+from offerd.slave.health_checks import HealthChecks, Target
 from offerd.slave.sandbox import sandbox_directory
 from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar, seconds
 
@@ -30,6 +37,12 @@ KILLING = pb.FrameworkInfo.Capability.TASK_KILLING_STATE
 class CommandTasks:
     def __init__(self, core):
         self.core = core
+        self.health = HealthChecks(core)
+        self._targets: dict[int, Target] = {}   # id(task) -> where its health check runs
+
+    def close(self) -> None:
+        """The slave stops: no more health checks."""
+        self.health.close()
 
     def run_task(self, framework: Framework, info: pb.TaskInfo) -> None:
         core = self.core
@@ -38,6 +51,12 @@ class CommandTasks:
             core.refuse(framework.id, info, pb.TASK_ERROR, Reason.REASON_TASK_INVALID,
                         f"executor id {task_id!r} is in use on this slave; a command task's executor takes its task id")
             return
+        if info.HasField("health_check"):
+            error = validate_health_check(info.health_check)
+            if error:
+                core.refuse(framework.id, info, pb.TASK_ERROR, Reason.REASON_TASK_INVALID,
+                            f"Task's health check is invalid: {error}")
+                return
         container_id = str(uuid.uuid4())
         directory = sandbox_directory(core.work_dir, core.slave_id, framework.id, task_id, container_id)
         executor = Executor(task_id, framework, None, container_id, directory)
@@ -47,18 +66,37 @@ class CommandTasks:
             core.send_status(task, pb.TASK_STARTING)
         if info.HasField("max_completion_time"):
             executor.timer = core.actor.call_later(seconds(info.max_completion_time), self._out_of_time, task)
-        environment = core.environment({
-            "SANDBOX": directory, "DIRECTORY": directory, "TASK_ID": task_id,
-            "FRAMEWORK_ID": framework.id, "EXECUTOR_ID": task_id, "SLAVE_ID": core.slave_id,
-        }, info.command)
+        environment = self._environment(task)
+        spec = LaunchSpec(container_id, info.command, directory, environment,
+                          cpus=scalar(info.resources, "cpus"), mem_mb=scalar(info.resources, "mem"),
+                          user=info.command.user or framework.info.user or None, fetch=True,
+                          checkpoint=framework.info.checkpoint)
+        if info.HasField("health_check") and not core.containerizer.simulated:
+            self._targets[id(task)] = self._target(task, environment)
         # Everything above is in place before launch(): a containerizer may call back from inside it.
-        core.containerizer.launch(
-            LaunchSpec(container_id, info.command, directory, environment,
-                       cpus=scalar(info.resources, "cpus"), mem_mb=scalar(info.resources, "mem"),
-                       user=info.command.user or framework.info.user or None, fetch=True,
-                       checkpoint=framework.info.checkpoint),
-            functools.partial(self._started, task), functools.partial(self._exited, task),
-        )
+        core.containerizer.launch(spec, functools.partial(self._started, task), functools.partial(self._exited, task))
+
+    def _environment(self, task: Task) -> dict[str, str]:
+        executor, core = task.executor, self.core
+        return core.environment({
+            "SANDBOX": executor.directory, "DIRECTORY": executor.directory, "TASK_ID": task.id,
+            "FRAMEWORK_ID": task.framework_id, "EXECUTOR_ID": task.id, "SLAVE_ID": core.slave_id,
+        }, task.info.command)
+
+    def _target(self, task: Task, environment: dict[str, str]) -> Target:
+        executor, info = task.executor, task.info
+        return Target(executor.container_id, executor.directory, environment,
+                      info.command.user or executor.framework.info.user or None, scalar(info.resources, "cpus"),
+                      scalar(info.resources, "mem"), getattr(self.core.containerizer, "isolators", ()))
+
+    def recovered(self, executor: Executor) -> None:
+        """A restarted slave adopted this running command task: its health checks go on
+        (as a Mesos command executor's do across an agent restart)."""
+        for task in executor.tasks.values():
+            if executor.pid is not None and task.state == pb.TASK_RUNNING and task.info.HasField("health_check"):
+                target = self._target(task, self._environment(task))
+                target.pid = executor.pid
+                self.health.start(task, target)
 
     def kill(self, task: Task, policy: pb.KillPolicy | None) -> None:
         if task.terminal:
@@ -75,6 +113,10 @@ class CommandTasks:
         executor.state = ExecutorState.RUNNING
         if not task.kill_requested and not task.terminal:
             self.core.send_status(task, pb.TASK_RUNNING)
+            target = self._targets.pop(id(task), None)
+            if target is not None and pid is not None:
+                target.pid = pid
+                self.health.start(task, target)
 
     def _out_of_time(self, task: Task) -> None:
         task.executor.timer = None
@@ -97,6 +139,9 @@ class CommandTasks:
         if executor.timer is not None:
             executor.timer.cancel()
             executor.timer = None
+        self._targets.pop(id(task), None)
+        unhealthy = self.health.killed_by_check(task)
+        self.health.stop(task)
         if not task.terminal and not core.stopped:
             log.log(core.task_log_level, "%s: task %s of framework %s ended: %s", core.name, task.id,
                     task.framework_id, termination.message)
@@ -109,6 +154,11 @@ class CommandTasks:
                                  termination.limitation.reason, source=Reason.SOURCE_SLAVE)
             elif task.failure_reason is not None:
                 core.send_status(task, pb.TASK_FAILED, "Task reached its max_completion_time", task.failure_reason)
+            elif task.kill_requested and unhealthy:
+                # As Mesos' command executor: the last word on a task its checks killed is unhealthy.
+                core.forward_status(task, pb.TaskStatus(task_id=task.info.task_id, state=pb.TASK_KILLED,
+                                                        message=unhealthy, healthy=False,
+                                                        source=Reason.SOURCE_EXECUTOR))
             elif task.kill_requested:
                 core.send_status(task, pb.TASK_KILLED, termination.message)
             elif termination.succeeded:

@@ -26,7 +26,7 @@ from offerd.slave.command_tasks import CommandTasks
 from offerd.slave.containerizer import Containerizer
 from offerd.slave.gc import SandboxGC
 from offerd.slave.executors import CustomExecutors
-from offerd.slave.registration import Registrar
+from offerd.slave.registration import Registrar, reconnect_backoff
 from offerd.slave.sandbox import container_environment
 from offerd.slave.status_updates import StatusUpdateManager, is_terminal
 from offerd.slave.tasks import MAX_COMPLETED_FRAMEWORKS, Executor, ExecutorState, Framework, Task, valid_id
@@ -155,7 +155,7 @@ class SlaveCore:
             on_connected=self._on_connected, on_disconnected=self._on_disconnected,
             heartbeat_interval=flags.heartbeat_interval, name=name,
             server_key=self.link.server_key, credential=self.link.credential,
-            on_auth_failed=self._on_auth_failed,
+            on_auth_failed=self._on_auth_failed, backoff=reconnect_backoff(),
         )
         self.updates = StatusUpdateManager(
             self.client.send, actor.call_later,
@@ -198,6 +198,9 @@ class SlaveCore:
     def start(self) -> None:
         if self.slave_id:
             log.info("%s: found checkpointed slave id %s in %s", self.name, self.slave_id, self.work_dir)
+        if self.gc is not None:
+            # The GC schedule of the last run was in memory: find its leftover sandboxes again.
+            self.gc.rescan({e.directory for f in self.frameworks.values() for e in f.executors.values()})
         self.client.start()
 
     def stop(self, keep_checkpointed: bool = False) -> None:
@@ -215,6 +218,7 @@ class SlaveCore:
             if kept:
                 log.info("%s: leaving %d executor(s) of checkpointing frameworks running for the next run",
                          self.name, kept)
+        self.commands.close()
         self.containerizer.destroy_all(keep_checkpointed=keep_checkpointed)
         if self.gc is not None:
             self.gc.close()
@@ -355,6 +359,10 @@ class SlaveCore:
             log.log(self.task_log_level, "%s: launching task %s of framework %s", self.name,
                     task.task_id.value, framework_id)
             if task.HasField("executor") and self.executors is not None:
+                if task.HasField("health_check"):
+                    # As in Mesos, a custom executor owns its tasks' health checks.
+                    log.info("%s: task %s has a health check; its executor %s runs it, not the slave",
+                             self.name, task.task_id.value, task.executor.executor_id.value)
                 self.executors.run_task(framework, task)
             else:
                 self.commands.run_task(framework, task)

@@ -25,6 +25,7 @@ from offerd.slave.http_api import create_app, http_security
 from offerd.slave.owners import owners
 from offerd.slave.machine import default_hostname, load_attributes, load_resources
 from offerd.slave.registration import build_slave_info
+from offerd.slave.sandbox import base_environment
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Slave:
             actor, flags, info, flags.work_dir, self._containerizer,
             executor_server=self._executor_server, executor_endpoint=endpoint,
             on_shutdown=self._shut_down_by_master, on_registered=self._registered,
-            base_environment=dict(os.environ), link=link,
+            base_environment=base_environment(os.environ, flags.executor_environment_variables), link=link,
             executor_public_key=self.executor_key[0] if self.executor_key is not None else None,
             on_auth_refused=self._auth_refused,
         )

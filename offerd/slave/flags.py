@@ -7,6 +7,7 @@ import os
 from typing import Iterable
 
 from offerd.common.flags import Flag, FlagError, add_flags, boolean, duration, positive_int, resolve_flags, tls_flags
+from offerd.slave.sandbox import environment_variables
 
 CONTAINERIZERS = ("posix", "simulated")
 
@@ -103,6 +104,12 @@ SLAVE_FLAGS: list[Flag] = [
     Flag("switch_user", True,
          "Run tasks as CommandInfo.user or the framework's user (which must exist here); false runs them "
          "as the slave's user. Only takes effect when the slave runs as root.", boolean),
+    Flag("executor_environment_variables", None,
+         "A JSON object (or the path of a file holding one) of the environment variables every executor "
+         "and task starts with, instead of the default taken from the slave (PATH, LANG, LC_ALL, and "
+         "PYTHONPATH and VIRTUAL_ENV for executors written with offerd's SDK). The "
+         "slave's other variables never reach tasks; a task's own CommandInfo environment wins.",
+         environment_variables, "JSON"),
     Flag("fetcher_cache_dir", "/tmp/offerd/fetch",
          "Directory of the fetcher's cache of URIs that ask for caching."),
     Flag("fetcher_cache_size", "2GB", "Largest size of the fetcher's cache (LRU eviction).", byte_size, "BYTES"),

@@ -8,12 +8,19 @@ older than the allowed age, which shrinks as the work_dir's disk fills:
 
 checked every --disk_watch_interval and when each scheduled sandbox would
 expire. Removal (rmtree) runs on its own thread, never the actor's.
+
+The schedule lives in memory, so at start the slave rescans its work dir
+(`rescan`): every run directory ``slaves/*/frameworks/*/executors/*/runs/*``
+that no live or recovered container uses is scheduled again, aged from the
+directory's modification time as Mesos does, so a sandbox retired before a
+restart still goes when it is due, not a whole --gc_delay later (or never).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import shutil
 import time
 
@@ -26,6 +33,32 @@ def disk_usage_fraction(path: str) -> float:
     except OSError:
         return 0.0
     return usage.used / usage.total if usage.total else 0.0
+
+
+def _subdirectories(path: str):
+    """The real subdirectories of `path` (never through a symlink: a task can plant one)."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield entry
+        except OSError:
+            continue
+
+
+def run_directories(work_dir: str):
+    """(path, mtime) of every sandbox: ``work_dir/slaves/*/frameworks/*/executors/*/runs/*``."""
+    for slave in _subdirectories(os.path.join(work_dir, "slaves")):
+        for framework in _subdirectories(os.path.join(slave.path, "frameworks")):
+            for executor in _subdirectories(os.path.join(framework.path, "executors")):
+                for run in _subdirectories(os.path.join(executor.path, "runs")):
+                    try:
+                        yield run.path, run.stat(follow_symlinks=False).st_mtime
+                    except OSError:
+                        continue  # removed meanwhile
 
 
 class SandboxGC:
@@ -49,12 +82,31 @@ class SandboxGC:
         self.max_allowed_age = self.delay * max(0.0, 1.0 - self.headroom - usage)
         return self.max_allowed_age
 
-    def schedule(self, path: str) -> None:
-        """Remove `path` once it is older than the allowed age (on the actor thread)."""
+    def schedule(self, path: str, since: float | None = None) -> None:
+        """Remove `path` once it is older than the allowed age (on the actor thread);
+        its age counts from `since` (a wall-clock time), by default now."""
         if not path or path in self._scheduled:
             return
-        self._scheduled[path] = self._clock()
-        self.actor.call_later(self.allowed_age() + 0.01, self.prune)
+        since = self._clock() if since is None else since
+        self._scheduled[path] = since
+        remaining = self.allowed_age() - (self._clock() - since)
+        self.actor.call_later(max(0.0, remaining) + 0.01, self.prune)
+
+    def rescan(self, in_use: set[str]) -> int:
+        """Schedule every run directory under the work dir that is not in `in_use`
+        (the sandboxes of live or recovered containers), aged from its mtime.
+        Scans on the calling thread; schedules on the actor's. Returns how many."""
+        kept = {os.path.realpath(p) for p in in_use if p}
+        found = [(path, mtime) for path, mtime in run_directories(self.work_dir)
+                 if os.path.realpath(path) not in kept]
+        if found:
+            log.info("scheduling %d sandbox(es) left from earlier runs for removal", len(found))
+            self.actor.call_soon(self._schedule_all, found)
+        return len(found)
+
+    def _schedule_all(self, found: list[tuple[str, float]]) -> None:
+        for path, mtime in found:
+            self.schedule(path, since=mtime)
 
     def prune(self) -> None:
         age = self.allowed_age()

@@ -2,7 +2,10 @@
 
 Views never touch actor state: they ask a `view` object, which gets its data
 computed on the actor thread (`actor.call`) and hands back plain dicts.
-Reading files happens here, on the HTTP threads, confined to the sandboxes.
+Reading files happens here, on the HTTP threads, confined to the sandboxes:
+each is opened component by component from work_dir/slaves without following
+a symbolic link (offerd.slave.safe_files), so a task cannot point the slave at
+a file outside by swapping a name for a link; links are refused (403).
 
 Who may see what (only when --acls is given; otherwise none of it runs):
 ``/files/*`` needs ``access_sandboxes`` for the user the sandbox's executor runs
@@ -27,6 +30,8 @@ from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound
 from offerd.common.acls import Authorizer
 from offerd.common.credentials import load_credentials
 from offerd.common.http_auth import HttpAuth, install
+from offerd.slave.safe_files import UnsafePath, open_beneath
+from offerd.slave import openapi
 
 MAX_READ_BYTES = 16 * 1024 * 1024
 
@@ -51,7 +56,7 @@ class SlaveView(Protocol):
 def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Authorizer | None = None) -> Flask:
     """The agent's endpoints; `auth` guards them (HTTP Basic, cross-site
     refusal) and `authorizer` applies the ACLs, each only when given."""
-    app = Flask("offerd.slave")
+    app = Flask("offerd.slave", static_folder=None)  # no static files: no /static route
     app.json.sort_keys = False
     acls = authorizer if authorizer is not None and authorizer.configured else None
 
@@ -66,6 +71,8 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
         refusal = acls.check(getattr(g, "principal", None), action, obj)
         if refusal is not None:
             raise Forbidden(refusal)
+
+    app.add_url_rule("/openapi.json", "openapi", openapi.serve)  # public: no secrets in it
 
     @app.get("/health")
     def health():
@@ -109,11 +116,14 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
                 principal, "view_executors", _executor_owner(owners, e.get("framework_id"), e.get("executor_id")))]
         return jsonify(entries)
 
-    def sandbox(path: str) -> str:
-        """`path` (confined) once the caller may access that sandbox; 404 after
-        the check, so a refused caller does not learn what exists."""
+    def sandbox() -> tuple[int, str]:
+        """An fd of what ?path= names (file or directory) and its path, once the
+        caller may access that sandbox; 404 after the check, so a refused caller
+        does not learn what exists. Opened without following any link
+        (safe_files): what was checked is what is read."""
+        raw, path, parts = _requested(view.work_dir)
         if acls is not None:
-            framework_id, executor_id = sandbox_of(view.work_dir, path)
+            framework_id, executor_id = _sandbox_ids(parts)
             if executor_id is None:
                 # Above the sandboxes (a listing of frameworks or executors) nothing can be
                 # attributed to a user, and a listing tells whose sandboxes exist: refused,
@@ -121,51 +131,72 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
                 raise Forbidden("Not authorized by ACL 'access_sandboxes': with --acls only an executor's "
                                 "sandbox (work_dir/slaves/<id>/frameworks/<fid>/executors/<eid>/...) can be read")
             refuse_unless("access_sandboxes", _executor_owner(view.owners(), framework_id, executor_id))
-        if not os.path.exists(path):
-            raise NotFound(f"No such file or directory: {request.args.get('path', '')}")
-        return path
+        try:
+            root = os.open(_sandboxes_root(view.work_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"No such file or directory: {raw}") from None
+        try:
+            return open_beneath(root, parts), path
+        except UnsafePath:
+            raise Forbidden(f"{raw} is a symbolic link or leads through one: sandbox files are served "
+                            "without following links") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"No such file or directory: {raw}") from None
+        finally:
+            os.close(root)
 
     @app.get("/files/browse")
     @app.get("/files/browse.json")
     def browse():
-        path = sandbox(_confined(view.work_dir))
-        if not os.path.isdir(path):
-            return jsonify([_entry(path)])
-        entries = []
-        for name in sorted(os.listdir(path)):
-            try:
-                entries.append(_entry(os.path.join(path, name)))
-            except OSError:
-                continue  # removed while listing
-        return jsonify(entries)
+        fd, path = sandbox()
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISDIR(st.st_mode):
+                return jsonify([_entry(path, st)])
+            entries = []
+            for name in sorted(os.listdir(fd)):
+                try:
+                    entries.append(_entry(os.path.join(path, name),
+                                          os.stat(name, dir_fd=fd, follow_symlinks=False)))
+                except OSError:
+                    continue  # removed while listing
+            return jsonify(entries)
+        finally:
+            os.close(fd)
 
     @app.get("/files/read")
     @app.get("/files/read.json")
     def read():
-        path = sandbox(_confined(view.work_dir))
-        if os.path.isdir(path):
-            raise BadRequest("Cannot read a directory")
-        offset = _int_arg("offset", 0)
-        length = _int_arg("length", -1)
-        size = os.path.getsize(path)
-        if offset == -1:  # Mesos' way of asking only for the size
-            return jsonify(data="", offset=size)
-        if offset < 0:
-            raise BadRequest("Negative offset provided")
-        if length < 0:
-            length = size - offset
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(max(0, min(length, MAX_READ_BYTES)))
-        return jsonify(data=data.decode("utf-8", "replace"), offset=offset)
+        fd, _ = sandbox()
+        try:
+            size = _regular_size(fd, "read")
+            offset = _int_arg("offset", 0)
+            length = _int_arg("length", -1)
+            if offset == -1:  # Mesos' way of asking only for the size
+                return jsonify(data="", offset=size)
+            if offset < 0:
+                raise BadRequest("Negative offset provided")
+            if length < 0:
+                length = size - offset
+            data = os.pread(fd, max(0, min(length, MAX_READ_BYTES)), offset)
+            return jsonify(data=data.decode("utf-8", "replace"), offset=offset)
+        finally:
+            os.close(fd)
 
     @app.get("/files/download")
     @app.get("/files/download.json")
     def download():
-        path = sandbox(_confined(view.work_dir))
-        if os.path.isdir(path):
-            raise BadRequest("Cannot download a directory")
-        return send_file(path, as_attachment=True, download_name=os.path.basename(path))
+        fd, path = sandbox()
+        try:
+            size = _regular_size(fd, "download")
+        except BaseException:
+            os.close(fd)
+            raise
+        os.set_blocking(fd, True)
+        response = send_file(os.fdopen(fd, "rb"), as_attachment=True, download_name=os.path.basename(path),
+                             mimetype="application/octet-stream")
+        response.content_length = size
+        return response
 
     return app
 
@@ -180,58 +211,46 @@ def _int_arg(name: str, default: int) -> int:
         raise BadRequest(f"Failed to parse '{name}': {raw!r} is not an integer") from None
 
 
-def _confined(work_dir: str) -> str:
-    """The real path named by ?path= (absolute, or relative to work_dir), refused
-    unless it lies inside the sandboxes (work_dir/slaves): `..`, absolute paths
-    elsewhere and symlinks pointing out all resolve outside and are refused; the
-    checkpoints under work_dir/meta are not served either."""
+def _sandboxes_root(work_dir: str) -> str:
+    return os.path.join(os.path.realpath(work_dir), "slaves")
+
+
+def _requested(work_dir: str) -> tuple[str, str, list[str]]:
+    """(?path= as given, its path below the real work_dir/slaves, its components
+    there). ?path= is absolute, or relative to work_dir; `..` is resolved as
+    written, and anything not under work_dir/slaves (the checkpoints in
+    work_dir/meta included) is refused. Links are not resolved here: the open
+    refuses them."""
     raw = request.args.get("path", "")
     if not raw:
         raise BadRequest("Expecting 'path=value' in query")
     if "\0" in raw:
         raise BadRequest("Invalid path")
-    base = os.path.realpath(work_dir)
-    root = os.path.join(base, "slaves")
-    path = os.path.realpath(raw if os.path.isabs(raw) else os.path.join(base, raw))
-    if path != root and not path.startswith(root + os.sep):
-        raise Forbidden(f"{raw} is outside this slave's sandboxes")
-    # A path inside one sandbox must not lead into another (a task can plant a
-    # symlink to another's files): whoever checked access to the sandbox the
-    # path names, the master's proxy included, checked that one only.
-    named = _named_sandbox(work_dir, raw)
-    if named is not None and _sandbox_parts(root, path) != named:
-        raise Forbidden(f"{raw} leads out of its sandbox")
-    return path
-
-
-def _sandbox_parts(root: str, path: str) -> tuple[str, str, str] | None:
-    """(slave id, framework id, executor id) of the sandbox `path` lies in below
-    `root` (work_dir/slaves), or None."""
-    if not path.startswith(root + os.sep):
-        return None
-    parts = os.path.relpath(path, root).split(os.sep)
-    if len(parts) >= 5 and parts[1] == "frameworks" and parts[3] == "executors":
-        return parts[0], parts[2], parts[4]
-    return None
-
-
-def _named_sandbox(work_dir: str, raw: str) -> tuple[str, str, str] | None:
-    """The sandbox `raw` names as written (no link followed), under work_dir as
-    given or as resolved (the directories in /state are under the former)."""
     for base in dict.fromkeys((os.path.abspath(work_dir), os.path.realpath(work_dir))):
         path = os.path.normpath(raw if os.path.isabs(raw) else os.path.join(base, raw))
-        named = _sandbox_parts(os.path.join(base, "slaves"), path)
-        if named is not None:
-            return named
-    return None
+        root = os.path.join(base, "slaves")
+        if path == root or path.startswith(root + os.sep):
+            parts = [p for p in path[len(root):].split(os.sep) if p]
+            return raw, os.path.join(_sandboxes_root(work_dir), *parts), parts
+    raise Forbidden(f"{raw} is outside this slave's sandboxes")
 
 
-def sandbox_of(work_dir: str, path: str) -> tuple[str | None, str | None]:
-    """(framework id, executor id) of the sandbox a confined path lies in:
-    work_dir/slaves/<slave>/frameworks/<framework>/executors/<executor>/...;
+def _sandbox_ids(parts: list[str]) -> tuple[str | None, str | None]:
+    """(framework id, executor id) of the sandbox below work_dir/slaves that
+    `parts` lie in: <slave>/frameworks/<framework>/executors/<executor>/...;
     (None, None) for directories above the sandboxes."""
-    parts = _sandbox_parts(os.path.join(os.path.realpath(work_dir), "slaves"), path)
-    return (parts[1], parts[2]) if parts is not None else (None, None)
+    if len(parts) >= 5 and parts[1] == "frameworks" and parts[3] == "executors":
+        return parts[2], parts[4]
+    return None, None
+
+
+def _regular_size(fd: int, what: str) -> int:
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        raise BadRequest(f"Cannot {what} a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadRequest(f"Cannot {what} a FIFO, socket or device: not a regular file")
+    return st.st_size
 
 
 def _executor_owner(owners: dict, framework_id: str | None, executor_id: str | None) -> str | None:
@@ -276,8 +295,7 @@ def filter_state(state: dict, owners: dict, acls: Authorizer, principal: str | N
     return out
 
 
-def _entry(path: str) -> dict:
-    st = os.stat(path)
+def _entry(path: str, st: os.stat_result) -> dict:
     return {
         "path": path,
         "nlink": st.st_nlink,
@@ -305,5 +323,5 @@ def http_security(flags) -> tuple[HttpAuth, Authorizer]:
         if getattr(flags, name) and credentials is None:
             raise ValueError(f"--{name} needs --http_credentials: a file of principals and secrets")
     auth = HttpAuth(credentials, bool(flags.authenticate_http_readonly), bool(flags.authenticate_http_readwrite),
-                    "mesos-agent", public_paths=frozenset({"/health"}))
+                    "mesos-agent", public_paths=frozenset({"/health", "/openapi.json"}))
     return auth, Authorizer.from_flag(flags.acls)

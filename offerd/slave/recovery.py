@@ -13,9 +13,12 @@ under work_dir/meta, as Mesos does:
 
 A container's command runs under a shell wrapper that writes its exit status
 into the sandbox (`.offerd_exit_status`), so a task that ends while the slave
-is down still has one. Writes are atomic renames without fsync: a slave
-process can die at any time, but a machine crash means a reboot, and a new
-boot id discards everything anyway.
+is down still has one. Writes go through `durable.write_atomically` without
+fsync, as Mesos' ``state::checkpoint`` does by default: the temporary file and
+rename make each one all-or-nothing when the slave process dies, which leaves the
+page cache intact; fsync would add ~0.4 ms per task update on the actor thread
+and protect only against a machine crash, after which the new boot id discards
+this whole mirror anyway.
 
 On start, `recover()` rebuilds the books from the mirror: with
 --recover=reconnect it adopts each container still running (same pid and
@@ -34,6 +37,7 @@ import logging
 import os
 import shutil
 
+from offerd.common.durable import write_atomically
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar
 
@@ -44,22 +48,12 @@ TOKEN_FILE = "executor.token"
 
 
 def _write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    write_atomically(path, data, sync=False)
 
 
 def _write_secret(path: str, text: str) -> None:
     """Like _write, but readable by the slave's user only, from the first byte on."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)  # an older file of that name may have had another mode
-        handle.write(text)
-    os.replace(tmp, path)
+    write_atomically(path, text, mode=0o600, sync=False)
 
 
 def _b64(message) -> str:
@@ -225,6 +219,8 @@ def _recover_run(core, mode, framework_info, run, executor_id, container_id, met
         container_id, executor.directory, scalar(resources, "cpus"), scalar(resources, "mem"),
         functools.partial(handler.recovered_exit, executor))
     executor.pid = pid
+    if executor_info is None and mode != "cleanup":
+        core.commands.recovered(executor)
     if mode == "cleanup":
         log.info("%s: killing recovered container %s (--recover=cleanup)", core.name, container_id)
         for task in executor.tasks.values():

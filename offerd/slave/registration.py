@@ -20,6 +20,16 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 MAX_REGISTRATION_BACKOFF = 60.0
+# Reconnecting the link is cheap (a ZooKeeper read and a TCP connect), and a slave that sleeps
+# through the moment its network comes back stays unreachable for the whole step: keep the
+# steps short. Registration itself still backs off up to a minute, as Mesos does, but starts
+# over at once on every new connection.
+MAX_RECONNECT_BACKOFF = 1.0
+
+
+def reconnect_backoff() -> Backoff:
+    """The slave's link-level backoff for its master connection: 0.1 s doubling to 1 s."""
+    return Backoff(base=0.1, cap=MAX_RECONNECT_BACKOFF)
 
 
 def build_slave_info(hostname: str, ip: str, port: int, resources: Resources,

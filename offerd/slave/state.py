@@ -33,11 +33,16 @@ def task_json(task: Task, slave_id: str) -> dict:
         "slave_id": slave_id,
         "state": pb.TaskState.Name(task.state),
         "resources": resources_json(info.resources),
-        "statuses": [
-            {"state": pb.TaskState.Name(s.state), "timestamp": s.timestamp} for s in task.statuses
-        ],
+        "statuses": [_status_json(s) for s in task.statuses],
         "labels": [{"key": label.key, "value": label.value} for label in info.labels.labels],
     }
+
+
+def _status_json(status: pb.TaskStatus) -> dict:
+    out = {"state": pb.TaskState.Name(status.state), "timestamp": status.timestamp}
+    if status.HasField("healthy"):   # as Mesos' /state: only when the update says
+        out["healthy"] = status.healthy
+    return out
 
 
 def executor_json(executor: Executor, slave_id: str) -> dict:

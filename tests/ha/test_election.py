@@ -51,6 +51,7 @@ def test_factory_picks_standalone_without_zk():
 def test_first_contender_leads_and_the_next_takes_over(zk_url, zk_server):
     contenders = [ZooKeeperContender(parse_zk_url(zk_url), session_timeout=4) for _ in range(3)]
     elected = [threading.Event() for _ in contenders]
+    detector = client = None
     try:
         for n, (contender, event) in enumerate(zip(contenders, elected)):
             contender.on_elected = event.set
@@ -65,15 +66,18 @@ def test_first_contender_leads_and_the_next_takes_over(zk_url, zk_server):
         children = sorted(client.get_children(path))
         assert children[0] == contenders[0].node and len(children[0]) == len("json.info_") + 10
         assert json.loads(client.get(f"{path}/{children[0]}")[0])["zmq_port"] == 6050
-        client.stop()
         contenders[0].withdraw()
         assert elected[1].wait(5)
         assert not elected[2].is_set()
         wait_for(lambda: (detector.leader() or {}).get("id") == "master-1", 5, message="detector follows")
-        detector.close()
     finally:
         for contender in contenders:
             contender.withdraw()
+        if client is not None:
+            client.stop()
+            client.close()
+        if detector is not None:
+            detector.close()
 
 
 def test_session_expiry_makes_the_leader_stop_before_another_leads(zk_url):
@@ -118,9 +122,12 @@ def test_digest_auth_protects_the_znode_but_lets_anyone_read(zk_url, zk_server):
         from kazoo.exceptions import NoAuthError
 
         client = zk_server.client()
-        with pytest.raises(NoAuthError):
-            client.set(f"{parse_zk_url(zk_url).path}/{contender.node}", b"{}")
-        client.stop()
+        try:
+            with pytest.raises(NoAuthError):
+                client.set(f"{parse_zk_url(zk_url).path}/{contender.node}", b"{}")
+        finally:
+            client.stop()
+            client.close()
     finally:
         contender.withdraw()
 

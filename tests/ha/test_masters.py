@@ -94,6 +94,7 @@ def test_standby_without_a_leader_answers_503(zk_url, zk_server, masters):
         assert http(base(standby) + "/master/teardown", "POST", b"frameworkId=x")[0] == 503
     finally:
         client.stop()
+        client.close()
 
 
 def test_expired_leader_abdicates_and_the_standby_takes_over_with_the_registry(masters):
@@ -133,6 +134,7 @@ def test_a_fenced_leader_abdicates_on_its_next_write(masters, zk_url):
         assert leader.leadership.abdicated.wait(5)
     finally:
         client.stop()
+        client.close()
 
 
 def test_digest_auth_guards_the_registry(zk_url, zk_server, masters):
@@ -149,3 +151,4 @@ def test_digest_auth_guards_the_registry(zk_url, zk_server, masters):
             client.set(path, b"{}")
     finally:
         client.stop()
+        client.close()

@@ -630,6 +630,32 @@ def test_silent_slave_becomes_unreachable(make_master, peers, partition_aware, e
         assert sched.status("t1").state == pb.TASK_RUNNING
     else:
         assert fake.expect(is_slave_event(SlaveEvent.KILL_TASK)).kill_task.task_id.value == "t1"
+        # Its end is acknowledged for the framework, which already heard TASK_LOST
+        # and hears no second terminal state.
+        uuid = fake.update(sched.framework_id, "t1", pb.TASK_KILLED)
+        assert fake.expect(is_slave_event(SlaveEvent.ACKNOWLEDGE)).acknowledge.uuid == uuid
+        sched.expect_none(is_update("t1", pb.TASK_KILLED), 0.3)
+
+
+def test_unreachable_task_its_slave_does_not_report_on_coming_back_is_gone(make_master, peers):
+    # Found by the chaos test: a launch that never reached the slave stayed
+    # TASK_UNREACHABLE after the slave was back, and reconciliation said so for ever.
+    master = make_master(slave_ping_timeout="200ms", max_slave_ping_timeouts=2)
+    fake = peers(FakeSlave, master)
+    fake.register()
+    sched = peers(Scheduler, master)
+    sched.subscribe(partition_aware=True)
+    sched.launch_one(fake, "t1")
+    fake.heartbeat = False
+    assert sched.status("t1", pb.TASK_UNREACHABLE, timeout=5).reason == pb.TaskStatus.REASON_SLAVE_REMOVED
+    fake.heartbeat = True
+    fake.reregister(tasks=[])
+    gone = sched.status("t1", pb.TASK_GONE)
+    assert gone.reason == pb.TaskStatus.REASON_SLAVE_REREGISTERED and gone.slave_id.value == fake.slave_id
+    sched.call(Call.RECONCILE, reconcile=Call.Reconcile(tasks=[Call.Reconcile.Task(
+        task_id=pb.TaskID(value="t1"), slave_id=pb.SlaveID(value=fake.slave_id))]))
+    assert sched.status("t1").state == pb.TASK_GONE
+    assert http_json(master, "/metrics/snapshot")["master/tasks_unreachable"] == 0
 
 
 def test_slave_that_says_goodbye_has_a_grace_period(make_master, peers):

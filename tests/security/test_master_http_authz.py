@@ -204,7 +204,7 @@ def test_weights_are_all_or_nothing(secured):
     assert master.allocator.weights()["dev"] == 2.0
     # Hostile bodies: refused with a clear 400, nothing changes.
     assert ops.request("PUT", "/weights", json=[{"role": ["dev"], "weight": 1}]).status_code == 400
-    assert ops.request("PUT", "/weights", data="not json").status_code == 400
+    assert ops.request("PUT", "/weights", data="not json", headers={"Content-Type": "application/json"}).status_code == 400
     assert admin.get("/weights").json() == before
     # What ops may do, it can.
     assert ops.request("PUT", "/weights", json=[{"role": "dev", "weight": 4}]).status_code == 200

@@ -88,6 +88,44 @@ def test_silent_peer_is_reported_lost(server_actor):
     assert wait_for(lambda: len(lost) == 1, timeout=5)
 
 
+def test_a_timed_out_peer_that_comes_back_is_told_goodbye(server_actor):
+    server, _, lost = server_actor
+    sock = raw_dealer(server.port)
+    sock.send_multipart([MAGIC, b"~hb"])
+    assert sock.recv_multipart()[1] == b"~hb"
+    assert wait_for(lambda: len(lost) == 1, timeout=5)
+    # Same connection, heard from again (a partition that healed): not silently revived.
+    sock.send_multipart([MAGIC, b"~hb"])
+    assert sock.recv_multipart() == [MAGIC, b"~bye"]
+    assert not server.knows(lost[0])
+
+
+def test_a_client_the_server_wrote_off_reconnects_and_connects_again():
+    # The server gives up after 0.3 s of silence; this client beats every 0.5 s and would
+    # itself wait 50 s: only the server's GOODBYE can tell it to start over.
+    ctx = zmq.Context()
+    server_actor = Actor("srv", ctx)
+    lost = []
+    server = Server(server_actor, "tcp://127.0.0.1:0", [pb.Call], lambda p, m: None, on_peer_lost=lost.append,
+                    peer_timeout=0.3)
+    server_actor.start()
+    client_actor = Actor("cli", ctx)
+    events = []
+    client = Client(client_actor, lambda: f"tcp://127.0.0.1:{server.port}", [pb.Event], events.append,
+                    on_connected=lambda: events.append("up"), on_disconnected=lambda: events.append("down"),
+                    heartbeat_interval=0.5, max_missed=100, backoff=Backoff(0.05, 0.2))
+    client_actor.call_soon(client.start)
+    client_actor.start()
+    try:
+        assert wait_for(lambda: lost, timeout=10)
+        assert wait_for(lambda: events[:3] == ["up", "down", "up"], timeout=10), events
+    finally:
+        client_actor.stop()
+        server_actor.stop()
+        client_actor.join(5)
+        server_actor.join(5)
+
+
 def test_client_connects_reconnects_and_delivers():
     ctx = zmq.Context()
     server_actor = Actor("srv", ctx)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
+import re2
 from flask import Blueprint, Response, jsonify, request
 
 from frameworks.marathon_like import ids, schemas
@@ -40,10 +39,15 @@ def _split(text: str, sep: str = ",") -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-_SET_TERM = re.compile(r"^(.+?)\s+(in|notin)\s+\((.*)\)$")
+# RE2: linear in the selector's length whatever the caller sends (Python's re
+# backtracks quadratically on a long run of spaces here).
+_SET_TERM = re2.compile(r"^(.+?)\s+(in|notin)\s+\((.*)\)$")
+MAX_SELECTOR = 4096
 
 
 def label_selector(text: str):
+    if len(text) > MAX_SELECTOR:
+        raise BadRequest(f"Invalid label selector: {len(text)} characters, at most {MAX_SELECTOR} are allowed")
     terms = []
     for term in _split(text):
         m = _SET_TERM.match(term)

@@ -6,7 +6,7 @@ import json
 
 from flask import current_app, jsonify, request
 
-from frameworks.marathon_like.errors import BadRequest, InvalidJson, UnsupportedMediaType
+from frameworks.marathon_like.errors import BadRequest, InvalidJson
 
 
 def core():
@@ -27,17 +27,13 @@ def qbool(name: str, default: bool = False) -> bool:
 def body(default=None):
     """The JSON body; an empty body (even with a JSON content type) is `default`.
 
-    A body declared as anything but JSON is refused (415), as Marathon's
-    ``@Consumes(application/json)``: a form or text/plain body is what a
-    cross-site page can post without the browser asking first, so it must never
-    be read as an app definition. No Content-Type at all is read as JSON (a
-    browser always sends one with a body; scripts sometimes omit it)."""
+    Only a body declared as JSON gets here: the HTTP guard (offerd.common.http_auth)
+    refuses any other type with 415, as Marathon's ``@Consumes(application/json)``
+    does. A form or text/plain body is what a cross-site page can post without
+    the browser asking first, so it is never read as an app definition."""
     data = request.get_data(cache=True)
     if not data.strip():
         return {} if default is None else default
-    mimetype = request.mimetype
-    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise UnsupportedMediaType(mimetype)
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

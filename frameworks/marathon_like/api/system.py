@@ -107,6 +107,7 @@ def metrics():
             "offerd.marathon.deployments": {"value": len(c.deployments)},
             "offerd.marathon.queue": {"value": sum(max(0, e.count) for e in c.queue.values())},
             "offerd.marathon.events.subscribers": {"value": c.events.subscribers},
+            "offerd.marathon.events.streams": {"value": c.events.streams},
         }
     return jsonify({"version": "4.0.0", "counters": counters, "gauges": gauges, "histograms": {},
                     "meters": {}, "timers": {}})

@@ -53,6 +53,7 @@ class LaunchPlan:
     hostname: str | None = None             # set in the new UTS namespace
     sandbox_mount: str | None = None        # bind the sandbox here in a private mount namespace
     environment: dict[str, str] = field(default_factory=dict)
+    enter_pid: int | None = None            # join this process's namespaces instead (a health check)
 
     def merge(self, other: "LaunchPlan") -> None:
         self.cgroup_dirs.extend(other.cgroup_dirs)

@@ -113,7 +113,7 @@ class ThreadInPidNamespace:
 def needs_init(plan: LaunchPlan, user: User | None, status_file: str | None) -> bool:
     """Whether anything must happen between the slave's fork and the task's exec."""
     return bool(plan.cgroup_dirs or plan.cgroup_joins or plan.clone_flags or plan.pid_namespace
-                or plan.sandbox_mount or plan.hostname or switching(user) or status_file)
+                or plan.sandbox_mount or plan.hostname or plan.enter_pid or switching(user) or status_file)
 
 
 def init_argv(argv: list[str], executable: str | None, plan: LaunchPlan, user: User | None,
@@ -136,6 +136,8 @@ def init_argv(argv: list[str], executable: str | None, plan: LaunchPlan, user: U
         out.append("--ipc")
     if plan.clone_flags & CLONE_NEWNET:
         out.append("--net")
+    if plan.enter_pid:
+        out += ["--enter", str(plan.enter_pid)]
     if switching(user):
         out += ["--user", str(user.uid), str(user.gid), ",".join(map(str, user.groups)), user.name]
     if executable:
@@ -183,7 +185,8 @@ class Launched:
 
 
 REPORT_FD = 3   # where init finds the report pipe
-_OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+# O_NOFOLLOW: a fetched archive may have put a link at stdout/stderr; the slave never writes through one.
+_OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 def spawn(argv: list[str], executable: str | None, plan: LaunchPlan, user: User | None, sandbox: str,
@@ -196,7 +199,7 @@ def spawn(argv: list[str], executable: str | None, plan: LaunchPlan, user: User 
     stdout = stdout or os.path.join(sandbox, "stdout")
     stderr = stderr or os.path.join(sandbox, "stderr")
     if not needs_init(plan, user, status_file):
-        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        with open(os.open(stdout, _OUTPUT, 0o644), "wb") as out, open(os.open(stderr, _OUTPUT, 0o644), "wb") as err:
             proc = subprocess.Popen(argv, executable=executable, cwd=sandbox, env=environment,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True, close_fds=True)

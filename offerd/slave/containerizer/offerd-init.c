@@ -17,6 +17,9 @@
  *   3. binds the sandbox (--bind SRC DST), sets the hostname, brings up the
  *      loopback device of a new network namespace;
  *   4. forks the task, which switches user (--user) and execs the command;
+ *      With --enter PID it makes none: it joins the namespaces of process PID
+ *      (a running container's init) instead, so that what it runs (a health
+ *      check) sees what that container's task sees;
  *   5. reaps every process that ends up as its child (orphans in a PID
  *      namespace), and when the task ends writes the task's status, shell style
  *      (the exit code, or 128+N for signal N), to --status-file, and exits with
@@ -93,7 +96,7 @@ static void usage(int code)
 {
     fprintf(code ? stderr : stdout,
             "usage: offerd-init [--mkdir DIR | --write FILE VALUE | --join FILE]... [--mount-proc] [--bind SRC DST] [--hostname NAME]\n"
-            "                   [--ipc] [--net] [--user UID GID GROUPS NAME] [--exec PATH]\n"
+            "                   [--ipc] [--net] [--enter PID] [--user UID GID GROUPS NAME] [--exec PATH]\n"
             "                   [--chdir DIR] [--status-file PATH] [--report-fd FD] -- COMMAND [ARG]...\n"
             "The first process of an offerd container: joins its cgroups, makes its namespaces,\n"
             "runs COMMAND as its child and exits with COMMAND's status (128+N for signal N).\n"
@@ -161,6 +164,36 @@ static void close_stray_fds(int keep)
     closedir(fds);
 }
 
+/* Join the IPC, UTS, network, PID (for the children) and mount namespaces of
+ * process `pid`, skipping those this process already shares with it. All are
+ * opened first: entering the mount namespace changes what /proc shows. */
+static void enter_namespaces(const char *pid)
+{
+    static const char *const kinds[] = {"ipc", "uts", "net", "pid", "mnt"};
+    enum { N_KINDS = sizeof kinds / sizeof *kinds };
+    int fds[N_KINDS];
+    for (int k = 0; k < N_KINDS; k++) {
+        char theirs[64], ours[64];
+        snprintf(theirs, sizeof theirs, "/proc/%s/ns/%s", pid, kinds[k]);
+        snprintf(ours, sizeof ours, "/proc/self/ns/%s", kinds[k]);
+        struct stat their_ns, our_ns;
+        fds[k] = open(theirs, O_RDONLY | O_CLOEXEC);
+        if (fds[k] < 0)
+            fail("opening the %s namespace of process %s: %s", kinds[k], pid, strerror(errno));
+        if (fstat(fds[k], &their_ns) == 0 && stat(ours, &our_ns) == 0 &&
+            their_ns.st_dev == our_ns.st_dev && their_ns.st_ino == our_ns.st_ino) {
+            close(fds[k]);
+            fds[k] = -1;   /* shared already */
+        }
+    }
+    for (int k = 0; k < N_KINDS; k++) {
+        if (fds[k] >= 0 && setns(fds[k], 0) < 0)
+            fail("entering the %s namespace of process %s: %s", kinds[k], pid, strerror(errno));
+        if (fds[k] >= 0)
+            close(fds[k]);
+    }
+}
+
 /* A non-negative decimal number no larger than `most`, or fail naming `what`. */
 static unsigned long parse_number(const char *text, const char *what, unsigned long most)
 {
@@ -179,6 +212,7 @@ int main(int argc, char **argv)
     int n_steps = 0, mount_proc = 0, new_ipc = 0, new_net = 0, switch_user = 0;
     const char *bind_source = NULL, *bind_target = NULL, *hostname = NULL;
     const char *status_file = NULL, *executable = NULL, *user_name = NULL, *directory = NULL;
+    const char *enter_pid = NULL;
     uid_t uid = 0;
     gid_t gid = 0;
     gid_t *groups = NULL;
@@ -215,6 +249,9 @@ int main(int argc, char **argv)
             new_ipc = 1;
         } else if (!strcmp(arg, "--net")) {
             new_net = 1;
+        } else if (!strcmp(arg, "--enter") && i + 1 < argc) {
+            enter_pid = argv[++i];
+            parse_number(enter_pid, "process id", 0x7fffffffUL);
         } else if (!strcmp(arg, "--user") && i + 4 < argc) {
             switch_user = 1;
             uid = (uid_t)parse_number(argv[++i], "uid", 0xfffffffeUL);
@@ -283,6 +320,13 @@ int main(int argc, char **argv)
                 *slash = '\0';   /* name the cgroup, not its tasks/cgroup.procs file */
             write_file(path, "0", step);
         }
+    }
+
+    if (enter_pid) {
+        enter_namespaces(enter_pid);
+        /* Entering a mount namespace moves the working directory to its root. */
+        if (directory && chdir(directory) < 0)
+            fail("entering %s in the namespaces of process %s: %s", directory, enter_pid, strerror(errno));
     }
 
     int flags = 0;
@@ -378,7 +422,8 @@ int main(int argc, char **argv)
     }
     if (status_file) {
         char text[16];
-        int fd = open(status_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        /* The sandbox is the task's: never through a link (or into a FIFO) it put at this name. */
+        int fd = open(status_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
         if (fd >= 0) {
             ssize_t ignored = write(fd, text, (size_t)snprintf(text, sizeof text, "%d\n", status));
             (void)ignored;

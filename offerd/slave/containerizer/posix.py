@@ -47,6 +47,7 @@ from offerd.slave.containerizer.base import Containerizer, LaunchSpec, OnExited,
 from offerd.slave.containerizer.isolator import Container as Box
 from offerd.slave.containerizer.isolator import Isolator, IsolatorError, LaunchPlan, Limitation
 from offerd.slave.fetcher import Fetcher, FetchError
+from offerd.slave.sandbox import user_environment
 from offerd.slave.containerizer.processes import (  # noqa: F401 (re-exported for the slave and tests)
     Reaper, _Adopted, _read_pid_file, _same_process, _shell_status, _signal_group, cleanup_orphans,
     EXIT_STATUS_FILE, command_argv, pid_directory, process_statistics, read_exit_status,
@@ -188,8 +189,8 @@ class PosixContainerizer(Containerizer):
             if launcher.switching(user):
                 os.chown(spec.directory, user.uid, user.gid)
             if spec.fetch and spec.command.uris:
-                self.fetcher.fetch(spec.command.uris, spec.directory,
-                                   (user.uid, user.gid) if launcher.switching(user) else None)
+                # As the task's user when switching (its files, its permissions): nothing to chown after.
+                self.fetcher.fetch(spec.command.uris, spec.directory, user if launcher.switching(user) else None)
             plan = LaunchPlan()
             self._boxes[spec.container_id] = box
             for isolator in self.isolators:
@@ -202,8 +203,11 @@ class PosixContainerizer(Containerizer):
                                            "executable on this slave")
             # A checkpointed container's init writes the exit status where a restarted slave finds it.
             status_file = os.path.join(spec.directory, EXIT_STATUS_FILE) if spec.checkpoint else None
-            launched = launcher.spawn(argv, executable, plan, user, spec.directory,
-                                      {**spec.environment, **plan.environment}, status_file)
+            # The user's HOME, USER and LOGNAME unless the operator's or the command's environment set them.
+            home_fallback = plan.environment.get("MESOS_SANDBOX", spec.directory)
+            environment = {**user_environment(user if launcher.switching(user) else None, home_fallback),
+                           **spec.environment, **plan.environment}
+            launched = launcher.spawn(argv, executable, plan, user, spec.directory, environment, status_file)
             proc = launched.proc
             if launched.via_init:
                 self._via_init.add(spec.container_id)

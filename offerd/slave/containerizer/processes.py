@@ -149,8 +149,10 @@ def read_exit_status(directory: str, wait: float = 0.0) -> int | None:
     deadline = time.monotonic() + wait
     while True:
         try:
-            with open(os.path.join(directory, EXIT_STATUS_FILE)) as handle:
-                return int(handle.read().strip())
+            # Never through a link, nor blocking on a FIFO, the task put there.
+            fd = os.open(os.path.join(directory, EXIT_STATUS_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd) as handle:
+                return int(handle.read(32).strip())
         except (OSError, ValueError):
             if time.monotonic() >= deadline:
                 return None

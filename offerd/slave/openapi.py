@@ -1,0 +1,60 @@
+"""The slave's HTTP API as an OpenAPI 3 document, served at ``/openapi.json``.
+
+Written from the views (offerd/slave/http_api.py) so that clients and the HTTP
+fuzzer (tests/fuzz) know every path and query parameter. A unit test walks the
+Flask app's routes and fails when one is missing here, or when a path here has
+no route. The slave has no state-changing HTTP endpoint: it is told what to do
+by its master over ZeroMQ.
+"""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from offerd import __version__
+
+_JSON_ERROR = {"description": "refused; the JSON body's 'message' says why"}
+
+
+def _param(name: str, where: str = "query", kind: str = "string", required: bool = False) -> dict:
+    return {"name": name, "in": where, "required": required or where == "path", "schema": {"type": kind}}
+
+
+def _op(summary: str, params: tuple = ()) -> dict:
+    return {"summary": summary, "parameters": list(params),
+            "responses": {"200": {"description": "done"}, "400": _JSON_ERROR, "401": _JSON_ERROR,
+                          "403": _JSON_ERROR, "404": _JSON_ERROR}}
+
+
+PATH = _param("path", required=True)
+INDEX = _param("index", "path", kind="integer")
+
+# (paths that are aliases of one view, method, operation)
+OPERATIONS: list[tuple[tuple[str, ...], str, dict]] = [
+    (("/health",), "get", _op("Liveness (public)")),
+    (("/state", "/state.json"), "get", _op("The slave's state as the caller may see it")),
+    (("/slave({index})/state", "/slave({index})/state.json"), "get",
+     _op("The state of one simulated slave of this process", (INDEX,))),
+    (("/flags",), "get", _op("Flags, secrets redacted (ACL view_flags)")),
+    (("/metrics/snapshot",), "get", _op("Metrics as JSON")),
+    (("/monitor/statistics", "/monitor/statistics.json"), "get", _op("Resource usage of each executor")),
+    (("/files/browse", "/files/browse.json"), "get", _op("List a sandbox directory (ACL access_sandboxes)",
+                                                         (PATH,))),
+    (("/files/read", "/files/read.json"), "get", _op("Read a sandbox file (ACL access_sandboxes)", (
+        PATH, _param("offset", kind="integer"), _param("length", kind="integer")))),
+    (("/files/download", "/files/download.json"), "get", _op("Download a sandbox file (ACL access_sandboxes)",
+                                                             (PATH,))),
+    (("/openapi.json",), "get", _op("This document (public)")),
+]
+
+
+def document() -> dict:
+    paths: dict[str, dict] = {}
+    for aliases, method, operation in OPERATIONS:
+        for path in aliases:
+            paths.setdefault(path, {})[method] = operation
+    return {"openapi": "3.0.3", "info": {"title": "offerd slave", "version": __version__}, "paths": paths}
+
+
+def serve():
+    return jsonify(document())
