@@ -10,6 +10,7 @@ visible, so an operator can still see which file a daemon uses.
 
 from __future__ import annotations
 
+import json
 import re
 
 MASK = "******"
@@ -40,16 +41,25 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name or "")) and not _PATH_NAME.search(name or "")
 
 
+# Environment variable names that usually hold credentials (AWS_SECRET_ACCESS_KEY,
+# DB_PASSWORD, API_KEY, GITHUB_TOKEN, ...): broader than flag names.
+_SECRET_VARIABLE = re.compile(r"secret|passw(or)?d|token|key|credential|auth", re.IGNORECASE)
+
+
 def redact_flags(flags: dict) -> dict:
     """A copy of a flag-name -> value dict that is safe to show.
 
     Values of secret-named flags become the mask; every other value has its
-    URL passwords masked.
+    URL passwords masked. A JSON-object flag (e.g. --executor_environment_variables)
+    is shown as JSON, as Mesos shows it, with credential-like variables masked.
     """
     out = {}
     for name, value in flags.items():
         if is_secret_name(str(name)) and value not in (None, ""):
             out[name] = MASK
+        elif isinstance(value, dict):
+            out[name] = json.dumps({key: MASK if _SECRET_VARIABLE.search(str(key)) else redact_url(item)
+                                    for key, item in value.items()}, sort_keys=True)
         else:
             out[name] = redact_url(value)
     return out

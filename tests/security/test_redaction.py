@@ -9,6 +9,7 @@ place the URL used to show up.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import subprocess
@@ -76,6 +77,16 @@ def test_redact_flags_hides_secret_flags_and_url_passwords_but_shows_paths():
     assert shown["zmq_key_file"] == "/etc/offerd/master.key_secret"
     assert shown["port"] == "5050" and shown["empty_secret"] == ""
     assert flags["zk"].startswith("zk://user:secretpw@"), "the input must not be changed"
+
+
+def test_a_json_object_flag_is_shown_as_json_with_credential_variables_masked():
+    shown = redact_flags({"executor_environment_variables": {
+        "PATH": "/usr/bin", "AWS_SECRET_ACCESS_KEY": PASSWORD, "API_KEY": PASSWORD,
+        "PROXY": f"http://u:{PASSWORD}@proxy:3128"}})
+    value = json.loads(shown["executor_environment_variables"])
+    assert PASSWORD not in shown["executor_environment_variables"]
+    assert value == {"PATH": "/usr/bin", "AWS_SECRET_ACCESS_KEY": MASK, "API_KEY": MASK,
+                     "PROXY": f"http://u:{MASK}@proxy:3128"}
 
 
 def test_log_lines_never_carry_a_url_password():
