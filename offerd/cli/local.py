@@ -203,11 +203,16 @@ class LocalCluster:
     def slave_port(self, index: int) -> int:
         return self.port + 1 + index
 
+    def slave_work_dir(self, index: int) -> str:
+        # Named by port, the one thing that names a slave before it registers: the
+        # master hands out ids in registration order, which concurrent starts do not fix.
+        return os.path.join(self.work_dir, f"slave-{self.slave_port(index)}")
+
     def start_slave(self, index: int) -> subprocess.Popen:
         proc = self._spawn(f"slave{index}", [
             "slave", f"--master={self.master}", f"--ip={self.ip}", f"--hostname={self.ip}",
             f"--port={self.slave_port(index)}",
-            f"--work_dir={os.path.join(self.work_dir, f'slave{index}')}",
+            f"--work_dir={self.slave_work_dir(index)}",
             f"--resources={slave_resources(self.resources, index, self.slave_count)}",
             f"--containerizer={self.containerizer}",
             f"--logging_level={self.logging_level}", *self._security_args("slave"), *self.slave_args,
@@ -350,7 +355,24 @@ def offerd_command() -> str:
     return f"{sys.executable} -m offerd"
 
 
-def _banner(cluster: LocalCluster, flags, client_conf: str | None) -> str:
+def registered_slaves(cluster: LocalCluster) -> list[dict]:
+    """The slaves this cluster started, as the master knows them (id, hostname, port)."""
+    if cluster.simulate:
+        return []
+    try:
+        slaves = cluster.state().get("slaves", [])
+    except (OSError, ValueError):
+        return []
+    ours = {cluster.slave_port(index) for index in range(cluster.slave_count)}
+    found = []
+    for slave in slaves:
+        port = int(slave.get("pid", "").rpartition(":")[2] or 0) or slave.get("port")
+        if port in ours:
+            found.append({"id": slave["id"], "hostname": slave.get("hostname", cluster.ip), "port": port})
+    return sorted(found, key=lambda s: s["port"])
+
+
+def banner(cluster: LocalCluster, flags, client_conf: str | None) -> str:
     offerd = offerd_command()
     run_task = (f"{offerd} execute --name hello --command 'echo hello'" if client_conf else
                 f"{offerd} execute --master {cluster.master} --name hello --command 'echo hello'")
@@ -367,6 +389,10 @@ def _banner(cluster: LocalCluster, flags, client_conf: str | None) -> str:
         if client_conf and os.geteuid() == 0:
             lines.append(f"                         (apps run as '{secure_setup.NON_ROOT_USER}' unless they name a user; "
                          "never as root)")
+    for number, slave in enumerate(registered_slaves(cluster)):
+        label = "slaves" if number == 0 else ""
+        lines.append(f"  {label:<22} {slave['id']} at {slave['hostname']}:{slave['port']}, sandboxes in "
+                     f"{cluster.slave_work_dir(slave['port'] - cluster.port - 1)}")
     lines.append(f"  work directory         {cluster.work_dir}"
                  + ("" if flags.work_dir else " (removed when this cluster stops; --work_dir keeps one)"))
     if client_conf:
@@ -421,7 +447,7 @@ def run(args) -> int:
     except RuntimeError as exc:
         log.error("%s; see the log lines above", exc)
         return 1
-    print(_banner(cluster, flags, client_conf), flush=True)
+    print(banner(cluster, flags, client_conf), flush=True)
     try:
         while True:
             for index, proc in enumerate(cluster.slave_procs):

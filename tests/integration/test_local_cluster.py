@@ -1,10 +1,14 @@
-"""`offerd local`'s slaves share one host, so they must never offer the same port."""
+"""`offerd local`: slaves share one host, so they must never offer the same port, and a user
+must be able to tell which directory holds which slave."""
 
 from __future__ import annotations
 
 import json
 
-from offerd.cli.local import slave_resources
+import os
+
+from offerd.cli.local import banner, registered_slaves, slave_resources
+from offerd.proto import offerd_pb2 as pb
 
 
 def test_one_range_is_split_into_disjoint_slices():
@@ -32,3 +36,19 @@ def test_the_master_advertises_the_address_everything_else_uses(cluster_factory)
         state = json.load(response)
     assert state["hostname"] == cluster.ip
     assert all(slave["hostname"] == cluster.ip for slave in state["slaves"])
+
+
+def test_the_banner_names_the_directory_that_holds_each_slave(cluster_factory):
+    cluster = cluster_factory(slaves=3)
+    slaves = registered_slaves(cluster)
+    assert len(slaves) == 3
+    flags = type("Flags", (), {"slaves": 3, "marathon": False, "work_dir": None})
+    text = banner(cluster, flags, None)
+    for slave in slaves:
+        directory = cluster.slave_work_dir(slave["port"] - cluster.port - 1)
+        assert f"{slave['id']} at {cluster.ip}:{slave['port']}, sandboxes in {directory}" in text
+        # The slave checkpointed the id the banner gives it in that very directory.
+        info = pb.SlaveInfo()
+        with open(os.path.join(directory, "meta", "slaves", "latest", "slave.info"), "rb") as f:
+            info.ParseFromString(f.read())
+        assert info.id.value == slave["id"]

@@ -48,7 +48,7 @@ def test_a_sandbox_retired_before_a_restart_is_removed_and_a_recovered_one_kept(
     # First run: a week's delay, nothing is removed before the restart (the disk may be full: no headroom).
     cluster = cluster_factory(slaves=1, slave_args=["--recover=reconnect", "--gc_delay=1weeks",
                                                     "--gc_disk_headroom=0"])
-    work_dir = os.path.join(cluster.work_dir, "slave0")
+    work_dir = cluster.slave_work_dir(0)
     marker = f"{300 + time.time() % 1:.4f}"
     try:
         with RunningFramework(cluster.master, info=framework_info(checkpoint=True)) as fw:

@@ -242,7 +242,7 @@ def test_sigusr1_shuts_the_slave_down_killing_everything_and_unregistering(clust
     with RunningFramework(cluster.master, info=framework_info(checkpoint=True)) as fw:
         ids = start_tasks(fw, marker, 2)
         wait_for(lambda: len(tasks_with(marker)) == 2, 10, message="the tasks' processes")
-        work_dir = os.path.join(cluster.work_dir, "slave0")
+        work_dir = cluster.slave_work_dir(0)
         assert os.path.exists(os.path.join(work_dir, "meta", "slaves", "latest", "slave.info"))
 
         cluster.kill_slave(0, signal.SIGUSR1)
