@@ -73,7 +73,7 @@ def run_master(args) -> int:
             master.stop()  # it failed after opening its ports
         return 2
     except OSError as exc:
-        log.error("cannot start the master: %s (is another master using port %s?)", exc, flags.port)
+        log.error("cannot start the master: %s (is another process using that port? --port and --zmq_port choose others)", exc)
         return 1
     info = master.master_info
     log.info("master %s serving %s://%s:%d (ZeroMQ tcp://%s:%d)",

@@ -146,11 +146,16 @@ class Server:
         sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes * HARD_LIMIT_FACTOR)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
-        if bind.endswith(":0"):
-            self.port = sock.bind_to_random_port(bind.rsplit(":", 1)[0])
-        else:
-            sock.bind(bind)
-            self.port = int(bind.rsplit(":", 1)[1])
+        try:
+            if bind.endswith(":0"):
+                self.port = sock.bind_to_random_port(bind.rsplit(":", 1)[0])
+            else:
+                sock.bind(bind)
+                self.port = int(bind.rsplit(":", 1)[1])
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            # An OSError, as for the HTTP port, so daemons report both the same way.
+            raise OSError(exc.errno, f"cannot listen on {bind}: {os.strerror(exc.errno)}") from None
         self.socket = sock
         actor.add_socket(sock, self._on_readable)
         actor.on_close(self.close)
