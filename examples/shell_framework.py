@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from offerd.framework_sdk import MesosSchedulerDriver, Scheduler
+from offerd.framework_sdk import MesosSchedulerDriver, ResourceError, Resources, Scheduler
 from offerd.proto import offerd_pb2 as mesos_pb2
 
 TERMINAL = {
@@ -26,20 +26,10 @@ TERMINAL = {
 }
 
 
-def scalar(offer, name):
-    return sum(r.scalar.value for r in offer.resources if r.name == name and r.type == mesos_pb2.Value.SCALAR)
-
-
-def add_scalar(task, name, value):
-    resource = task.resources.add()
-    resource.name = name
-    resource.type = mesos_pb2.Value.SCALAR
-    resource.scalar.value = value
-
-
 class ShellScheduler(Scheduler):
     def __init__(self, args):
         self.args = args
+        self.per_task = Resources.from_scalars({"cpus": args.cpus, "mem": args.mem})
         self.pending = collections.deque(range(args.tasks))
         self.active: set[str] = set()
         self.finished = 0
@@ -61,13 +51,12 @@ class ShellScheduler(Scheduler):
 
     def resourceOffers(self, driver, offers):
         for offer in offers:
-            cpus, mem = scalar(offer, "cpus"), scalar(offer, "mem")
+            left = Resources.from_protos(offer.resources).unreserved()
             tasks = []
             while (self.pending and len(self.active) + len(tasks) < self.args.concurrency
-                   and cpus >= self.args.cpus and mem >= self.args.mem):
+                   and left.contains(self.per_task)):
                 tasks.append(self.build_task(self.pending.popleft(), offer))
-                cpus -= self.args.cpus
-                mem -= self.args.mem
+                left -= self.per_task
             if tasks:
                 print(f"launching {len(tasks)} task(s) on {offer.hostname} ({offer.id.value})")
                 self.active.update(t.task_id.value for t in tasks)
@@ -85,8 +74,7 @@ class ShellScheduler(Scheduler):
         task.name = f"{self.args.name} #{number}"
         task.slave_id.CopyFrom(offer.slave_id)
         task.command.value = self.args.command
-        add_scalar(task, "cpus", self.args.cpus)
-        add_scalar(task, "mem", self.args.mem)
+        task.resources.extend(self.per_task.to_protos())
         return task
 
     def statusUpdate(self, driver, status):
@@ -128,7 +116,10 @@ def main(argv=None):
     framework.user = ""  # the driver fills in the current user
     framework.name = args.name
 
-    scheduler = ShellScheduler(args)
+    try:
+        scheduler = ShellScheduler(args)
+    except ResourceError as exc:
+        parser.error(f"--cpus/--mem: {exc}")
     driver = MesosSchedulerDriver(scheduler, framework, args.master)
     if args.timeout > 0:
         timer = threading.Timer(args.timeout, driver.stop)

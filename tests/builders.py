@@ -92,6 +92,8 @@ class RecordingScheduler(Scheduler):
                 self.changed.wait(left)
 
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition"):
+        """Like tests.support.wait_for, but woken by each callback instead of polling,
+        and `predicate` runs under the scheduler's lock."""
         deadline = time.monotonic() + timeout
         with self.lock:
             while not predicate():

@@ -1,4 +1,10 @@
-"""Fixtures shared by the suites: real clusters of real processes on loopback."""
+"""Fixtures shared by the suites: real clusters of real processes on loopback.
+
+Fixture modules registered for every suite: tests/zookeeper.py (`zk_server`,
+`zk_url`) and tests/fakes/master_for_slaves.py (`master`, `start_slave`,
+`container_slave`: slaves under test against a fake master; a test module's own
+`master` fixture takes precedence). Polling and free ports: tests/support.py.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +15,9 @@ import pytest
 
 from offerd.cli import secure_setup
 from offerd.cli.local import LocalCluster, free_base_port
-from tests.zookeeper import zk_server, zk_url  # noqa: F401
 
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
-    """Poll until `predicate()` is truthy; returns its value or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+# Only the top-level conftest may name plugins; these hold fixtures, not tests.
+pytest_plugins = ["tests.zookeeper", "tests.fakes.master_for_slaves"]
 
 
 @pytest.fixture

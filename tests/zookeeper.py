@@ -28,6 +28,9 @@ import uuid
 
 import pytest
 
+from offerd.common.election import close_shared
+from tests.support import free_port
+
 ZOOKEEPER_JAR = os.environ.get("OFFERD_ZOOKEEPER_JAR", "/usr/share/java/zookeeper.jar")
 JAVA = shutil.which("java")
 MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
@@ -40,12 +43,6 @@ def zookeeper_missing() -> str | None:
     if not os.path.exists(ZOOKEEPER_JAR):
         return f"{ZOOKEEPER_JAR} not found (run `make system-deps` as root: apt-get install zookeeper)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ZooKeeperServer:
@@ -140,8 +137,6 @@ class ZooKeeperServer:
                 client.close()
 
     def stop(self) -> None:
-        from offerd.common.election import close_shared
-
         # The in-process schedulers' detectors of this ensemble outlive their drivers (one per
         # URL and process); with the ensemble gone they would retry until the process exits.
         close_shared(self.hosts)
@@ -228,5 +223,9 @@ def zk_server():
 
 @pytest.fixture
 def zk_url(zk_server):
-    """``zk://127.0.0.1:PORT/test-<uuid>``: this test's own chroot."""
-    return zk_server.url(f"test-{uuid.uuid4().hex[:12]}")
+    """``zk://127.0.0.1:PORT/test-<uuid>``: this test's own chroot. The detectors the test's
+    in-process schedulers shared for it are closed after it: a live kazoo client draws from
+    `random` on every poll, which later hypothesis tests would see."""
+    url = zk_server.url(f"test-{uuid.uuid4().hex[:12]}")
+    yield url
+    close_shared(under=url)

@@ -20,11 +20,11 @@ import sys
 import threading
 import time
 
-from offerd.framework_sdk import MesosSchedulerDriver, Scheduler
+from offerd.framework_sdk import MesosSchedulerDriver, ResourceError, Resources, Scheduler
 from offerd.proto import offerd_pb2 as mesos_pb2
 
 EXECUTOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "executor.py")
-EXECUTOR_CPUS, EXECUTOR_MEM = 0.1, 32
+EXECUTOR_RESOURCES = Resources.from_scalars({"cpus": 0.1, "mem": 32})
 GREETING = b"hello\0executor"  # a NUL byte on purpose: messages are bytes
 TERMINAL = {
     mesos_pb2.TASK_FINISHED, mesos_pb2.TASK_FAILED, mesos_pb2.TASK_KILLED, mesos_pb2.TASK_ERROR,
@@ -39,22 +39,15 @@ def executor_info():
     # The interpreter running this scheduler has the SDK installed; the slave
     # runs this command line in the executor's sandbox.
     executor.command.value = f"{shlex.quote(sys.executable)} {shlex.quote(EXECUTOR_SCRIPT)}"
-    for name, value in (("cpus", EXECUTOR_CPUS), ("mem", EXECUTOR_MEM)):
-        resource = executor.resources.add()
-        resource.name = name
-        resource.type = mesos_pb2.Value.SCALAR
-        resource.scalar.value = value
+    executor.resources.extend(EXECUTOR_RESOURCES.to_protos())
     return executor
-
-
-def scalar(offer, name):
-    return sum(r.scalar.value for r in offer.resources if r.name == name and r.type == mesos_pb2.Value.SCALAR)
 
 
 class CustomExecutorScheduler(Scheduler):
     def __init__(self, args):
         self.args = args
         self.executor = executor_info()
+        self.per_task = Resources.from_scalars({"cpus": args.cpus, "mem": args.mem})
         self.pending = collections.deque(range(args.tasks))
         self.active: dict[str, mesos_pb2.SlaveID] = {}
         self.results: dict[str, str] = {}
@@ -67,16 +60,14 @@ class CustomExecutorScheduler(Scheduler):
 
     def resourceOffers(self, driver, offers):
         for offer in offers:
-            cpus, mem = scalar(offer, "cpus"), scalar(offer, "mem")
+            left = Resources.from_protos(offer.resources).unreserved()
             # The executor's own resources are taken once per slave, when it starts.
             if self.executor.executor_id not in offer.executor_ids:
-                cpus -= EXECUTOR_CPUS
-                mem -= EXECUTOR_MEM
+                left = left - EXECUTOR_RESOURCES if left.contains(EXECUTOR_RESOURCES) else Resources.EMPTY
             tasks = []
-            while self.pending and cpus >= self.args.cpus and mem >= self.args.mem:
+            while self.pending and left.contains(self.per_task):
                 tasks.append(self.build_task(self.pending.popleft(), offer))
-                cpus -= self.args.cpus
-                mem -= self.args.mem
+                left -= self.per_task
             if tasks:
                 print(f"launching {len(tasks)} task(s) on {offer.hostname}")
                 for task in tasks:
@@ -94,11 +85,7 @@ class CustomExecutorScheduler(Scheduler):
         task.slave_id.CopyFrom(offer.slave_id)
         task.executor.CopyFrom(self.executor)
         task.data = self.args.command.format(n=number).encode()
-        for name, value in (("cpus", self.args.cpus), ("mem", self.args.mem)):
-            resource = task.resources.add()
-            resource.name = name
-            resource.type = mesos_pb2.Value.SCALAR
-            resource.scalar.value = value
+        task.resources.extend(self.per_task.to_protos())
         return task
 
     def statusUpdate(self, driver, status):
@@ -152,7 +139,10 @@ def main(argv=None):
     framework = mesos_pb2.FrameworkInfo()
     framework.user = ""
     framework.name = "custom-executor-example"
-    scheduler = CustomExecutorScheduler(args)
+    try:
+        scheduler = CustomExecutorScheduler(args)
+    except ResourceError as exc:
+        parser.error(f"--cpus/--mem: {exc}")
     driver = MesosSchedulerDriver(scheduler, framework, args.master)
     started = time.monotonic()
     try:

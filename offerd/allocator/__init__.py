@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "offerd.allocators"
 
 # Built in, used when no entry point of that name is installed. "drf" is the
-# simple one-level DRF allocator, kept as a reference implementation.
+# one-level reference allocator the hierarchical one is tested against (drf.py).
 ALLOCATORS: dict[str, type[Allocator]] = {
     "hierarchical": HierarchicalAllocator,
     "drf": DRFAllocator,

@@ -1,4 +1,12 @@
-"""A small Dominant Resource Fairness allocator (one level: frameworks).
+"""The reference allocator: Dominant Resource Fairness over frameworks, one level.
+
+Kept small on purpose, as the plain statement of DRF the production allocator
+(hierarchical.py, the default) is checked against: the allocator contract
+tests (tests/unit/test_allocator.py) run on both, and
+tests/unit/test_allocator_reference.py asserts that where both apply (one
+role, no weights, no quota) they hand out the same. It stays selectable with
+``--allocator=drf`` for comparisons; it has no role tree, weights or quota, and
+never will (hierarchical.py has them).
 
 Each run visits the candidate slaves in a shuffled order and, on each slave,
 the active frameworks from the lowest dominant share up. A framework gets all
@@ -6,8 +14,7 @@ that is still offerable on that slave for one of its roles (unreserved plus
 that role's reservations), unless the role is suppressed, a decline filter
 covers those resources, or they are below the minimum allocatable size. Shares
 are recomputed after every grant, so a run interleaves frameworks the way DRF
-intends. Roles, weights and quota (the hierarchical sorter) come later behind
-the same interface.
+intends.
 """
 
 from __future__ import annotations

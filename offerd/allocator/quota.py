@@ -30,10 +30,6 @@ class Quota:
         self.limit_q = limit.scalars() if limit is not None else None
 
 
-def _scalar_text(quantities: Mapping[str, float]) -> str:
-    return ";".join(f"{name}:{amount!r}" for name, amount in quantities.items() if amount > 0)
-
-
 def in_subtree(role: str, top: str) -> bool:
     """`role` is `top` or below it in the role tree (``eng/web`` under ``eng``)."""
     return role == top or role.startswith(top + "/")
@@ -123,8 +119,8 @@ class QuotaStages:
                 keep[name] = min(amount, caps[name])
             elif not only_capped:
                 keep[name] = amount
-        scalars = Resources.parse(_scalar_text(keep)) if any(v > 0 for v in keep.values()) else EMPTY
-        non_scalars = unreserved.subtract_saturating(Resources.parse(_scalar_text(have))) if have else unreserved
+        scalars = Resources.from_scalars(keep)
+        non_scalars = unreserved.subtract_saturating(Resources.from_scalars(have))
         if not scalars:
             return reserved
         return reserved + scalars + non_scalars

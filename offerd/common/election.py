@@ -345,12 +345,18 @@ _shared: dict[str, ZooKeeperDetector] = {}
 _shared_lock = threading.Lock()
 
 
-def close_shared(hosts: str | None = None) -> None:
-    """Close the shared detectors (those of ZooKeeper `hosts` "h1:p1,h2:p2" only, when given):
-    their clients would otherwise retry until the process exits."""
+def close_shared(hosts: str | None = None, under: str | None = None) -> None:
+    """Close the shared detectors: all, or those of ZooKeeper `hosts` "h1:p1,h2:p2", or those
+    at or below the zk:// URL `under`. Their clients would otherwise keep polling (and
+    retrying, once ZooKeeper is gone) until the process exits."""
+    root = parse_zk_url(under) if under is not None else None
     with _shared_lock:
         for zk, detector in list(_shared.items()):
-            if hosts is not None and parse_zk_url(zk).hosts != hosts:
+            url = parse_zk_url(zk)
+            if hosts is not None and url.hosts != hosts:
+                continue
+            if root is not None and (url.hosts != root.hosts or
+                                     not (url.path == root.path or url.path.startswith(root.path.rstrip("/") + "/"))):
                 continue
             try:
                 detector.close()

@@ -12,25 +12,37 @@ form is plain Python data, never protobuf:
 Values are kept canonical (no zero scalars, no empty ranges or sets, ranges
 merged), so equality is dict equality. As in Mesos, adding ranges or sets is a
 union: ``ports:[1-5] + ports:[3-7] == ports:[1-7]``. Text and protobuf appear
-only at the edges (parse, from_protos, to_protos, str, to_json), which is also
-where input is validated; arithmetic trusts canonical operands.
+only at the edges (parse, from_scalars, from_ranges, from_protos, to_protos,
+str, to_json), which is also where input is validated; arithmetic trusts
+canonical operands. Agent attributes, which share the text grammar but have
+no arithmetic, are in offerd.common.attributes.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import math
-import re
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Iterable
+import numbers
+from decimal import Decimal
+from typing import Iterable, Mapping
 
 from google.protobuf import json_format, text_format
 
+from offerd.common.value_text import (
+    BadValue as _Bad,
+    MAX_RANGE as _MAX_RANGE,
+    check_name as _check_name,
+    check_role as _check_role,
+    check_token as _check_token,
+    fmt_value as _fmt_value,
+    norm_ranges as _norm_ranges,
+    parse_compound as _parse_compound,
+    split_items as _split_items,
+    text_scalar as _text_scalar,
+    to_millis as _to_millis,
+)
 from offerd.proto import offerd_pb2 as pb
 
-__all__ = ["DEFAULT_MIN_ALLOCATABLE", "AttributeParseError", "ResourceError", "Resources",
-           "attributes_to_json", "parse_attributes", "parse_min_allocatable"]
+__all__ = ["DEFAULT_MIN_ALLOCATABLE", "ResourceError", "Resources", "parse_min_allocatable", "validate_role"]
 
 DEFAULT_MIN_ALLOCATABLE = "cpus:0.01|mem:32"  # Mesos' default
 
@@ -41,59 +53,10 @@ _PROTO_FIELD = {_SCALAR: "scalar", _RANGES: "ranges", _SET: "set"}
 _KNOWN_KINDS = {"cpus": int, "mem": int, "disk": int, "gpus": int, "ports": tuple}
 # Output order of str/to_protos/to_json: the familiar ones first.
 _ORDER = {"cpus": 0, "mem": 1, "disk": 2, "gpus": 3, "ports": 4}
-# Bound on one input scalar: value * 1000 then has at most 15 significant
-# digits, so a double carries it exactly through to_protos/from_protos.
-_MAX_SCALAR = 10**12
-_MAX_RANGE = 2**64 - 1  # Value.Range is uint64
-_NUMBER = re.compile(r"\+?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_UINT = re.compile(r"[0-9]+")
-_SYNTAX = frozenset("()[]{};:,\\")  # never part of a name, role or item
-_OPENERS = {"[": "]", "{": "}", "(": ")"}
-_CLOSERS = frozenset("]})")
 
 
 class ResourceError(ValueError):
     """Invalid resources, or arithmetic that would make them negative."""
-
-
-class AttributeParseError(ValueError):
-    """Invalid --attributes text."""
-
-
-class _Bad(Exception):
-    """A problem in one piece of input; the caller says which piece."""
-
-
-# ---------------------------------------------------------------------------
-# Validation and parsing of single values (shared by resources and attributes)
-
-
-@functools.lru_cache(maxsize=4096)  # the same few names recur in every proto
-def _check_token(token: str, what: str = "name") -> None:
-    if not token:
-        raise _Bad(f"empty {what}")
-    for ch in token:
-        if ch.isspace() or ch in _SYNTAX or ord(ch) < 0x20 or ch == "\x7f":
-            raise _Bad(f"invalid character {ch!r} in {what} {token!r}")
-
-
-@functools.lru_cache(maxsize=4096)
-def _check_role(role: str) -> None:
-    """Mesos' role rules; '/' separates the levels of a hierarchical role."""
-    if role == "*":
-        return
-    if not role:
-        raise _Bad("empty role")
-    if role[0] == "/" or role[-1] == "/":
-        raise _Bad(f"role {role!r} cannot start or end with '/'")
-    for part in role.split("/"):
-        if not part:
-            raise _Bad(f"role {role!r} has an empty component")
-        if part in (".", "..", "*"):
-            raise _Bad(f"role {role!r} cannot have {part!r} as a component")
-        if part[0] == "-":
-            raise _Bad(f"role {role!r} has a component starting with '-'")
-        _check_token(part, "role")
 
 
 def validate_role(role: str) -> None:
@@ -102,106 +65,6 @@ def validate_role(role: str) -> None:
         _check_role(role)
     except _Bad as exc:
         raise ResourceError(str(exc)) from None
-
-
-def _to_millis(value: Decimal | float, name: str) -> int:
-    """Validate a scalar and round it to fixed point, half away from zero."""
-    if not math.isfinite(value):
-        raise _Bad(f"non-finite scalar value {value} for {name!r}")
-    if value < 0:
-        raise _Bad(f"negative scalar value {value} for {name!r}")
-    if value > _MAX_SCALAR:
-        raise _Bad(f"scalar value {value} for {name!r} exceeds {_MAX_SCALAR}")
-    if type(value) is float:
-        m = value * 1000.0
-        millis = round(m)
-        # Exact halves go through Decimal so text and protos round alike.
-        if abs(m - millis) >= 1e-6:
-            millis = int(Decimal(repr(value)).scaleb(3).to_integral_value(ROUND_HALF_UP))
-    else:
-        millis = int(value.scaleb(3).to_integral_value(ROUND_HALF_UP))
-    if name == "gpus" and millis % 1000:
-        raise _Bad(f"'gpus' must be a whole number, not {value}")
-    return millis
-
-
-def _text_scalar(text: str, name: str) -> int:
-    if _NUMBER.fullmatch(text):
-        return _to_millis(Decimal(text), name)  # Decimal: exact for any digits
-    if text[:1] == "-" and _NUMBER.fullmatch(text[1:]):
-        raise _Bad(f"negative scalar value {text} for {name!r}")
-    try:
-        finite = math.isfinite(float(text))  # "nan", "inf", "-Infinity", ...
-    except ValueError:
-        finite = True
-    raise _Bad(f"{'bad number' if finite else 'non-finite scalar value'} {text!r} for {name!r}")
-
-
-def _norm_ranges(pairs: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """Sort and merge overlapping or adjacent ranges; validate begin <= end."""
-    out: list[list[int]] = []
-    for begin, end in sorted(pairs):
-        if begin > end:
-            raise _Bad(f"range begin {begin} > end {end}")
-        if out and begin <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], end)
-        else:
-            out.append([begin, end])
-    return tuple((b, e) for b, e in out)
-
-
-def _parse_compound(text: str):
-    """Parse ``[1-5,7-9]`` into canonical ranges or ``{a,b}`` into a set."""
-    close = "]" if text[0] == "[" else "}"
-    if text[-1] != close:
-        raise _Bad(f"unexpected text after {close!r} in {text!r}")
-    inner = text[1:-1].strip()
-    parts = [s.strip() for s in inner.split(",")] if inner else []
-    if close == "}":
-        for item in parts:
-            _check_token(item, "set item")
-        return frozenset(parts)
-    pairs = []
-    for part in parts:
-        begin, dash, end = (s.strip() for s in part.partition("-"))
-        if not (dash and _UINT.fullmatch(begin) and _UINT.fullmatch(end)):
-            raise _Bad(f"bad range {part!r} (want begin-end, non-negative integers)")
-        if int(end) > _MAX_RANGE:
-            raise _Bad(f"range value {end} exceeds {_MAX_RANGE}")
-        pairs.append((int(begin), int(end)))
-    return _norm_ranges(pairs)
-
-
-def _split_items(text: str, error: type[ValueError]) -> list[str]:
-    """The non-empty ';'-separated items of `text`, split outside brackets."""
-    parts, stack, start = [], [], 0
-    for i, ch in enumerate(text):
-        if ch in _OPENERS:
-            stack.append(_OPENERS[ch])
-        elif ch in _CLOSERS:
-            if not stack or stack.pop() != ch:
-                end = text.find(";", i)
-                bad = text[start : end if end >= 0 else None].strip()
-                raise error(f'"{bad}": unbalanced brackets')
-        elif ch == ";" and not stack:
-            parts.append(text[start:i])
-            start = i + 1
-    if stack:
-        raise error(f'"{text[start:].strip()}": unbalanced brackets')
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]  # Mesos tolerates "a:1;;b:2;"
-
-
-def _fmt_ranges(ranges: Iterable[tuple[int, int]], sep: str = ",") -> str:
-    return "[" + sep.join(f"{b}-{e}" for b, e in ranges) + "]"
-
-
-def _fmt_value(v, sep: str = ",") -> str:
-    if type(v) is int:  # exact decimal form of the fixed point: 1500 -> "1.5"
-        return str(v // 1000) if v % 1000 == 0 else f"{v // 1000}.{v % 1000:03d}".rstrip("0")
-    if type(v) is tuple:
-        return _fmt_ranges(v, sep)
-    return "{" + sep.join(sorted(v)) + "}"
 
 
 def _fmt_entry(key: tuple[str, str], v) -> str:
@@ -384,6 +247,78 @@ class Resources:
                 shown = text_format.MessageToString(r, as_one_line=True)
                 raise ResourceError(f"<{shown}>: {e}") from None
         return builder.build()
+
+    @classmethod
+    def from_scalars(cls, quantities: Mapping[str, float], role: str = "*") -> Resources:
+        """Scalars from numbers: ``from_scalars({"cpus": 1.5, "mem": 128}, role="web")``
+        equals ``parse("cpus(web):1.5;mem(web):128")``. Validated as `parse` validates
+        text; zero amounts are left out, as in text."""
+        try:
+            _check_role(role)
+        except _Bad as e:
+            raise ResourceError(f"role {role!r}: {e}") from None
+        builder = _Builder()
+        for name, amount in quantities.items():
+            try:
+                _check_name(name)
+                if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
+                    raise _Bad(f"{name!r} must be a number, not {type(amount).__name__}")
+                # An int goes through Decimal: exact however many digits it has.
+                builder.add(name, role, _to_millis(Decimal(amount) if isinstance(amount, int)
+                                                   else float(amount), name))
+            except _Bad as e:
+                raise ResourceError(f'"{name}:{amount!r}": {e}') from None
+        return builder.build()
+
+    @classmethod
+    def from_ranges(cls, name: str, ranges: Iterable[tuple[int, int]], role: str = "*") -> Resources:
+        """Ranges from numbers: ``from_ranges("ports", [(31000, 31005), (31010, 31010)])``
+        equals ``parse("ports:[31000-31005,31010-31010]")``. Validated as `parse` is."""
+        try:
+            _check_role(role)
+            _check_name(name)
+            if not isinstance(ranges, Iterable):
+                raise _Bad(f"want (begin, end) pairs, not {type(ranges).__name__}")
+            pairs = []
+            for pair in ranges:
+                try:
+                    begin, end = pair
+                except (TypeError, ValueError):
+                    raise _Bad(f"bad range {pair!r} (want a (begin, end) pair)") from None
+                for bound in (begin, end):
+                    if isinstance(bound, bool) or not isinstance(bound, int) or not 0 <= bound <= _MAX_RANGE:
+                        raise _Bad(f"bad range bound {bound!r} (want an integer in [0, {_MAX_RANGE}])")
+                pairs.append((begin, end))
+            builder = _Builder()
+            builder.add(name, role, _norm_ranges(pairs))
+        except _Bad as e:
+            raise ResourceError(f"ranges of {name!r}: {e}") from None
+        return builder.build()
+
+    @classmethod
+    def sum_of(cls, many: Iterable[Resources]) -> Resources:
+        """The sum of many Resources in one pass: ``a + b + c + ...`` copies the
+        whole bag at every step, and merges ranges again at every step."""
+        items: dict = {}
+        kinds: dict = {}
+        for resources in many:
+            for key, v in resources._items.items():
+                cur, kind = items.get(key), type(v)
+                if kind is int and type(cur) is int:  # the common case first
+                    items[key] = cur + v
+                elif cur is None and kinds.setdefault(key[0], kind) is kind:
+                    items[key] = list(v) if kind is tuple else v  # ranges: merged once, at the end
+                elif kind is tuple and type(cur) is list:
+                    cur.extend(v)
+                elif kind is frozenset and type(cur) is frozenset:
+                    items[key] = cur | v
+                else:
+                    have = _KIND_NAME[kinds[key[0]]]
+                    raise ResourceError(f'"{_fmt_entry(key, v)}": {key[0]!r} is {have} here')
+        for key, v in items.items():
+            if type(v) is list:
+                items[key] = _norm_ranges(v)
+        return Resources._make(items)
 
     def to_protos(self) -> list[pb.Resource]:
         """One Resource per (name, role); reserved ones carry a STATIC reservation."""
@@ -621,57 +556,3 @@ def parse_min_allocatable(text: str) -> list[Resources]:
 
 
 Resources.parse_min_allocatable = staticmethod(parse_min_allocatable)
-
-
-# ---------------------------------------------------------------------------
-# Agent attributes (--attributes): placement labels, no arithmetic
-
-
-def parse_attributes(text: str) -> list[pb.Attribute]:
-    """Parse ``rack:2;zone:us-east-1a;r:[1-5];s:{a,b}`` into Attribute protos."""
-    out, seen = [], set()
-    for item in _split_items(text.strip(), AttributeParseError):
-        try:
-            name, colon, value = (s.strip() for s in item.partition(":"))
-            if not colon:
-                raise _Bad("expected name:value")
-            _check_token(name)
-            if name in seen:
-                raise _Bad(f"duplicate attribute {name!r}")
-            seen.add(name)
-            if not value:
-                raise _Bad(f"missing value for {name!r}")
-            attr = pb.Attribute(name=name)
-            if value[0] in "[{":
-                parsed = _parse_compound(value)
-                if type(parsed) is tuple:
-                    attr.type = _RANGES
-                    for b, e in parsed:
-                        attr.ranges.range.add(begin=b, end=e)
-                else:
-                    attr.type = _SET
-                    attr.set.item.extend(sorted(parsed))
-            elif _NUMBER.fullmatch(value.removeprefix("-")) and math.isfinite(float(value)):
-                attr.type, attr.scalar.value = _SCALAR, float(value)
-            else:
-                _check_token(value, "text value")
-                attr.type, attr.text.value = pb.Value.TEXT, value
-            out.append(attr)
-        except _Bad as e:
-            raise AttributeParseError(f'"{item}": {e}') from None
-    return out
-
-
-def attributes_to_json(attrs: Iterable[pb.Attribute]) -> dict:
-    """Mesos' /master/state form: ``{"rack": 2.0, "zone": "us-east-1a"}``."""
-    out: dict = {}
-    for a in attrs:
-        if a.type == _SCALAR:
-            out[a.name] = a.scalar.value
-        elif a.type == _RANGES:
-            out[a.name] = _fmt_ranges(((r.begin, r.end) for r in a.ranges.range), ", ")
-        elif a.type == _SET:
-            out[a.name] = "{" + ", ".join(a.set.item) + "}"
-        else:
-            out[a.name] = a.text.value
-    return out

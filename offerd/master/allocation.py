@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import collections
 import gc
+import json
 import logging
 from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 
 from offerd.common.resources import ResourceError, Resources
+from offerd.master.flags import parse_weights
 from offerd.master.registry import (
     Registrar,
     RegistryError,
@@ -33,24 +35,6 @@ if TYPE_CHECKING:
     from offerd.master.daemon import Master
 
 log = logging.getLogger(__name__)
-
-
-def parse_weights(text: str | None) -> dict[str, float]:
-    """``prod=3,dev=1`` -> {"prod": 3.0, "dev": 1.0} (--weights)."""
-    out: dict[str, float] = {}
-    for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        role, eq, value = item.partition("=")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = float("nan")
-        if not eq or not role.strip() or not weight > 0:
-            raise ValueError(f"invalid weight {item!r}: use ROLE=WEIGHT with a positive weight, e.g. prod=3,dev=1")
-        out[role.strip()] = weight
-    return out
 
 
 def parse_roles(text: str | None) -> frozenset[str] | None:
@@ -73,14 +57,13 @@ def _parse_resources(value) -> Resources | None:
     if isinstance(value, str):
         return Resources.parse(value)
     if isinstance(value, list):
-        import json
         return Resources.parse(json.dumps(value))
     raise ResourceError(f"expected a list of resources or text, not {type(value).__name__}")
 
 
 class RolePolicy:
     def __init__(self, master: Master):
-        self.m = master
+        self.master = master
         self.registrar = Registrar(backend_for(master.flags.work_dir))
         self.flag_weights = parse_weights(master.flags.weights)
 
@@ -99,7 +82,7 @@ class RolePolicy:
 
     def _allocator_call(self, name: str, *args) -> str | None:
         try:
-            getattr(self.m.allocator, name)(*args)
+            getattr(self.master.allocator, name)(*args)
         except NotImplementedError as exc:
             return str(exc)
         return None
@@ -116,8 +99,8 @@ class RolePolicy:
             limit = _parse_resources(body.get("limit"))
         except ResourceError as exc:
             return f"Failed to parse set quota request: {exc}"
-        if not hasattr(self.m.allocator, "quotas"):
-            return f"allocator {self.m.flags.allocator} does not support quota"
+        if not hasattr(self.master.allocator, "quotas"):
+            return f"allocator {self.master.flags.allocator} does not support quota"
         if role in self.registrar.state.quotas and not body.get("force"):
             return f"Failed to validate set quota request: quota for role '{role}' already exists"
         try:
@@ -125,7 +108,7 @@ class RolePolicy:
                                              str(limit) if limit else None))
         except RegistryError as exc:
             return f"Failed to validate set quota request: {exc}"
-        self.m.allocator.update_quota(role, guarantee, limit)
+        self.master.allocator.update_quota(role, guarantee, limit)
         self._changed()
         return None
 
@@ -145,19 +128,19 @@ class RolePolicy:
             return ("Failed to parse update weights request: expected [{\"role\": <string>, "
                     "\"weight\": <positive number>}, ...]")
         weights = {w["role"]: w["weight"] for w in body}
-        if not hasattr(self.m.allocator, "weights"):
-            return f"allocator {self.m.flags.allocator} does not support weights"
+        if not hasattr(self.master.allocator, "weights"):
+            return f"allocator {self.master.flags.allocator} does not support weights"
         try:
             self.registrar.apply(UpdateWeights(weights))
         except RegistryError as exc:
             return f"Failed to validate update weights request: {exc}"
-        self.m.allocator.update_weights({r: float(w) for r, w in weights.items()})
+        self.master.allocator.update_weights({r: float(w) for r, w in weights.items()})
         self._changed()
         return None
 
     def _changed(self) -> None:
-        self.m.touch()
-        self.m.request_allocation()
+        self.master.touch()
+        self.master.request_allocation()
 
     # -- views (actor thread) -------------------------------------------------
 
@@ -177,11 +160,11 @@ class RolePolicy:
 
     def allocator_json(self, framework_id: str | None = None) -> dict:
         """GET /master/allocator: why each framework is (not) getting offers."""
-        explain = getattr(self.m.allocator, "explain", None)
-        out = {"allocator": self.m.flags.allocator,
-               "role_sorter": self.m.flags.role_sorter, "framework_sorter": self.m.flags.framework_sorter}
+        explain = getattr(self.master.allocator, "explain", None)
+        out = {"allocator": self.master.flags.allocator,
+               "role_sorter": self.master.flags.role_sorter, "framework_sorter": self.master.flags.framework_sorter}
         if explain is None:
-            out["error"] = f"allocator {self.m.flags.allocator} does not explain itself"
+            out["error"] = f"allocator {self.master.flags.allocator} does not explain itself"
             return out
         data = explain()
         if framework_id is not None:

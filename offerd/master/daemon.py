@@ -37,8 +37,8 @@ from offerd.master import events, invariants
 from offerd.master.allocation import RolePolicy, RunTimer, parse_roles, tune_gc
 from offerd.master.flags import MASTER_FLAGS, normalize_flags, optional_duration
 from offerd.master.frameworks import Frameworks
-from offerd.master.http_api import _text as http_text
 from offerd.master.http_api import create_app
+from offerd.master.http_common import text_response
 from offerd.master.http_leader import install_http
 from offerd.master.leadership import Leadership
 from offerd.master.metrics import CALL_COUNTERS, SLAVE_CALL_COUNTERS, Metrics
@@ -175,7 +175,7 @@ class Master:
                             "/openapi.json"})
         install_http_auth(app, HttpAuth(self.credentials, flags.authenticate_http_readonly,
                                         flags.authenticate_http_readwrite, "mesos-master",
-                                        public_paths=public), http_text)
+                                        public_paths=public), text_response)
         install_http(app, self)
         self.http = HttpServer(app, flags.ip, flags.port, name="master-http",
                                ssl_cert_file=flags.ssl_cert_file, ssl_key_file=flags.ssl_key_file)

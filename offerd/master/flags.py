@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import re
 
+from offerd.allocator.sorter import SORTERS
 from offerd.common.flags import Flag, boolean, duration, positive_int, resolve_flags, tls_flags
 from offerd.common.resources import DEFAULT_MIN_ALLOCATABLE, ResourceError, parse_min_allocatable
 
 _SIZE = re.compile(r"^\s*([0-9]+)\s*([a-z]*)\s*$")
 _SIZE_UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+_RATE = re.compile(r"^\s*([0-9]+)\s*/\s*(.+)$")
 
 
 def byte_size(text: str | int) -> int:
@@ -28,6 +30,36 @@ def optional_duration(text: str | float | None) -> float | None:
     return duration(text)
 
 
+def parse_weights(text: str | None) -> dict[str, float]:
+    """``prod=3,dev=1`` -> {"prod": 3.0, "dev": 1.0} (--weights)."""
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        role, eq, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not eq or not role.strip() or not weight > 0:
+            raise ValueError(f"invalid weight {item!r}: use ROLE=WEIGHT with a positive weight, e.g. prod=3,dev=1")
+        out[role.strip()] = weight
+    return out
+
+
+def removal_rate(text: str | None) -> tuple[int, float] | None:
+    """``1/10mins`` -> (1, 600.0): at most N slaves removed per period."""
+    if text is None or (isinstance(text, tuple)):
+        return text
+    if not str(text).strip() or str(text).strip().lower() == "none":
+        return None
+    match = _RATE.match(str(text))
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"invalid rate {text!r}: use N/DURATION, e.g. 1/10mins")
+    return int(match.group(1)), duration(match.group(2))
+
+
 def min_allocatable(text: str) -> str:
     # Checked at startup so a typo fails the command line, not the first allocation.
     try:
@@ -38,13 +70,11 @@ def min_allocatable(text: str) -> str:
 
 
 def weights_flag(text: str) -> str:
-    from offerd.master.allocation import parse_weights  # checked at startup, kept as text
-    parse_weights(text)
+    parse_weights(text)  # checked at startup, kept as text
     return text
 
 
 def sorter_name(text: str) -> str:
-    from offerd.allocator.sorter import SORTERS
     if text not in SORTERS:
         raise ValueError(f"unknown sorter {text!r}; known sorters: {', '.join(sorted(SORTERS))}")
     return text
@@ -60,8 +90,7 @@ def registry_flag(text: str) -> str:
 
 
 def rate_flag(text: str) -> str:
-    from offerd.master.leadership import removal_rate  # checked at startup, kept as text
-    removal_rate(text)
+    removal_rate(text)  # checked at startup, kept as text
     return text
 
 

@@ -25,13 +25,13 @@ log = logging.getLogger(__name__)
 
 class Frameworks:
     def __init__(self, master: Master):
-        self.m = master
+        self.master = master
         self.state = master.state
 
     # -- calls ----------------------------------------------------------------
 
     def on_subscribe(self, peer: bytes, call: pb.Call) -> None:
-        m = self.m
+        master = self.master
         info = call.subscribe.framework_info
         error = validate_framework_info(info)
         framework_id = info.id.value or call.framework_id.value
@@ -45,24 +45,24 @@ class Frameworks:
         if error is None and framework_id in self.state.completed_frameworks:
             error = f"Framework {framework_id} has been removed"
         if error is not None:
-            m.metrics.inc("master/invalid_calls")
+            master.metrics.inc("master/invalid_calls")
             log.info("refused SUBSCRIBE from peer %s: %s", peer.hex(), error)
-            m.send_to_peer(peer, events.error(error))
+            master.send_to_peer(peer, events.error(error))
             return
         framework = self.state.frameworks.get(framework_id) if framework_id else None
-        proven = m.server.principal(peer)
+        proven = master.server.principal(peer)
         refusal = self._refusal(framework_id, framework, info, roles, proven)
         if refusal is not None:
             counter, error = refusal
-            m.metrics.inc(counter)
+            master.metrics.inc(counter)
             log.warning("refused SUBSCRIBE of framework %s (%s) from peer %s, principal %s: %s",
                         framework_id or "(new)", info.name, peer.hex(), _who(proven, info), error)
             # Only the newcomer hears it: the framework and its scheduler stay as they are.
-            m.send_to_peer(peer, events.error(error))
+            master.send_to_peer(peer, events.error(error))
             return
         principal = proven if proven is not None else (info.principal or None)
         if framework is None:
-            self._add(peer, framework_id or m.ids.framework(), info, roles, suppressed, principal,
+            self._add(peer, framework_id or master.ids.framework(), info, roles, suppressed, principal,
                       proven is not None)
         else:
             self._resubscribe(peer, framework, info, roles, suppressed, principal, proven is not None)
@@ -74,8 +74,8 @@ class Frameworks:
         Authentication first (who is it), then ownership of the framework id,
         then authorization (--root_submissions, `register_frameworks` per role).
         """
-        m = self.m
-        error = validate_framework_principal(info.principal or None, proven, m.flags.authenticate_frameworks)
+        master = self.master
+        error = validate_framework_principal(info.principal or None, proven, master.flags.authenticate_frameworks)
         if error is not None:
             counter = "master/unauthenticated_framework_subscriptions" if proven is None \
                 else "master/framework_principal_mismatches"
@@ -86,17 +86,17 @@ class Frameworks:
                                              framework.recovered, identity, proven is not None)
         elif framework_id:
             # Known to a previous leader (the registry) though not yet back here.
-            recorded = m.leadership.framework_principal(framework_id)
+            recorded = master.leadership.framework_principal(framework_id)
             if recorded is not None:
                 error = validate_framework_owner(framework_id, recorded, False, False, identity,
                                                  proven is not None)
         if error is not None:
             return "master/framework_principal_mismatches", error
         error = validate_framework_user(info.user or (framework.info.user if framework else ""),
-                                        m.flags.root_submissions)
+                                        master.flags.root_submissions)
         if error is None:
             for role in roles:
-                error = m.authorizer.check(proven, "register_frameworks", role or "*")
+                error = master.authorizer.check(proven, "register_frameworks", role or "*")
                 if error is not None:
                     error = f"Framework refused: {error}"
                     break
@@ -112,7 +112,7 @@ class Frameworks:
 
     def _add(self, peer, framework_id, info, roles, suppressed, principal: str | None,
              authenticated: bool) -> None:
-        m = self.m
+        master = self.master
         stored = pb.FrameworkInfo()
         stored.CopyFrom(info)
         stored.id.value = framework_id
@@ -120,50 +120,50 @@ class Frameworks:
         # principal is what binds the framework id, and slaves keep it.
         if principal is not None:
             stored.principal = principal
-        framework = Framework(framework_id, stored, roles, m.flags.max_completed_tasks_per_framework, time.time())
+        framework = Framework(framework_id, stored, roles, master.flags.max_completed_tasks_per_framework, time.time())
         framework.authenticated = authenticated
         framework.suppressed_roles = suppressed
         self.state.frameworks[framework_id] = framework
-        m.leadership.framework_added(framework_id, stored)
+        master.leadership.framework_added(framework_id, stored)
         self._connect(framework, peer)
-        m.allocator.add_framework(framework_id, roles, active=True, suppressed_roles=suppressed)
+        master.allocator.add_framework(framework_id, roles, active=True, suppressed_roles=suppressed)
         log.info("framework %s (%s) subscribed with roles %s", framework_id, info.name, list(roles))
         self._send_subscribed(framework, resubscribed=False)
-        m.request_allocation()
+        master.request_allocation()
 
     def _resubscribe(self, peer, framework: Framework, info, roles, suppressed, principal: str | None,
                      authenticated: bool) -> None:
-        m = self.m
+        master = self.master
         old_peer = framework.peer
         if old_peer is not None and old_peer != peer:
-            m.send_to_peer(old_peer, events.error("Framework failed over"))
+            master.send_to_peer(old_peer, events.error("Framework failed over"))
             log.info("framework %s failed over to a new connection", framework.framework_id)
         self._unbind(framework)
         if framework.failover_timer is not None:
             framework.failover_timer.cancel()
             framework.failover_timer = None
         # Offers never survive a resubscription (the scheduler forgets them).
-        m.offers.remove_framework_offers(framework, notify=False)
+        master.offers.remove_framework_offers(framework, notify=False)
         framework.update_info(info, roles)
         if principal is not None:
             framework.info.principal = principal  # a recovered framework takes its first principal
         framework.authenticated = authenticated
         framework.recovered = False
-        m.leadership.framework_added(framework.framework_id, framework.info)
+        master.leadership.framework_added(framework.framework_id, framework.info)
         framework.suppressed_roles = suppressed
         framework.reregistered_time = time.time()
         self._connect(framework, peer)
-        m.allocator.update_framework(framework.framework_id, roles, suppressed)
-        m.allocator.activate_framework(framework.framework_id)
+        master.allocator.update_framework(framework.framework_id, roles, suppressed)
+        master.allocator.activate_framework(framework.framework_id)
         self._send_subscribed(framework, resubscribed=True)
-        m.request_allocation()
+        master.request_allocation()
 
     def _connect(self, framework: Framework, peer: bytes) -> None:
         framework.peer = peer
         framework.connected = True
         framework.active = True
         self.state.peer_frameworks.setdefault(peer, set()).add(framework.framework_id)
-        self.m.server.set_peer_timeout(peer, self.m.flags.framework_timeout)
+        self.master.server.set_peer_timeout(peer, self.master.flags.framework_timeout)
 
     def _unbind(self, framework: Framework) -> None:
         peer = framework.peer
@@ -179,23 +179,23 @@ class Frameworks:
     def _send_subscribed(self, framework: Framework, resubscribed: bool) -> None:
         event = pb.Event(type=pb.Event.SUBSCRIBED)
         event.subscribed.framework_id.value = framework.framework_id
-        event.subscribed.heartbeat_interval_seconds = self.m.heartbeat_interval
-        event.subscribed.master_info.CopyFrom(self.m.master_info)
+        event.subscribed.heartbeat_interval_seconds = self.master.heartbeat_interval
+        event.subscribed.master_info.CopyFrom(self.master.master_info)
         event.subscribed.resubscribed = resubscribed
-        self.m.send_event(framework, event)
+        self.master.send_event(framework, event)
 
     def disconnected(self, framework: Framework) -> None:
         """The scheduler's connection is gone; its failover timeout starts."""
-        m = self.m
+        master = self.master
         self._unbind(framework)
         framework.connected = False
         framework.active = False
-        m.allocator.deactivate_framework(framework.framework_id)
-        m.offers.remove_framework_offers(framework, notify=False)
+        master.allocator.deactivate_framework(framework.framework_id)
+        master.offers.remove_framework_offers(framework, notify=False)
         timeout = framework.info.failover_timeout
         log.info("framework %s disconnected; removing it in %.3gs unless it resubscribes",
                  framework.framework_id, timeout)
-        framework.failover_timer = m.later(timeout, self._failover_expired, framework.framework_id)
+        framework.failover_timer = master.later(timeout, self._failover_expired, framework.framework_id)
 
     def _failover_expired(self, framework_id: str) -> None:
         framework = self.state.frameworks.get(framework_id)
@@ -205,12 +205,12 @@ class Frameworks:
 
     def remove(self, framework: Framework) -> None:
         """Kill everything of the framework and keep it as a completed framework."""
-        m = self.m
+        master = self.master
         framework_id = framework.framework_id
         if framework.failover_timer is not None:
             framework.failover_timer.cancel()
             framework.failover_timer = None
-        m.offers.remove_framework_offers(framework, notify=False, recover=False)
+        master.offers.remove_framework_offers(framework, notify=False, recover=False)
         now = time.time()
         slaves_to_tell = set()
         for task in framework.tasks.values():
@@ -229,20 +229,20 @@ class Frameworks:
         for slave_id in slaves_to_tell:
             slave = self.state.slaves.get(slave_id)
             if slave is not None:
-                m.send_slave(slave, events.shutdown_framework(framework_id))
+                master.send_slave(slave, events.shutdown_framework(framework_id))
         # The allocator drops every allocation of the framework at once, so
         # tasks are not recovered one by one.
-        m.allocator.remove_framework(framework_id)
+        master.allocator.remove_framework(framework_id)
         self._unbind(framework)
         framework.connected = False
         framework.active = False
         framework.unregistered_time = now
         del self.state.frameworks[framework_id]
         self.state.add_completed_framework(framework)
-        m.leadership.framework_removed(framework_id)
-        m.metrics.inc("master/frameworks_removed")
+        master.leadership.framework_removed(framework_id)
+        master.metrics.inc("master/frameworks_removed")
         log.info("removed framework %s", framework_id)
-        m.request_allocation()
+        master.request_allocation()
 
     def recovered(self, framework_id: str, info: pb.FrameworkInfo | None) -> Framework | None:
         """The framework of a task a reregistering slave reports; a placeholder
@@ -260,11 +260,11 @@ class Frameworks:
             stored.name = "(recovered)"
         stored.id.value = framework_id
         roles = framework_roles(stored)
-        framework = Framework(framework_id, stored, roles, self.m.flags.max_completed_tasks_per_framework,
+        framework = Framework(framework_id, stored, roles, self.master.flags.max_completed_tasks_per_framework,
                               time.time())
         framework.recovered = True
         self.state.frameworks[framework_id] = framework
-        self.m.allocator.add_framework(framework_id, roles, active=False)
+        self.master.allocator.add_framework(framework_id, roles, active=False)
         log.info("framework %s recovered from a reregistering slave; waiting for its scheduler",
                  framework_id)
         return framework

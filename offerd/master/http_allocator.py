@@ -10,22 +10,18 @@ may ``get_quotas`` / ``view_roles``; changes need ``update_quotas`` /
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from offerd.master import http_authz
-from offerd.master.http_api import _json, _snapshot, _text
-
-
-def _master():
-    return current_app.config["OFFERD_MASTER"]
+from offerd.master.http_common import json_response, master, snapshot, text_response
 
 
 def _call(fn, *args):
-    return _master().actor.call(fn, *args)
+    return master().actor.call(fn, *args)
 
 
 def _policy():
-    return _master().roles
+    return master().roles
 
 
 def _body():
@@ -42,27 +38,27 @@ allocator_reads = Blueprint("allocator_reads", __name__)
 def allocator_view():
     document = _call(_policy().allocator_json, request.args.get("framework_id"))
     if http_authz.configured():
-        document = http_authz.filter_allocator(document, _snapshot().state)
-    return _json(document)
+        document = http_authz.filter_allocator(document, snapshot().state)
+    return json_response(document)
 
 
 @allocator_reads.get("/quota")
 @allocator_reads.get("/master/quota")
 def quota_view():
-    return _json(http_authz.filter_quota(_call(_policy().quota_json)))
+    return json_response(http_authz.filter_quota(_call(_policy().quota_json)))
 
 
 @allocator_reads.get("/weights")
 @allocator_reads.get("/master/weights")
 def weights_view():
-    return _json(http_authz.filter_weights(_call(_policy().weights_json)))
+    return json_response(http_authz.filter_weights(_call(_policy().weights_json)))
 
 
 allocator_operator = Blueprint("allocator_operator", __name__)
 
 
 def _done(error: str | None) -> Response:
-    return _text(error, 400) if error else Response(b"", status=200)
+    return text_response(error, 400) if error else Response(b"", status=200)
 
 
 @allocator_operator.post("/quota")
@@ -71,7 +67,7 @@ def set_quota():
     try:
         body = _body()
     except ValueError as exc:
-        return _text(f"Failed to parse set quota request: {exc}", 400)
+        return text_response(f"Failed to parse set quota request: {exc}", 400)
     role = body.get("role") if isinstance(body, dict) else None
     if isinstance(role, str):  # without one the request is refused as malformed, changing nothing
         refusal = http_authz.refused("update_quotas", role)
@@ -95,7 +91,7 @@ def update_weights():
     try:
         body = _body()
     except ValueError as exc:
-        return _text(f"Failed to parse update weights request: {exc}", 400)
+        return text_response(f"Failed to parse update weights request: {exc}", 400)
     refusal = http_authz.weights_refused(body)
     if refusal is not None:
         return refusal

@@ -1,48 +1,26 @@
 """The master's HTTP API (Flask app factory), in Mesos' paths and JSON shapes.
 
 Views never touch the actor's records. Read-only views read the immutable
-snapshot the actor hands out; the one mutating view (teardown) posts a
-command to the actor and waits for its answer. Errors are plain text, as
-Mesos sends them. With ``--acls`` every view asks offerd.master.http_authz
-what the caller (``flask.g.principal``) may see or do.
+snapshot the actor hands out; the one mutating view here (teardown) posts a
+command to the actor and waits for its answer (quota and weights are in
+http_allocator.py, standby redirects and MARK_AGENT_GONE in http_leader.py).
+Errors are plain text, as Mesos sends them. With ``--acls`` every view asks
+offerd.master.http_authz what the caller (``flask.g.principal``) may see or do.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import os
 import threading
 import time
-from typing import Any, Protocol
-
-import os
 
 from flask import Blueprint, Flask, Response, current_app, redirect, request, send_from_directory
 
 from offerd import __version__
 from offerd.common.http_hygiene import FORM, accepts
-from offerd.master import http_authz, http_files, openapi, prometheus
+from offerd.master import http_allocator, http_authz, http_files, openapi, prometheus
+from offerd.master.http_common import MasterView, json_response, master, snapshot, text_response
 from offerd.master.metrics import system_metrics
-
-_CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]*$")
-
-
-class MasterView(Protocol):
-    """What the views need from the master; each call is safe from any thread."""
-
-    def read_snapshot(self): ...
-    def read_metrics(self) -> dict: ...
-    def info_json(self) -> dict: ...
-    def flags_json(self) -> dict: ...
-    def teardown(self, framework_id: str) -> str | None: ...
-    def redirect_url(self) -> str: ...
-    # Read with getattr by http_authz: a view-only stand-in may lack them (no ACLs then).
-    authorizer: Any  # offerd.common.acls.Authorizer
-    credentials: dict[str, str] | None
-
-
-def _master() -> MasterView:
-    return current_app.config["OFFERD_MASTER"]
 
 
 class _SnapshotReuse:
@@ -83,35 +61,9 @@ class _SnapshotReuse:
             self._until = 0.0
 
 
-def _snapshot():
-    """The whole state, shared by every caller: what the master knows."""
-    return current_app.config["OFFERD_SNAPSHOTS"].get(_master())
-
-
 def _visible():
     """The state as this caller may see it (the shared snapshot when no ACLs)."""
-    return http_authz.visible(_snapshot())
-
-
-def _text(message: str, status: int) -> Response:
-    return Response(message + "\n", status=status, mimetype="text/plain")
-
-
-def _json(data: Any = None, encoded: bytes | None = None) -> Response:
-    body = encoded if encoded is not None else json.dumps(data).encode()
-    callback = request.args.get("jsonp")
-    if callback:
-        # The web UI polls with ?jsonp=; only a plain identifier is echoed back.
-        if not _CALLBACK.match(callback):
-            return _text(f"invalid jsonp callback {callback!r}", 400)
-        # A <script src=...?jsonp=> on another site's page is sent with the browser's
-        # cached credentials and its answer runs there: JSONP would hand that site
-        # whatever this principal may read.
-        if http_authz.principal() is not None or request.headers.get("Sec-Fetch-Site", "") == "cross-site":
-            return _text("JSONP is refused for authenticated or cross-site requests "
-                         "(another site's page could read the answer); request plain JSON instead", 403)
-        return Response(callback.encode() + b"(" + body + b");", mimetype="application/javascript")
-    return Response(body, mimetype="application/json")
+    return http_authz.visible(snapshot())
 
 
 def _int_arg(name: str, default: int) -> int:
@@ -129,7 +81,7 @@ reads = Blueprint("reads", __name__)
 
 @reads.get("/master/info")
 def info():
-    return _json(_master().info_json())
+    return json_response(master().info_json())
 
 
 @reads.get("/master/state")
@@ -137,25 +89,25 @@ def info():
 @reads.get("/state")
 @reads.get("/state.json")
 def state():
-    return _json(encoded=_visible().state_json())
+    return json_response(encoded=_visible().state_json())
 
 
 @reads.get("/master/state-summary")
 @reads.get("/state-summary")
 def state_summary():
-    return _json(_visible().summary())
+    return json_response(_visible().summary())
 
 
 @reads.get("/master/frameworks")
 @reads.get("/frameworks")
 def frameworks():
-    return _json(_visible().frameworks(request.args.get("framework_id")))
+    return json_response(_visible().frameworks(request.args.get("framework_id")))
 
 
 @reads.get("/master/slaves")
 @reads.get("/slaves")
 def slaves():
-    return _json(_visible().slaves(request.args.get("slave_id")))
+    return json_response(_visible().slaves(request.args.get("slave_id")))
 
 
 @reads.get("/master/tasks")
@@ -165,10 +117,10 @@ def tasks():
         limit = _int_arg("limit", 100)
         offset = _int_arg("offset", 0)
     except ValueError as exc:
-        return _text(f"Failed to parse query parameters: {exc}", 400)
+        return text_response(f"Failed to parse query parameters: {exc}", 400)
     order = request.args.get("order", "asc")
     if order not in ("asc", "desc"):
-        return _text(f"Failed to parse query parameters: 'order' must be asc or desc, not {order!r}", 400)
+        return text_response(f"Failed to parse query parameters: 'order' must be asc or desc, not {order!r}", 400)
     found = _visible().tasks(request.args.get("framework_id"), request.args.get("task_id"))
     wanted_state = request.args.get("state")
     if wanted_state:  # an offerd extension: TASK_RUNNING or running
@@ -176,13 +128,13 @@ def tasks():
         wanted_state = wanted_state if wanted_state.startswith("TASK_") else "TASK_" + wanted_state
         found = [t for t in found if t["state"] == wanted_state]
     found.sort(key=lambda t: t["statuses"][0]["timestamp"] if t["statuses"] else 0.0, reverse=order == "desc")
-    return _json({"tasks": found[offset:offset + limit]})
+    return json_response({"tasks": found[offset:offset + limit]})
 
 
 @reads.get("/master/roles")
 @reads.get("/roles")
 def roles():
-    return _json(http_authz.filter_roles(_visible().roles()))
+    return json_response(http_authz.filter_roles(_visible().roles()))
 
 
 @reads.get("/health")
@@ -193,13 +145,13 @@ def health():
 
 @reads.get("/version")
 def version():
-    return _json({"version": __version__, "build_date": "", "build_time": 0, "build_user": "",
+    return json_response({"version": __version__, "build_date": "", "build_time": 0, "build_user": "",
                   "git_sha": "", "git_branch": "", "git_tag": ""})
 
 
 @reads.get("/master/redirect")
 def redirect_to_leader():
-    return redirect(_master().redirect_url(), code=307)
+    return redirect(master().redirect_url(), code=307)
 
 
 @reads.get("/master/flags")
@@ -208,13 +160,13 @@ def flags():
     refusal = http_authz.refused("view_flags")
     if refusal is not None:
         return refusal
-    return _json({"flags": _master().flags_json()})
+    return json_response({"flags": master().flags_json()})
 
 
 @reads.get("/master/whoami")
 def whoami():
     """Who the caller is and which operator actions it may take (offerd's own, for the web UI)."""
-    return _json(http_authz.whoami())
+    return json_response(http_authz.whoami())
 
 
 class _MetricsReuse:
@@ -243,14 +195,14 @@ class _MetricsReuse:
 
 
 def _all_metrics() -> dict:
-    values = dict(current_app.config["OFFERD_METRICS"].get(_master()))
+    values = dict(current_app.config["OFFERD_METRICS"].get(master()))
     values.update(system_metrics())  # psutil here, on the HTTP thread
     return values
 
 
 @reads.get("/metrics/snapshot")
 def metrics():
-    return _json(_all_metrics())
+    return json_response(_all_metrics())
 
 
 @reads.get("/metrics")
@@ -268,7 +220,7 @@ operator = Blueprint("operator", __name__)
 def teardown():
     framework_id = request.form.get("frameworkId") or request.values.get("frameworkId")
     if not framework_id:
-        return _text("Missing 'frameworkId' query parameter in the request body", 400)
+        return text_response("Missing 'frameworkId' query parameter in the request body", 400)
     response = http_authz.teardown(framework_id)
     current_app.config["OFFERD_SNAPSHOTS"].invalidate()
     return response
@@ -301,19 +253,18 @@ def create_app(master: MasterView, webui_dir: str | None = None) -> Flask:
     app.register_blueprint(operator)
     app.register_blueprint(webui)
     app.add_url_rule("/openapi.json", "openapi", openapi.serve)  # public: no secrets in it
-    from offerd.master import http_allocator  # imports this module: registered late
     http_allocator.register(app)
 
     @app.errorhandler(404)
     def not_found(_):
-        return _text(f"No endpoint {request.path}", 404)
+        return text_response(f"No endpoint {request.path}", 404)
 
     @app.errorhandler(405)
     def not_allowed(_):
-        return _text(f"Expecting a different method for {request.path}", 405)
+        return text_response(f"Expecting a different method for {request.path}", 405)
 
     @app.errorhandler(TimeoutError)
     def busy(exc):
-        return _text(f"Master is busy: {exc}", 503)
+        return text_response(f"Master is busy: {exc}", 503)
 
     return app

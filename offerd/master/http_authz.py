@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from flask import Response, current_app, g
+from flask import Response
 
 from offerd.common.acls import Authorizer
+from offerd.master.http_common import master, principal, text_response
 from offerd.master.snapshot import Snapshot
 
 _OPEN = Authorizer()
@@ -34,21 +35,9 @@ OPERATOR_ACTIONS = ("teardown_frameworks", "update_quotas", "update_weights", "m
                     "access_sandboxes")
 
 
-def _text(message: str, status: int) -> Response:
-    return Response(message + "\n", status=status, mimetype="text/plain")
-
-
-def master():
-    return current_app.config["OFFERD_MASTER"]
-
-
 def authorizer() -> Authorizer:
     # A view-only stand-in for the master (tests, a standby's page) has none: allow all.
     return getattr(master(), "authorizer", None) or _OPEN
-
-
-def principal() -> str | None:
-    return g.get("principal")
 
 
 def configured() -> bool:
@@ -61,7 +50,7 @@ def refused(action: str, obj: str | None = None) -> Response | None:
     if not authz.configured:
         return None
     reason = authz.check(principal(), action, obj)
-    return _text(reason, 403) if reason is not None else None
+    return text_response(reason, 403) if reason is not None else None
 
 
 class Decisions:
@@ -194,24 +183,24 @@ def teardown(framework_id: str) -> Response:
     """Tear a framework down if the caller may (``teardown_frameworks``, object =
     the framework's principal). Decided and done in one turn of the actor, so the
     framework checked is the framework removed."""
-    m = master()
+    serving = master()
     authz = authorizer()
     if not authz.configured:
-        error = m.teardown(framework_id)
-        return _text(error, 400) if error is not None else Response(b"", status=200)
+        error = serving.teardown(framework_id)
+        return text_response(error, 400) if error is not None else Response(b"", status=200)
     who = principal()
 
     def decide_and_do() -> tuple[int, str | None]:
-        framework = m.state.frameworks.get(framework_id)
+        framework = serving.state.frameworks.get(framework_id)
         if framework is not None:
             reason = authz.check(who, "teardown_frameworks", framework.info.principal or None)
             if reason is not None:
                 return 403, reason
-        error = m.teardown(framework_id)  # on the actor thread: runs inline
+        error = serving.teardown(framework_id)  # on the actor thread: runs inline
         return (400, error) if error is not None else (200, None)
 
-    status, message = m.actor.call(decide_and_do)
-    return _text(message, status) if message is not None else Response(b"", status=200)
+    status, message = serving.actor.call(decide_and_do)
+    return text_response(message, status) if message is not None else Response(b"", status=200)
 
 
 def weights_refused(body: Any) -> Response | None:
@@ -222,7 +211,7 @@ def weights_refused(body: Any) -> Response | None:
     for entry in body:
         if isinstance(entry, dict) and "role" in entry:
             if not isinstance(entry["role"], str):
-                return _text(f"Failed to parse update weights request: role {entry['role']!r} is not a string", 400)
+                return text_response(f"Failed to parse update weights request: role {entry['role']!r} is not a string", 400)
             refusal = refused("update_weights", entry["role"])
             if refusal is not None:
                 return refusal

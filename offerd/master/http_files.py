@@ -32,6 +32,7 @@ from flask import Blueprint, Response, current_app, request
 from offerd.common import tls
 from offerd.common.http import fetch
 from offerd.master import http_authz
+from offerd.master.http_common import master, snapshot, text_response
 
 SLAVE_TIMEOUT = 5.0
 # How long a slave's list of sandboxes is trusted before it is fetched again;
@@ -51,32 +52,21 @@ class ProxyError(Exception):
         self.challenge = challenge
 
 
-def _text(message: str, status: int) -> Response:
-    return Response(message + "\n", status=status, mimetype="text/plain")
-
-
 @files.errorhandler(ProxyError)
 def _proxy_error(exc: ProxyError):
-    response = _text(str(exc), exc.status)
+    response = text_response(str(exc), exc.status)
     if exc.status == 401 and exc.challenge:
         response.headers["WWW-Authenticate"] = exc.challenge
     return response
 
 
-def _snapshot():
-    # Imported here because http_api imports this module; the same reuse as the state views.
-    from offerd.master.http_api import _snapshot as shared
-
-    return shared()
-
-
 def _snapshot_state() -> dict:
-    return _snapshot().state
+    return snapshot().state
 
 
 def _visible_state() -> dict:
     """The master's state as the caller may see it (by the ACLs)."""
-    return http_authz.visible(_snapshot()).state
+    return http_authz.visible(snapshot()).state
 
 
 def slave_address(slave: dict) -> str:
@@ -104,7 +94,7 @@ def _slave_tls():
     --ssl_ca_file; built once per app."""
     context = current_app.config.get("OFFERD_SLAVE_TLS", _NO_CONTEXT)
     if context is _NO_CONTEXT:
-        ca_file = getattr(getattr(current_app.config["OFFERD_MASTER"], "flags", None), "ssl_ca_file", None)
+        ca_file = getattr(getattr(master(), "flags", None), "ssl_ca_file", None)
         try:
             context = tls.client_context(ca_file) if ca_file else None
         except ValueError as exc:  # tls.TlsError names the file and the fix
@@ -211,7 +201,7 @@ def confined_path(slave: dict) -> str:
         boxes = [s for s in _cache.get(slave, fresh) if _inside(path, s["directory"])]
         if boxes:
             box = max(boxes, key=lambda s: len(s["directory"]))  # the innermost sandbox names it
-            refusal = http_authz.sandbox_refusal(box, _snapshot(), raw)
+            refusal = http_authz.sandbox_refusal(box, snapshot(), raw)
             if refusal is not None:
                 raise ProxyError(refusal, 403)
             return path
@@ -286,7 +276,7 @@ def slave_state(slave_id: str):
     document = _fetch(find_slave(slave_id), "/state")
     if not isinstance(document, dict):
         raise ProxyError(f"slave {slave_id} answered /state with something that is not a JSON object", 502)
-    document = http_authz.filter_slave_state(document, _snapshot())
+    document = http_authz.filter_slave_state(document, snapshot())
     return Response(json.dumps(document), mimetype="application/json")
 
 
@@ -298,4 +288,4 @@ def slave_statistics(slave_id: str):
     if not isinstance(usage, list):
         raise ProxyError(f"slave {slave_id} answered /monitor/statistics with something that is not a list", 502)
     mine = [entry for entry in usage if isinstance(entry, dict) and entry.get("slave_id") in (None, slave_id)]
-    return Response(json.dumps(http_authz.filter_statistics(mine, _snapshot())), mimetype="application/json")
+    return Response(json.dumps(http_authz.filter_statistics(mine, snapshot())), mimetype="application/json")

@@ -13,7 +13,7 @@ A standby serves read-only endpoints itself, but:
 ``POST /api/v1`` with ``{"type": "MARK_AGENT_GONE", "mark_agent_gone":
 {"agent_id": {"value": "..."}}}`` is Mesos' v1 operator call to assert a slave
 is gone for good: its tasks become TASK_GONE_BY_OPERATOR and it may never come
-back with that id (the only v1 operator call offerd has so far). With
+back with that id (the one v1 operator call offerd serves). With
 ``--acls`` it needs ``mark_agents_gone`` (object: none, as Mesos asks).
 """
 
@@ -25,15 +25,12 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, redirect, request
 
 from offerd.master import http_authz
+from offerd.master.http_common import text_response
 
 if TYPE_CHECKING:
     from offerd.master.daemon import Master
 
 _STATE_PATHS = {"/master/state", "/master/state.json", "/state", "/state.json"}
-
-
-def _text(message: str, status: int) -> Response:
-    return Response(message + "\n", status=status, mimetype="text/plain")
 
 
 def _leader_url(master: Master) -> str | None:
@@ -47,19 +44,19 @@ def install_http(app: Flask, master: Master) -> None:
         if request.path == "/master/redirect":
             url = _leader_url(master)
             if url is None:
-                return _text("No leading master elected", 503)
+                return text_response("No leading master elected", 503)
             return redirect(url + "/", code=307)
         if master.leadership.is_leader:
             return None
         if request.path == "/master/info":
             info = master.leadership.leader_info()
             if info is None:
-                return _text("No leading master elected", 503)
+                return text_response("No leading master elected", 503)
             return Response(json.dumps(info), mimetype="application/json")
         if request.method in ("POST", "PUT", "DELETE", "PATCH"):
             url = _leader_url(master)
             if url is None:
-                return _text("No leading master elected", 503)
+                return text_response("No leading master elected", 503)
             query = request.query_string.decode()
             return redirect(url + request.path + (f"?{query}" if query else ""), code=307)
         return None
@@ -84,22 +81,22 @@ def install_http(app: Flask, master: Master) -> None:
         try:
             body = json.loads(request.get_data(as_text=True) or "{}")
         except ValueError as exc:
-            return _text(f"Failed to parse body into JSON: {exc}", 400)
+            return text_response(f"Failed to parse body into JSON: {exc}", 400)
         kind = body.get("type") if isinstance(body, dict) else None
         if kind != "MARK_AGENT_GONE":
-            return _text(f"Unsupported operator call {kind!r}: this master supports MARK_AGENT_GONE", 400)
+            return text_response(f"Unsupported operator call {kind!r}: this master supports MARK_AGENT_GONE", 400)
         call = body.get("mark_agent_gone")
         agent = call.get("agent_id") if isinstance(call, dict) else None
         agent_id = agent.get("value") if isinstance(agent, dict) else None
         if not agent_id or not isinstance(agent_id, str):
-            return _text("MARK_AGENT_GONE needs mark_agent_gone.agent_id.value", 400)
+            return text_response("MARK_AGENT_GONE needs mark_agent_gone.agent_id.value", 400)
         refusal = http_authz.refused("mark_agents_gone")
         if refusal is not None:
             return refusal
         error = master.actor.call(_mark_gone, master, agent_id)
         app.config["OFFERD_SNAPSHOTS"].invalidate()
         if error is not None:
-            return _text(error, 400)
+            return text_response(error, 400)
         return Response(b"", status=200)
 
     app.add_url_rule("/api/v1", "operator_v1", mark_gone, methods=["POST"])

@@ -34,17 +34,18 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import re
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from offerd.common.election import ElectionError, create_contender, parse_zk_url, znode_acl
 from offerd.master import events
+from offerd.master.flags import removal_rate
 from offerd.master.registry import Registrar, RegistryError, VersionMismatch
-from offerd.master.registry_zk import (AddFramework, AdmitSlave, HAInMemoryBackend, HARegistryState,
-                                       MarkSlaveGone, MarkSlaveReachable, MarkSlaveUnreachable, RemoveFramework,
-                                       RemoveSlave, SetLeader, ZooKeeperBackend)
+from offerd.master.registry_membership import (AddFramework, AdmitSlave, ClusterRegistryState, MarkSlaveGone,
+                                               MarkSlaveReachable, MarkSlaveUnreachable, RemoveFramework,
+                                               RemoveSlave, SetLeader)
+from offerd.master.registry_zookeeper import HAInMemoryBackend, ZooKeeperBackend
 from offerd.master.state import UnreachableSlave
 from offerd.proto import offerd_pb2 as pb
 
@@ -56,26 +57,9 @@ log = logging.getLogger(__name__)
 # How long a master started while ZooKeeper is unreachable waits between attempts
 # (each attempt itself waits up to the session timeout for a connection).
 ZK_RETRY_INTERVAL = 1.0
-_RATE = re.compile(r"^\s*([0-9]+)\s*/\s*(.+)$")
-
-
-def removal_rate(text: str | None) -> tuple[int, float] | None:
-    """``1/10mins`` -> (1, 600.0): at most N slaves removed per period."""
-    if text is None or (isinstance(text, tuple)):
-        return text
-    if not str(text).strip() or str(text).strip().lower() == "none":
-        return None
-    from offerd.common.flags import duration
-
-    match = _RATE.match(str(text))
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(f"invalid rate {text!r}: use N/DURATION, e.g. 1/10mins")
-    return int(match.group(1)), duration(match.group(2))
-
-
 class Leadership:
     def __init__(self, master: Master):
-        self.m = master
+        self.master = master
         flags = master.flags
         self.enabled = bool(flags.zk)
         self.is_leader = False
@@ -105,7 +89,7 @@ class Leadership:
             self.is_leader = True
             self.elected_time = time.time()
             return
-        parse_zk_url(self.m.flags.zk)   # a malformed URL stops the master now: waiting would never fix it
+        parse_zk_url(self.master.flags.zk)   # a malformed URL stops the master now: waiting would never fix it
         try:
             self._contend(info_json)
         except ElectionError as exc:
@@ -115,7 +99,7 @@ class Leadership:
                              daemon=True).start()
 
     def _contend(self, info_json: dict) -> None:
-        flags = self.m.flags
+        flags = self.master.flags
         contender = create_contender(flags.zk, flags.zk_session_timeout)
         with self._contend_lock:
             if self._stopped.is_set():
@@ -123,7 +107,7 @@ class Leadership:
                 return
             self.contender = contender
         self.detector = contender.detector
-        contender.on_elected = lambda: self.m.actor.call_soon(self._elected)
+        contender.on_elected = lambda: self.master.actor.call_soon(self._elected)
         contender.on_lost = self.abdicate
         try:
             contender.contend(info_json)
@@ -137,7 +121,7 @@ class Leadership:
         log.info("standing by until elected (ZooKeeper %s)", parse_zk_url(flags.zk))
 
     def _wait_for_zookeeper(self, info_json: dict, error: Exception) -> None:
-        url = parse_zk_url(self.m.flags.zk)
+        url = parse_zk_url(self.master.flags.zk)
         while not self._stopped.is_set():
             log.warning("waiting for ZooKeeper at %s: %s; retrying every %gs", url, error, ZK_RETRY_INTERVAL)
             if self._stopped.wait(ZK_RETRY_INTERVAL):
@@ -160,14 +144,14 @@ class Leadership:
     def leader_info(self) -> dict | None:
         """The leading master's MasterInfo JSON (this master's when it leads)."""
         if self.is_leader or not self.enabled:
-            return self.m.info_json()
+            return self.master.info_json()
         return self.detector.leader() if self.detector is not None else None
 
     def _elected(self) -> None:
-        m = self.m
+        master = self.master
         if self.abdicated.is_set():
             return
-        flags = m.flags
+        flags = master.flags
         started = time.monotonic()
         if (flags.registry or "zk") == "zk":
             url = parse_zk_url(flags.zk)
@@ -176,37 +160,37 @@ class Leadership:
             backend = HAInMemoryBackend()
         try:
             registrar = Registrar(backend)
-            registrar.apply(SetLeader(m.info_json()))
+            registrar.apply(SetLeader(master.info_json()))
         except (RegistryError, OSError) as exc:
             self.abdicate(f"cannot recover the registry: {exc}")
             return
         try:
-            m.open_server()
+            master.open_server()
         except Exception as exc:  # zmq.ZMQError: the port was taken meanwhile
-            self.abdicate(f"cannot bind the ZeroMQ port {m.zmq_port}: {exc}")
+            self.abdicate(f"cannot bind the ZeroMQ port {master.zmq_port}: {exc}")
             return
         self.registrar = registrar
-        state: HARegistryState = registrar.state
-        m.roles.registrar = registrar  # weights and quota now live here
-        m.roles.recover()
-        m.metrics.set("registrar/state_fetch_ms", (time.monotonic() - started) * 1000)
+        state: ClusterRegistryState = registrar.state
+        master.roles.registrar = registrar  # weights and quota now live here
+        master.roles.recover()
+        master.metrics.set("registrar/state_fetch_ms", (time.monotonic() - started) * 1000)
         for slave_id in state.gone:
-            m.slaves.removed.add(slave_id)
+            master.slaves.removed.add(slave_id)
         for slave_id, entry in state.unreachable.items():
             info = pb.SlaveInfo(hostname=entry.get("hostname", ""), port=int(entry.get("port", 0)))
             info.id.value = slave_id
-            m.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, info, float(entry["time"]),
+            master.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, info, float(entry["time"]),
                                                                     entry.get("principal"))
-        self.recovering = set(state.slaves) - set(m.state.slaves)
+        self.recovering = set(state.slaves) - set(master.state.slaves)
         if self.recovering:
-            m.later(flags.slave_reregister_timeout, self._reregister_timeout)
+            master.later(flags.slave_reregister_timeout, self._reregister_timeout)
             # With quota set, the allocator waits for most slaves before offering.
-            m.allocator.recovering(len(state.slaves), time.monotonic())
+            master.allocator.recovering(len(state.slaves), time.monotonic())
         for framework_id, entry in state.frameworks.items():
-            m.later(float(entry.get("failover_timeout", 0.0)), self._framework_timeout, framework_id)
+            master.later(float(entry.get("failover_timeout", 0.0)), self._framework_timeout, framework_id)
         self.elected_time = time.time()
         self.is_leader = True
-        m.touch()
+        master.touch()
         log.info("elected leading master: registry version %d recovered (%d slaves to reregister, "
                  "%d unreachable, %d frameworks)", state.version, len(self.recovering), len(state.unreachable),
                  len(state.frameworks))
@@ -221,7 +205,7 @@ class Leadership:
         if self.exit_on_abdicate:
             logging.shutdown()
             os._exit(1)
-        threading.Thread(target=self.m.stop, name="abdicate", daemon=True).start()
+        threading.Thread(target=self.master.stop, name="abdicate", daemon=True).start()
 
     # -- registry (actor thread) ---------------------------------------------------------
 
@@ -302,13 +286,13 @@ class Leadership:
         self.recovering = set()
         if late:
             log.warning("%d slave(s) did not reregister within %.3gs of the failover: %s", len(late),
-                        self.m.flags.slave_reregister_timeout, ", ".join(late[:10]))
+                        self.master.flags.slave_reregister_timeout, ", ".join(late[:10]))
         for slave_id in late:
             self.rate_limited(self._mark_recovered_unreachable, slave_id)
 
     def _mark_recovered_unreachable(self, slave_id: str) -> None:
-        m = self.m
-        if slave_id in m.state.slaves or self.registrar is None:
+        master = self.master
+        if slave_id in master.state.slaves or self.registrar is None:
             return
         entry = self.registrar.state.slaves.get(slave_id)
         if entry is None:
@@ -317,26 +301,26 @@ class Leadership:
         self.slave_unreachable(slave_id, now)
         info = pb.SlaveInfo(hostname=entry.get("hostname", ""), port=int(entry.get("port", 0)))
         info.id.value = slave_id
-        m.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, info, now, entry.get("principal"))
-        m.metrics.inc("master/slave_unreachable_completed")
-        for framework in m.state.frameworks.values():
+        master.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, info, now, entry.get("principal"))
+        master.metrics.inc("master/slave_unreachable_completed")
+        for framework in master.state.frameworks.values():
             if framework.connected:
-                m.send_event(framework, events.failure(slave_id))
+                master.send_event(framework, events.failure(slave_id))
 
     def _framework_timeout(self, framework_id: str) -> None:
-        m = self.m
-        framework = m.state.frameworks.get(framework_id)
+        master = self.master
+        framework = master.state.frameworks.get(framework_id)
         if framework is None:
-            if framework_id in m.state.completed_frameworks:
+            if framework_id in master.state.completed_frameworks:
                 return
             # Never heard of since the failover: gone for good; its tasks, if
             # a slave reports them later, are shut down.
-            framework = m.frameworks.recovered(framework_id, None)
+            framework = master.frameworks.recovered(framework_id, None)
         if framework.connected or framework.failover_timer is not None or not framework.recovered:
             return  # resubscribed (and maybe disconnected since: its own timer runs)
         log.info("framework %s did not resubscribe within its failover timeout after the master failover",
                  framework_id)
-        m.frameworks.remove(framework)
+        master.frameworks.remove(framework)
 
     # -- partitions (actor thread) ------------------------------------------------------------
 
@@ -359,13 +343,13 @@ class Leadership:
             self._removals.append(now)
             fn(*args)
         if self._waiting_removals and self._drain_timer is None:
-            self._drain_timer = self.m.later(period - (now - self._removals[0]) + 0.001, self._drain)
+            self._drain_timer = self.master.later(period - (now - self._removals[0]) + 0.001, self._drain)
 
     def mark_gone(self, slave_id: str) -> str | None:
         """MARK_AGENT_GONE: an error text or None (actor thread)."""
-        m = self.m
-        slave = m.state.slaves.get(slave_id)
-        unreachable = m.state.unreachable_slaves.get(slave_id)
+        master = self.master
+        slave = master.state.slaves.get(slave_id)
+        unreachable = master.state.unreachable_slaves.get(slave_id)
         if slave is None and unreachable is None:
             return f"Unknown agent {slave_id}"
         if self.registrar is not None:
@@ -373,19 +357,19 @@ class Leadership:
                 return f"Agent {slave_id} is already marked gone"
             if not self.persist(MarkSlaveGone(slave_id, time.time())):
                 return f"Failed to mark agent {slave_id} gone"
-        m.slaves.removed.add(slave_id)
+        master.slaves.removed.add(slave_id)
         log.info("operator marked slave %s gone", slave_id)
         if slave is not None:
             if slave.connected:
-                m.send_slave(slave, pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN))
-            m.slaves.remove_gone(slave)
+                master.send_slave(slave, pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN))
+            master.slaves.remove_gone(slave)
             return None
-        del m.state.unreachable_slaves[slave_id]
+        del master.state.unreachable_slaves[slave_id]
         now = time.time()
-        for framework in m.state.frameworks.values():
+        for framework in master.state.frameworks.values():
             for task_id, task in list(framework.unreachable_tasks.items()):
                 if task.slave_id != slave_id:
                     continue
                 framework.unreachable_tasks.pop(task_id, None)
-                m.slaves.task_gone_by_operator(framework, task, now)
+                master.slaves.task_gone_by_operator(framework, task, now)
         return None

@@ -7,8 +7,11 @@ message kind, ``master/tasks_*``, ``master/slaves_*``, ``master/frameworks_*``.
 from __future__ import annotations
 
 import collections
+import os
 import time
 from typing import TYPE_CHECKING
+
+import psutil
 
 from offerd.master.state import TERMINAL_STATES
 from offerd.proto import offerd_pb2 as pb
@@ -97,10 +100,6 @@ class Metrics:
 
 def system_metrics() -> dict[str, float]:
     """Mesos' ``system/*`` keys; read on an HTTP thread, never on the actor."""
-    import os
-
-    import psutil
-
     memory = psutil.virtual_memory()
     load1, load5, load15 = os.getloadavg()
     return {
@@ -160,7 +159,7 @@ def snapshot(master: Master) -> dict[str, float]:
         out[f"master/{name}_total"] = t
         out[f"master/{name}_used"] = u
         out[f"master/{name}_percent"] = u / t if t else 0.0
-    for name in ("cpus", "mem", "disk", "gpus"):  # no revocable resources (yet)
+    for name in ("cpus", "mem", "disk", "gpus"):  # offerd offers no revocable resources
         for kind in ("total", "used", "percent"):
             out[f"master/{name}_revocable_{kind}"] = 0
     out["master/operator_event_stream_subscribers"] = 0

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from offerd.common.resources import Resources
 from offerd.master import events
-from offerd.master.state import Executor, Framework, Offer, Slave, Task, copy_message
+from offerd.master.state import ExecutorRecord, Framework, Offer, Slave, Task, copy_message
 from offerd.master.validation import (
     check_task_resources,
     refuse_seconds,
@@ -50,27 +50,27 @@ class _Launch:
         self.new_executors: dict[str, pb.ExecutorInfo] = {}
         self.run = pb.SlaveEvent(type=pb.SlaveEvent.RUN_TASK)
         self.tasks: list[Task] = []
-        self.executors: list[Executor] = []
+        self.executors: list[ExecutorRecord] = []
 
 
 class Offers:
     def __init__(self, master: Master):
-        self.m = master
+        self.master = master
         self.state = master.state
 
     # -- allocations into offers --------------------------------------------------
 
     def allocate(self, slaves: Iterable[str] | None = None) -> None:
-        m = self.m
+        master = self.master
         started = time.perf_counter()
         now = time.monotonic()
-        allocations = m.allocator.allocate(now, slaves)
+        allocations = master.allocator.allocate(now, slaves)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        m.metrics.set("allocator/allocation_run_ms", elapsed_ms)
-        m.allocation_timer.record(elapsed_ms)
+        master.metrics.set("allocator/allocation_run_ms", elapsed_ms)
+        master.allocation_timer.record(elapsed_ms)
         if not allocations:
             return
-        m.touch()
+        master.touch()
         for framework_id, per_slave in allocations.items():
             framework = self.state.frameworks.get(framework_id)
             event = pb.Event(type=pb.Event.OFFERS)
@@ -78,18 +78,18 @@ class Offers:
                 slave = self.state.slaves.get(slave_id)
                 if framework is None or not framework.connected or slave is None or not slave.connected:
                     # Allocator and master disagree for a moment; give it back.
-                    m.allocator.recover_resources(framework_id, slave_id, resources, None, now, role)
+                    master.allocator.recover_resources(framework_id, slave_id, resources, None, now, role)
                     continue
-                offer = Offer(m.ids.offer(), framework_id, slave_id, role, resources, now)
+                offer = Offer(master.ids.offer(), framework_id, slave_id, role, resources, now)
                 self.state.offers[offer.offer_id] = offer
                 framework.offers[offer.offer_id] = offer
                 slave.offers[offer.offer_id] = offer
                 self._fill(event.offers.offers.add(), offer, slave)
-                if m.flags.offer_timeout is not None:
-                    offer.timer = m.later(m.flags.offer_timeout, self._expired, offer.offer_id)
+                if master.flags.offer_timeout is not None:
+                    offer.timer = master.later(master.flags.offer_timeout, self._expired, offer.offer_id)
             if len(event.offers.offers):
-                m.metrics.inc("master/offers_sent", len(event.offers.offers))
-                m.send_event(framework, event)
+                master.metrics.inc("master/offers_sent", len(event.offers.offers))
+                master.send_event(framework, event)
 
     def _fill(self, proto: pb.Offer, offer: Offer, slave: Slave) -> None:
         proto.id.value = offer.offer_id
@@ -126,15 +126,15 @@ class Offers:
 
     def rescind(self, offer: Offer, notify: bool = True, recover: bool = True) -> None:
         self._forget(offer)
-        m = self.m
+        master = self.master
         if recover:
-            m.allocator.recover_resources(offer.framework_id, offer.slave_id, offer.resources, None,
+            master.allocator.recover_resources(offer.framework_id, offer.slave_id, offer.resources, None,
                                           time.monotonic(), offer.role)
         if notify:
             framework = self.state.frameworks.get(offer.framework_id)
             if framework is not None and framework.connected:
-                m.send_event(framework, events.rescind(offer.offer_id))
-                m.metrics.inc("master/offers_rescinded")
+                master.send_event(framework, events.rescind(offer.offer_id))
+                master.metrics.inc("master/offers_rescinded")
 
     def remove_framework_offers(self, framework: Framework, notify: bool, recover: bool = True) -> None:
         for offer in list(framework.offers.values()):
@@ -149,12 +149,12 @@ class Offers:
         if offer is not None:
             log.debug("offer %s timed out", offer_id)
             self.rescind(offer)
-            self.m.request_allocation([offer.slave_id])
+            self.master.request_allocation([offer.slave_id])
 
     # -- scheduler calls ----------------------------------------------------------
 
     def on_accept(self, framework: Framework, call: pb.Call) -> None:
-        m = self.m
+        master = self.master
         accept = call.accept
         framework_id = framework.framework_id
         offer_ids = [o.value for o in accept.offer_ids]
@@ -169,12 +169,12 @@ class Offers:
         if error is not None:
             # Mesos: one bad offer spoils the call; the good ones return unfiltered.
             for offer in offers:
-                m.allocator.recover_resources(framework_id, offer.slave_id, offer.resources, None, now, offer.role)
-            m.metrics.inc("master/invalid_accepts")
+                master.allocator.recover_resources(framework_id, offer.slave_id, offer.resources, None, now, offer.role)
+            master.metrics.inc("master/invalid_accepts")
             log.info("framework %s: invalid ACCEPT: %s", framework_id, error)
             self._drop_launches(framework, accept.operations, error)
             if offers:
-                m.request_allocation({offer.slave_id for offer in offers})
+                master.request_allocation({offer.slave_id for offer in offers})
             return
         slave = self.state.slaves[offers[0].slave_id]
         role = offers[0].role
@@ -186,18 +186,18 @@ class Offers:
                 for task_info in operation.launch.task_infos:
                     self._launch(framework, slave, task_info, launch)
             else:
-                m.metrics.inc("master/unsupported_operations")
+                master.metrics.inc("master/unsupported_operations")
                 log.warning("framework %s: offer operation %s is not supported; ignored", framework_id,
                             Operation.Type.Name(operation.type) if operation.type in Operation.Type.values()
                             else operation.type)
         self._commit(framework, slave, launch)
         if not launch.available.is_empty():
             filters = accept.filters if accept.HasField("filters") else None
-            m.allocator.recover_resources(framework_id, slave.slave_id, launch.available,
+            master.allocator.recover_resources(framework_id, slave.slave_id, launch.available,
                                           refuse_seconds(filters), now, role)
-        if len(launch.run.run_tasks) and not m.send_slave(slave, launch.run):
+        if len(launch.run.run_tasks) and not master.send_slave(slave, launch.run):
             self._launch_dropped(framework, slave, launch)
-        m.request_allocation([slave.slave_id])
+        master.request_allocation([slave.slave_id])
 
     def _commit(self, framework: Framework, slave: Slave, launch: _Launch) -> None:
         """Record the validated launch: plain dict insertions, nothing that can fail half-way."""
@@ -213,27 +213,27 @@ class Offers:
         tasks never reach it. As Mesos does for a launch on a disconnected agent,
         they end now, TASK_DROPPED (partition-aware) or TASK_LOST, reason
         REASON_SLAVE_DISCONNECTED, and their resources go back to the allocator."""
-        m = self.m
+        master = self.master
         state = pb.TASK_DROPPED if framework.partition_aware else pb.TASK_LOST
         why = (f"Slave {slave.slave_id} could not be sent the launch (disconnected, or its queue is full); "
                "launch again on another offer")
         log.warning("framework %s: RUN_TASK for %d task(s) not delivered to slave %s: %s",
                     framework.framework_id, len(launch.tasks), slave.slave_id, pb.TaskState.Name(state))
-        m.metrics.inc("master/dropped_launches", len(launch.tasks))
+        master.metrics.inc("master/dropped_launches", len(launch.tasks))
         for task in launch.tasks:
-            m.updates.end_task(task, state, pb.TaskStatus.REASON_SLAVE_DISCONNECTED, why)
+            master.updates.end_task(task, state, pb.TaskStatus.REASON_SLAVE_DISCONNECTED, why)
         now = time.monotonic()
         executors = slave.executors.get(framework.framework_id, {})
         for executor in launch.executors:
             if executors.pop(executor.info.executor_id.value, None) is not None \
                     and not executor.resources.is_empty():
-                m.allocator.recover_resources(framework.framework_id, slave.slave_id, executor.resources,
+                master.allocator.recover_resources(framework.framework_id, slave.slave_id, executor.resources,
                                               None, now)
         if not executors:
             slave.executors.pop(framework.framework_id, None)
 
     def _launch(self, framework: Framework, slave: Slave, task_info: pb.TaskInfo, launch: _Launch) -> None:
-        m = self.m
+        master = self.master
         framework_id = framework.framework_id
         executors = slave.executors.get(framework_id, {})
         error = validate_task(task_info, slave_id=slave.slave_id, framework=framework,
@@ -248,22 +248,22 @@ class Offers:
             error = validate_fit(needed, launch.available)
         task_id = task_info.task_id.value
         if error is not None:
-            m.metrics.inc("master/invalid_tasks")
+            master.metrics.inc("master/invalid_tasks")
             self.state.terminal_task_counts[pb.TASK_ERROR] += 1
-            m.send_event(framework, events.update(events.master_status(
+            master.send_event(framework, events.update(events.master_status(
                 task_id, pb.TASK_ERROR, pb.TaskStatus.REASON_TASK_INVALID, error, slave.slave_id)))
             return
         # Authorized as the principal the scheduler proved; a claimed one counts as none.
         principal = framework.principal if framework.authenticated else None
-        error = validate_task_user(task_user(task_info, framework.info.user), principal, m.authorizer,
-                                   m.flags.root_submissions)
+        error = validate_task_user(task_user(task_info, framework.info.user), principal, master.authorizer,
+                                   master.flags.root_submissions)
         if error is not None:
             # Nothing launched; its resources stay in `launch.available` and go back with the rest.
-            m.metrics.inc("master/unauthorized_tasks")
+            master.metrics.inc("master/unauthorized_tasks")
             log.warning("framework %s (principal %s): task %s refused: %s", framework_id,
                         repr(principal) if principal is not None else "(none proven)", task_id, error)
             self.state.terminal_task_counts[pb.TASK_ERROR] += 1
-            m.send_event(framework, events.update(events.master_status(
+            master.send_event(framework, events.update(events.master_status(
                 task_id, pb.TASK_ERROR, pb.TaskStatus.REASON_TASK_UNAUTHORIZED, error, slave.slave_id)))
             return
         launch.available = launch.available - needed
@@ -281,7 +281,7 @@ class Offers:
             if new_executor:
                 info = copy_message(run.task.executor)
                 launch.new_executors[executor_id] = info
-                launch.executors.append(Executor(info, executor_resources))
+                launch.executors.append(ExecutorRecord(info, executor_resources))
 
     def _drop_launches(self, framework: Framework, operations, reason: str) -> None:
         state = pb.TASK_DROPPED if framework.partition_aware else pb.TASK_LOST
@@ -290,40 +290,40 @@ class Offers:
                 continue
             for task_info in operation.launch.task_infos:
                 self.state.terminal_task_counts[state] += 1
-                self.m.send_event(framework, events.update(events.master_status(
+                self.master.send_event(framework, events.update(events.master_status(
                     task_info.task_id.value, state, pb.TaskStatus.REASON_INVALID_OFFERS, reason)))
 
     def on_decline(self, framework: Framework, call: pb.Call) -> None:
-        m = self.m
+        master = self.master
         seconds = refuse_seconds(call.decline.filters if call.decline.HasField("filters") else None)
         now = time.monotonic()
         slaves = set()
         for offer_id in call.decline.offer_ids:
             offer = self.state.offers.get(offer_id.value)
             if offer is None or offer.framework_id != framework.framework_id:
-                m.metrics.inc("master/invalid_declines")
+                master.metrics.inc("master/invalid_declines")
                 log.debug("framework %s declined unknown offer %s", framework.framework_id, offer_id.value)
                 continue
             self._forget(offer)
-            m.allocator.recover_resources(offer.framework_id, offer.slave_id, offer.resources, seconds,
+            master.allocator.recover_resources(offer.framework_id, offer.slave_id, offer.resources, seconds,
                                           now, offer.role)
             slaves.add(offer.slave_id)
         if slaves:
-            m.request_allocation(slaves)
+            master.request_allocation(slaves)
 
     def on_revive(self, framework: Framework, call: pb.Call) -> None:
         roles = self._known_roles(framework, call.revive.roles)
         if roles == []:
             return
-        self.m.allocator.revive(framework.framework_id, roles)
+        self.master.allocator.revive(framework.framework_id, roles)
         framework.suppressed_roles -= set(roles or framework.roles)
-        self.m.request_allocation()
+        self.master.request_allocation()
 
     def on_suppress(self, framework: Framework, call: pb.Call) -> None:
         roles = self._known_roles(framework, call.suppress.roles)
         if roles == []:
             return
-        self.m.allocator.suppress(framework.framework_id, roles)
+        self.master.allocator.suppress(framework.framework_id, roles)
         framework.suppressed_roles |= set(roles or framework.roles)
 
     def _known_roles(self, framework: Framework, roles) -> list[str] | None:

@@ -5,11 +5,13 @@ the next state or raises `RegistryError`, as Mesos'
 ``registry_operations.hpp``. A `Registrar` applies one to the current state
 and stores the result through a backend, with a version check so two writers
 cannot silently overwrite each other. Backends: in memory (tests, no
---work_dir) and a JSON file under --work_dir; the ZooKeeper backend of the HA
-work plugs in behind the same `RegistryBackend` interface.
+--work_dir) and a JSON file under --work_dir.
 
-For now the registry holds role weights and quota; admitted slaves and the
-rest follow with the HA issue.
+`RegistryState` holds role weights and quota, all a master without ``--zk``
+keeps. With ``--zk`` the state is registry_membership's `ClusterRegistryState`
+(admitted, unreachable and gone slaves, frameworks, the leader, besides weights
+and quota), kept by registry_zookeeper's backends behind the same
+`RegistryBackend` interface.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from offerd.common.resources import ResourceError, Resources
 from offerd.master import events
-from offerd.master.state import Executor, Slave, Task, UnreachableSlave, copy_message, is_terminal
+from offerd.master.state import ExecutorRecord, Slave, Task, UnreachableSlave, copy_message, is_terminal
 from offerd.master.validation import validate_id, validate_slave_info
 from offerd.proto import offerd_pb2 as pb
 
@@ -32,20 +32,20 @@ MAX_UNREACHABLE_SLAVES = 100_000
 
 class Slaves:
     def __init__(self, master: Master):
-        self.m = master
+        self.master = master
         self.state = master.state
         # Slaves that unregistered: they must not come back with the same id.
         self.removed: set[str] = set()
 
     @property
     def timeout(self) -> float:
-        return self.m.flags.slave_ping_timeout * self.m.flags.max_slave_ping_timeouts
+        return self.master.flags.slave_ping_timeout * self.master.flags.max_slave_ping_timeouts
 
     # -- calls ----------------------------------------------------------------
 
     def on_register(self, peer: bytes, call: pb.SlaveCall) -> None:
-        m = self.m
-        principal = m.server.principal(peer)
+        master = self.master
+        principal = master.server.principal(peer)
         if self._refused(peer, principal, None, "Registration"):
             return
         existing = self.state.slave_for_peer(peer)
@@ -56,22 +56,22 @@ class Slaves:
         info = call.register.slave_info
         error = validate_slave_info(info)
         if error is not None:
-            m.metrics.inc("master/invalid_slave_registrations")
-            m.send_to_peer(peer, events.slave_error(f"Registration refused: {error}"))
+            master.metrics.inc("master/invalid_slave_registrations")
+            master.send_to_peer(peer, events.slave_error(f"Registration refused: {error}"))
             return
-        slave_id = m.ids.slave()
-        if not m.leadership.slave_admitted(slave_id, info, principal):
-            m.send_to_peer(peer, events.slave_error("Registration refused: the registry did not admit the slave"))
+        slave_id = master.ids.slave()
+        if not master.leadership.slave_admitted(slave_id, info, principal):
+            master.send_to_peer(peer, events.slave_error("Registration refused: the registry did not admit the slave"))
             return
         slave = self._admit(peer, slave_id, info, call.register.version, principal)
-        m.allocator.add_slave(slave_id, slave.total, hostname=slave.hostname, attributes=info.attributes)
-        m.metrics.inc("master/slave_registrations")
+        master.allocator.add_slave(slave_id, slave.total, hostname=slave.hostname, attributes=info.attributes)
+        master.metrics.inc("master/slave_registrations")
         log.info("registered slave %s at %s with %s", slave_id, slave.pid, slave.total)
         self._send_registered(slave, pb.SlaveEvent.REGISTERED)
-        m.request_allocation([slave_id])
+        master.request_allocation([slave_id])
 
     def on_reregister(self, peer: bytes, call: pb.SlaveCall) -> None:
-        m = self.m
+        master = self.master
         message = call.reregister
         info = message.slave_info
         slave_id = info.id.value or call.slave_id.value
@@ -81,18 +81,18 @@ class Slaves:
         if error is None:
             error = validate_id(slave_id, "SlaveID")
         if error is not None:
-            m.metrics.inc("master/invalid_slave_registrations")
-            m.send_to_peer(peer, events.slave_error(f"Reregistration refused: {error}"))
+            master.metrics.inc("master/invalid_slave_registrations")
+            master.send_to_peer(peer, events.slave_error(f"Reregistration refused: {error}"))
             return
-        principal = m.server.principal(peer)
+        principal = master.server.principal(peer)
         if self._refused(peer, principal, slave_id, "Reregistration"):
             return
         if slave_id in self.removed:
-            m.send_to_peer(peer, pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN))
+            master.send_to_peer(peer, pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN))
             return
         # Past _refused, a proven principal is the bound one, or the first this
         # slave id proves (registered before authentication was on): bound from now.
-        m.leadership.slave_reregistered(slave_id, info, principal)
+        master.leadership.slave_reregistered(slave_id, info, principal)
         was_unreachable = self.state.unreachable_slaves.pop(slave_id, None) is not None
         slave = self.state.slaves.get(slave_id)
         if slave is not None:
@@ -100,8 +100,8 @@ class Slaves:
             if slave.lost_timer is not None:
                 slave.lost_timer.cancel()
             # Offers on it are rebuilt with the allocator's view of the slave.
-            m.offers.rescind_slave_offers(slave, recover=False)
-            m.allocator.remove_slave(slave_id)
+            master.offers.rescind_slave_offers(slave, recover=False)
+            master.allocator.remove_slave(slave_id)
             slave.info.CopyFrom(info)
             slave.total = Resources.from_protos(info.resources)
             slave.peer = peer
@@ -109,27 +109,27 @@ class Slaves:
             slave.version = message.version
             slave.principal = principal
             self.state.peer_slaves[peer] = slave_id
-            m.server.set_peer_timeout(peer, self.timeout)
+            master.server.set_peer_timeout(peer, self.timeout)
         else:
             slave = self._admit(peer, slave_id, info, message.version, principal)
         slave.reregistered_time = time.time()
         to_kill, to_shutdown = self._merge(slave, message, was_unreachable)
-        m.allocator.add_slave(slave_id, slave.total, used=self.used(slave), hostname=slave.hostname,
+        master.allocator.add_slave(slave_id, slave.total, used=self.used(slave), hostname=slave.hostname,
                               attributes=info.attributes)
-        m.metrics.inc("master/slave_reregistrations")
+        master.metrics.inc("master/slave_reregistrations")
         log.info("reregistered slave %s at %s (%d tasks)%s", slave_id, slave.pid, len(slave.tasks),
                  " after being unreachable" if was_unreachable else "")
         self._send_registered(slave, pb.SlaveEvent.REREGISTERED)
         for framework_id in sorted(to_shutdown):
-            m.send_slave(slave, events.shutdown_framework(framework_id))
+            master.send_slave(slave, events.shutdown_framework(framework_id))
         for message in to_kill:
-            m.send_slave(slave, message)
-        m.request_allocation([slave_id])
+            master.send_slave(slave, message)
+        master.request_allocation([slave_id])
 
     def on_unregister(self, slave: Slave, call: pb.SlaveCall) -> None:
         log.info("slave %s unregistered", slave.slave_id)
         self.removed.add(slave.slave_id)
-        self.m.leadership.slave_removed(slave.slave_id)
+        self.master.leadership.slave_removed(slave.slave_id)
         self._remove(slave, unreachable=False, why=f"Slave {slave.slave_id} unregistered")
 
     def remove_gone(self, slave: Slave) -> None:
@@ -146,15 +146,15 @@ class Slaves:
         a known slave id, that the peer proved the principal the id is bound to.
         Nothing changes on a refusal: the real slave keeps its record and tasks.
         """
-        m = self.m
+        master = self.master
         counter = error = None
-        if principal is None and m.flags.authenticate_agents:
+        if principal is None and master.flags.authenticate_agents:
             counter = "master/unauthenticated_slave_registrations"
             error = (f"{what} refused: this master requires slaves to authenticate (--authenticate_agents); "
                      "start the slave with --credential, a file with a principal and secret listed in the "
                      "master's --credentials")
         if error is None:
-            refusal = m.authorizer.check(principal, "register_agents")
+            refusal = master.authorizer.check(principal, "register_agents")
             if refusal is not None:
                 counter, error = "master/unauthorized_slave_registrations", f"{what} refused: {refusal}"
         if error is None and slave_id is not None:
@@ -166,10 +166,10 @@ class Slaves:
                          "work_dir to register as a new slave")
         if error is None:
             return False
-        m.metrics.inc(counter)
+        master.metrics.inc(counter)
         log.warning("refused %s of slave %s from peer %s, principal %s: %s", what.lower(), slave_id or "(new)",
                     peer.hex(), repr(principal) if principal is not None else "(none)", error)
-        m.send_to_peer(peer, events.slave_error(error))
+        master.send_to_peer(peer, events.slave_error(error))
         return True
 
     def recorded_principal(self, slave_id: str) -> str | None:
@@ -181,7 +181,7 @@ class Slaves:
         unreachable = self.state.unreachable_slaves.get(slave_id)
         if unreachable is not None and unreachable.principal is not None:
             return unreachable.principal
-        return self.m.leadership.slave_principal(slave_id)
+        return self.master.leadership.slave_principal(slave_id)
 
     # -- records ----------------------------------------------------------------
 
@@ -194,14 +194,14 @@ class Slaves:
                       principal)
         self.state.slaves[slave_id] = slave
         self.state.peer_slaves[peer] = slave_id
-        self.m.server.set_peer_timeout(peer, self.timeout)
+        self.master.server.set_peer_timeout(peer, self.timeout)
         return slave
 
     def _send_registered(self, slave: Slave, kind: int) -> None:
         event = pb.SlaveEvent(type=kind)
         event.registered.slave_id.value = slave.slave_id
-        event.registered.master_info.CopyFrom(self.m.master_info)
-        self.m.send_slave(slave, event)
+        event.registered.master_info.CopyFrom(self.master.master_info)
+        self.master.send_slave(slave, event)
 
     def _forget_peer(self, slave: Slave) -> None:
         if slave.peer is not None and self.state.peer_slaves.get(slave.peer) == slave.slave_id:
@@ -213,7 +213,7 @@ class Slaves:
 
         Returns the KILL_TASK messages to send and the frameworks to shut down.
         """
-        m = self.m
+        master = self.master
         infos = {f.id.value: f for f in message.frameworks}
         reported: dict[tuple[str, str], pb.Task] = {
             (t.framework_id.value, t.task_id.value): t for t in message.tasks
@@ -224,18 +224,18 @@ class Slaves:
             if key in reported:
                 continue
             if is_terminal(task.state):
-                m.updates.complete(task)
+                master.updates.complete(task)
                 continue
             framework = self.state.frameworks.get(task.framework_id)
             aware = framework is not None and framework.partition_aware
             state = pb.TASK_LOST if not aware else (
                 pb.TASK_DROPPED if task.state == pb.TASK_STAGING else pb.TASK_GONE)
-            m.updates.end_task(task, state, Reason.REASON_SLAVE_REREGISTERED,
+            master.updates.end_task(task, state, Reason.REASON_SLAVE_REREGISTERED,
                                f"Task was not reported by slave {slave.slave_id} when it reregistered")
-        executors: dict[str, dict[str, Executor]] = {}
+        executors: dict[str, dict[str, ExecutorRecord]] = {}
         for state in message.executors:
             framework_id = state.framework_id.value or state.executor_info.framework_id.value
-            if m.frameworks.recovered(framework_id, infos.get(framework_id)) is None:
+            if master.frameworks.recovered(framework_id, infos.get(framework_id)) is None:
                 to_shutdown.add(framework_id)
                 continue
             try:
@@ -245,10 +245,10 @@ class Slaves:
                             state.executor_info.executor_id.value, exc)
                 resources = Resources.EMPTY
             info = copy_message(state.executor_info)
-            executors.setdefault(framework_id, {})[info.executor_id.value] = Executor(info, resources)
+            executors.setdefault(framework_id, {})[info.executor_id.value] = ExecutorRecord(info, resources)
         slave.executors = executors
         for (framework_id, task_id), reported_task in reported.items():
-            framework = m.frameworks.recovered(framework_id, infos.get(framework_id))
+            framework = master.frameworks.recovered(framework_id, infos.get(framework_id))
             if framework is None:
                 to_shutdown.add(framework_id)
                 continue
@@ -283,7 +283,7 @@ class Slaves:
         """Tasks reported TASK_UNREACHABLE with this slave that it does not report on
         coming back (say, their launch never reached it) are over: TASK_GONE, the
         answer reconciliation gives, rather than unreachable for ever."""
-        m = self.m
+        master = self.master
         for framework in self.state.frameworks.values():
             for task_id, task in list(framework.unreachable_tasks.items()):
                 if task.slave_id != slave.slave_id or (framework.framework_id, task_id) in reported:
@@ -298,9 +298,9 @@ class Slaves:
                 status = events.master_status(task_id, pb.TASK_GONE, Reason.REASON_SLAVE_REREGISTERED,
                                               f"Task was not reported by slave {slave.slave_id} when it "
                                               "reregistered", slave.slave_id, task.executor_id or None)
-                m.metrics.count_terminal(status)
+                master.metrics.count_terminal(status)
                 if framework.connected:
-                    m.send_event(framework, events.update(status))
+                    master.send_event(framework, events.update(status))
 
     def _lost_already(self, slave: Slave, framework, reported: pb.Task) -> bool:
         """Whether a task the unreachable slave reports, of a framework that is not
@@ -328,9 +328,9 @@ class Slaves:
         status = events.master_status(task_id, pb.TASK_LOST, Reason.REASON_SLAVE_REMOVED,
                                       f"Slave {slave.slave_id} was unreachable", slave.slave_id,
                                       reported.executor_id.value or None)
-        self.m.metrics.count_terminal(status)
+        self.master.metrics.count_terminal(status)
         if framework.connected:
-            self.m.send_event(framework, events.update(status))
+            self.master.send_event(framework, events.update(status))
         return True
 
     def _adopt(self, slave: Slave, framework, reported: pb.Task) -> Task | None:
@@ -376,19 +376,19 @@ class Slaves:
 
     def disconnected(self, slave: Slave) -> None:
         """The slave's connection is gone; it has a grace period to come back."""
-        m = self.m
+        master = self.master
         self._forget_peer(slave)
         slave.connected = False
         slave.active = False
-        m.offers.rescind_slave_offers(slave)
-        m.allocator.deactivate_slave(slave.slave_id)
-        grace = m.flags.slave_ping_timeout
+        master.offers.rescind_slave_offers(slave)
+        master.allocator.deactivate_slave(slave.slave_id)
+        grace = master.flags.slave_ping_timeout
         log.info("slave %s disconnected; marking it unreachable in %.3gs unless it reregisters",
                  slave.slave_id, grace)
-        slave.lost_timer = m.later(grace, self._grace_expired, slave.slave_id)
+        slave.lost_timer = master.later(grace, self._grace_expired, slave.slave_id)
 
     def _grace_expired(self, slave_id: str) -> None:
-        self.m.leadership.rate_limited(self._unreachable_now, slave_id)
+        self.master.leadership.rate_limited(self._unreachable_now, slave_id)
 
     def _unreachable_now(self, slave_id: str) -> None:
         slave = self.state.slaves.get(slave_id)
@@ -396,32 +396,32 @@ class Slaves:
             self._remove(slave, unreachable=True, why=f"Slave {slave_id} is unreachable")
 
     def _remove(self, slave: Slave, unreachable: bool, why: str, gone: bool = False) -> None:
-        m = self.m
+        master = self.master
         slave_id = slave.slave_id
         if slave.lost_timer is not None:
             slave.lost_timer.cancel()
-        m.offers.rescind_slave_offers(slave, recover=False)
-        m.allocator.remove_slave(slave_id)
+        master.offers.rescind_slave_offers(slave, recover=False)
+        master.allocator.remove_slave(slave_id)
         self._forget_peer(slave)
         del self.state.slaves[slave_id]
         now = time.time()
         if unreachable:
-            m.leadership.slave_unreachable(slave_id, now)
+            master.leadership.slave_unreachable(slave_id, now)
             self.state.unreachable_slaves[slave_id] = UnreachableSlave(slave_id, slave.info, now, slave.principal)
             while len(self.state.unreachable_slaves) > MAX_UNREACHABLE_SLAVES:
                 self.state.unreachable_slaves.popitem(last=False)
-            m.metrics.inc("master/slave_unreachable_completed")
-        m.metrics.inc("master/slave_removals")
+            master.metrics.inc("master/slave_unreachable_completed")
+        master.metrics.inc("master/slave_removals")
         for task in slave.tasks.values():
             self._task_lost(task, unreachable, why, now, gone)
         slave.tasks.clear()
         for framework in self.state.frameworks.values():
             if framework.connected:
-                m.send_event(framework, events.failure(slave_id))
+                master.send_event(framework, events.failure(slave_id))
         log.info("%s: %s", why, "tasks reported unreachable or lost" if unreachable else "tasks lost or gone")
 
     def _task_lost(self, task: Task, unreachable: bool, why: str, now: float, gone: bool = False) -> None:
-        m = self.m
+        master = self.master
         framework = self.state.frameworks.get(task.framework_id)
         if framework is None:
             return
@@ -447,13 +447,13 @@ class Slaves:
         task.statuses.append((state, now))
         status = events.master_status(task.task_id, state, Reason.REASON_SLAVE_REMOVED, why, task.slave_id,
                                       task.executor_id or None, unreachable_time=now if unreachable else None)
-        m.metrics.count_terminal(status)
+        master.metrics.count_terminal(status)
         if framework.connected:
-            m.send_event(framework, events.update(status))
+            master.send_event(framework, events.update(status))
 
     def task_gone_by_operator(self, framework, task: Task, now: float) -> None:
         """TASK_GONE_BY_OPERATOR for a task of a slave the operator marked gone."""
-        m = self.m
+        master = self.master
         if task.state == pb.TASK_UNREACHABLE:
             self.state.terminal_task_counts[pb.TASK_UNREACHABLE] -= 1
             task.state = pb.TASK_GONE_BY_OPERATOR
@@ -465,6 +465,6 @@ class Slaves:
         status = events.master_status(task.task_id, pb.TASK_GONE_BY_OPERATOR, Reason.REASON_SLAVE_REMOVED_BY_OPERATOR,
                                       f"Slave {task.slave_id} was marked gone by the operator", task.slave_id,
                                       task.executor_id or None)
-        m.metrics.count_terminal(status)
+        master.metrics.count_terminal(status)
         if framework.connected:
-            m.send_event(framework, events.update(status))
+            master.send_event(framework, events.update(status))

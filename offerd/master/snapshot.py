@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from google.protobuf import json_format
 
 from offerd import __version__
-from offerd.common.resources import Resources, attributes_to_json
+from offerd.common.attributes import attributes_to_json
+from offerd.common.resources import Resources
 from offerd.master.state import Framework, Offer, Slave, Task, state_name
 from offerd.proto import offerd_pb2 as pb
 
 if TYPE_CHECKING:
     from offerd.master.daemon import Master
-
-EMPTY = Resources.EMPTY
 
 
 def message_json(message) -> dict:
@@ -84,35 +83,8 @@ def offer_json(offer: Offer) -> dict:
 
 
 def _total_json(items) -> dict:
-    """``_sum(items).to_json()`` without adding up thousands of Resources: scalars
-    are summed as numbers (exactly: in the same milli-units Resources uses); only
-    resources holding ranges or sets (ports) go through Resources addition."""
-    milli: dict[str, int] = {}
-    rest = EMPTY
-    for resources in items:
-        nonscalar = False
-        for (name, _role), amount in resources._items.items():
-            if type(amount) is int:
-                milli[name] = milli.get(name, 0) + amount
-            else:
-                nonscalar = True
-        if nonscalar:
-            rest = rest + resources
-    out: dict = {"cpus": 0.0, "mem": 0.0, "disk": 0.0, "gpus": 0.0}
-    for name in sorted(milli):
-        out[name] = milli[name] / 1000
-    if rest is not EMPTY:
-        for name, value in rest.to_json().items():
-            if isinstance(value, str):
-                out[name] = value
-    return out
-
-
-def _sum(items) -> Resources:
-    total = EMPTY
-    for resources in items:
-        total = total + resources
-    return total
+    # One pass over possibly thousands of tasks' resources, not a chain of additions.
+    return Resources.sum_of(items).to_json()
 
 
 def framework_json(framework: Framework, executors: list[dict], cache: dict | None = None) -> dict:

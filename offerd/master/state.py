@@ -57,7 +57,7 @@ class Task:
         self.pending_kill = None
 
 
-class Executor:
+class ExecutorRecord:
     __slots__ = ("info", "resources")
 
     def __init__(self, info: pb.ExecutorInfo, resources: Resources):
@@ -170,12 +170,12 @@ class Slave:
         self.version = version
         # (framework id, task id) -> Task
         self.tasks: dict[tuple[str, str], Task] = {}
-        # framework id -> executor id -> Executor
-        self.executors: dict[str, dict[str, Executor]] = {}
+        # framework id -> executor id -> ExecutorRecord
+        self.executors: dict[str, dict[str, ExecutorRecord]] = {}
         self.offers: dict[str, Offer] = {}
         self.lost_timer: Timer | None = None
 
-    def executor(self, framework_id: str, executor_id: str) -> Executor | None:
+    def executor(self, framework_id: str, executor_id: str) -> ExecutorRecord | None:
         return self.executors.get(framework_id, {}).get(executor_id)
 
     def framework_ids(self) -> set[str]:

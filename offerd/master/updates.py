@@ -28,13 +28,13 @@ Reason = pb.TaskStatus
 
 class Updates:
     def __init__(self, master: Master):
-        self.m = master
+        self.master = master
         self.state = master.state
 
     # -- from slaves --------------------------------------------------------------
 
     def on_update(self, slave: Slave, call: pb.SlaveCall) -> None:
-        m = self.m
+        master = self.master
         update = call.update
         status = update.status
         framework_id = update.framework_id.value
@@ -44,18 +44,18 @@ class Updates:
         if framework is None:
             # Nobody will ever acknowledge this: do it for the framework and
             # tell the slave to drop what is left of it.
-            m.metrics.inc("master/invalid_status_updates")
+            master.metrics.inc("master/invalid_status_updates")
             log.info("status update for task %s of unknown framework %s from slave %s; shutting it down",
                      task_id, framework_id, slave.slave_id)
             if status.uuid:
-                m.send_slave(slave, events.acknowledge(framework_id, task_id, status.uuid))
-            m.send_slave(slave, events.shutdown_framework(framework_id))
+                master.send_slave(slave, events.acknowledge(framework_id, task_id, status.uuid))
+            master.send_slave(slave, events.shutdown_framework(framework_id))
             return
         task = slave.tasks.get((framework_id, task_id))
         if task is None:
             self._not_held(slave, framework, update)
             return
-        m.metrics.inc("master/valid_status_updates")
+        master.metrics.inc("master/valid_status_updates")
         if status.uuid and status.uuid == task.status_update_uuid:
             pass  # a resend: nothing new to record
         else:
@@ -66,13 +66,13 @@ class Updates:
             task.status_update_state = status.state
             task.status_update_uuid = status.uuid or None
             if is_terminal(latest):
-                m.metrics.count_terminal(status)
+                master.metrics.count_terminal(status)
         if is_terminal(latest):
             self.recover(task)
         if framework.connected:
             # The sender is the slave the task is on, whatever the status says.
             status.slave_id.value = slave.slave_id
-            m.send_event(framework, events.update(status))
+            master.send_event(framework, events.update(status))
 
     def _not_held(self, slave: Slave, framework: Framework, update: pb.SlaveCall.Update) -> None:
         """An update for a task the sending slave does not hold: never forwarded
@@ -83,24 +83,24 @@ class Updates:
         the master decided its end): the slave is acknowledged so that it stops
         resending. Tasks the master lost track of come back through REREGISTER first.
         """
-        m = self.m
+        master = self.master
         status = update.status
         task_id = status.task_id.value
-        m.metrics.inc("master/invalid_status_updates")
+        master.metrics.inc("master/invalid_status_updates")
         done = framework.completed_tasks.get(task_id)
         if done is not None and done.slave_id == slave.slave_id:
             log.info("status update %s for task %s of framework %s from slave %s: the task is already "
                      "completed; acknowledged, not forwarded", state_name(status.state), task_id,
                      framework.framework_id, slave.slave_id)
             if status.uuid:
-                m.send_slave(slave, events.acknowledge(framework.framework_id, task_id, status.uuid))
+                master.send_slave(slave, events.acknowledge(framework.framework_id, task_id, status.uuid))
             return
         holder = framework.tasks.get(task_id)
         where = f"it is on slave {holder.slave_id}" if holder is not None else "the master knows no such task"
         log.warning("refused status update %s for task %s of framework %s from slave %s (principal %s): %s",
                     state_name(status.state), task_id, framework.framework_id, slave.slave_id,
                     repr(slave.principal) if slave.principal is not None else "(none)", where)
-        m.send_slave(slave, events.slave_error(
+        master.send_slave(slave, events.slave_error(
             f"Status update for task {task_id} of framework {framework.framework_id} refused: slave "
             f"{slave.slave_id} does not hold that task; a slave reports its tasks by reregistering"))
 
@@ -109,23 +109,23 @@ class Updates:
         framework = self.state.frameworks.get(message.framework_id.value)
         if slave.executor(message.framework_id.value, message.executor_id.value) is None:
             # Only an executor this slave runs may speak for itself to its framework.
-            self.m.metrics.inc("master/invalid_executor_to_framework_messages")
+            self.master.metrics.inc("master/invalid_executor_to_framework_messages")
             log.warning("refused a message from executor %s of framework %s: slave %s (principal %s) does not "
                         "run that executor", message.executor_id.value, message.framework_id.value,
                         slave.slave_id, repr(slave.principal) if slave.principal is not None else "(none)")
             return
         if framework is None or not framework.connected:
-            self.m.metrics.inc("master/invalid_executor_to_framework_messages")
+            self.master.metrics.inc("master/invalid_executor_to_framework_messages")
             return
         event = pb.Event(type=pb.Event.MESSAGE)
         event.message.slave_id.value = slave.slave_id
         event.message.executor_id.CopyFrom(message.executor_id)
         event.message.data = message.data
-        self.m.metrics.inc("master/valid_executor_to_framework_messages")
-        self.m.send_event(framework, event)
+        self.master.metrics.inc("master/valid_executor_to_framework_messages")
+        self.master.send_event(framework, event)
 
     def on_exited_executor(self, slave: Slave, call: pb.SlaveCall) -> None:
-        m = self.m
+        master = self.master
         exited = call.exited_executor
         framework_id = exited.framework_id.value
         executor_id = exited.executor_id.value
@@ -134,7 +134,7 @@ class Updates:
         if executor is None:
             # Not (or no longer) an executor of this slave: the framework hears
             # nothing, as a slave may report only its own executors' ends.
-            m.metrics.inc("master/invalid_exited_executors")
+            master.metrics.inc("master/invalid_exited_executors")
             log.info("ignored EXITED_EXECUTOR for executor %s of framework %s from slave %s (principal %s): "
                      "the slave does not run that executor", executor_id, framework_id, slave.slave_id,
                      repr(slave.principal) if slave.principal is not None else "(none)")
@@ -142,12 +142,12 @@ class Updates:
         if not executors:
             slave.executors.pop(framework_id, None)
         if not executor.resources.is_empty():
-            m.allocator.recover_resources(framework_id, slave.slave_id, executor.resources, None,
+            master.allocator.recover_resources(framework_id, slave.slave_id, executor.resources, None,
                                           time.monotonic())
-            m.request_allocation([slave.slave_id])
+            master.request_allocation([slave.slave_id])
         framework = self.state.frameworks.get(framework_id)
         if framework is not None and framework.connected:
-            m.send_event(framework, events.failure(slave.slave_id, executor_id,
+            master.send_event(framework, events.failure(slave.slave_id, executor_id,
                                                    exited.status if exited.HasField("status") else None))
 
     # -- task bookkeeping -------------------------------------------------------
@@ -158,9 +158,9 @@ class Updates:
             return
         task.recovered = True
         if not task.resources.is_empty():
-            self.m.allocator.recover_resources(task.framework_id, task.slave_id, task.resources, None,
+            self.master.allocator.recover_resources(task.framework_id, task.slave_id, task.resources, None,
                                                time.monotonic())
-            self.m.request_allocation([task.slave_id])
+            self.master.request_allocation([task.slave_id])
 
     def complete(self, task: Task) -> None:
         """The task leaves the active records for the framework's completed list."""
@@ -180,21 +180,21 @@ class Updates:
         task.statuses.append((state, time.time()))
         status = events.master_status(task.task_id, state, reason, message, task.slave_id,
                                       task.executor_id or None)
-        self.m.metrics.count_terminal(status)
+        self.master.metrics.count_terminal(status)
         framework = self.state.frameworks.get(task.framework_id)
         if framework is not None and framework.connected:
-            self.m.send_event(framework, events.update(status))
+            self.master.send_event(framework, events.update(status))
         self.complete(task)
 
     # -- from schedulers --------------------------------------------------------
 
     def on_acknowledge(self, framework: Framework, call: pb.Call) -> None:
-        m = self.m
+        master = self.master
         ack = call.acknowledge
         error = validate_acknowledge(ack, self.state.slaves)
         if error is not None:
             # Mesos drops a bad acknowledgement with a log line; the slave resends.
-            m.metrics.inc("master/invalid_status_update_acknowledgements")
+            master.metrics.inc("master/invalid_status_update_acknowledgements")
             log.info("framework %s: dropping acknowledgement for task %s: %s", framework.framework_id,
                      ack.task_id.value, error)
             return
@@ -203,21 +203,21 @@ class Updates:
         if (task is not None and task.status_update_uuid == ack.uuid
                 and task.status_update_state is not None and is_terminal(task.status_update_state)):
             self.complete(task)
-        m.metrics.inc("master/valid_status_update_acknowledgements")
-        m.send_slave(slave, events.acknowledge(framework.framework_id, ack.task_id.value, ack.uuid))
+        master.metrics.inc("master/valid_status_update_acknowledgements")
+        master.send_slave(slave, events.acknowledge(framework.framework_id, ack.task_id.value, ack.uuid))
 
     def on_reconcile(self, framework: Framework, call: pb.Call) -> None:
-        m = self.m
+        master = self.master
         wanted = call.reconcile.tasks
         if not len(wanted):
             for task in framework.tasks.values():
                 if not is_terminal(task.state):
-                    m.send_event(framework, events.update(self._latest(task)))
+                    master.send_event(framework, events.update(self._latest(task)))
             return
         for item in wanted:
             status = self.reconcile_one(framework, item.task_id.value, item.slave_id.value,
                                         "Reconciliation: Latest task state")
-            m.send_event(framework, events.update(status))
+            master.send_event(framework, events.update(status))
 
     def _latest(self, task: Task, message: str = "Reconciliation: Latest task state") -> pb.TaskStatus:
         return events.master_status(task.task_id, task.state, Reason.REASON_RECONCILIATION, message,
@@ -245,7 +245,7 @@ class Updates:
                                     slave_id or None)
 
     def on_kill(self, framework: Framework, call: pb.Call) -> None:
-        m = self.m
+        master = self.master
         kill = call.kill
         task_id = kill.task_id.value
         task = framework.tasks.get(task_id)
@@ -253,13 +253,13 @@ class Updates:
             # Mesos answers a kill of a task it does not know by reconciling it.
             status = self.reconcile_one(framework, task_id, kill.slave_id.value,
                                         f"Cannot kill task {task_id}")
-            m.send_event(framework, events.update(status))
+            master.send_event(framework, events.update(status))
             return
         policy = kill.kill_policy if kill.HasField("kill_policy") else None
         message = events.kill_task(framework.framework_id, task_id, policy)
         slave = self.state.slaves.get(task.slave_id)
         if slave is not None and slave.connected:
-            m.send_slave(slave, message)
+            master.send_slave(slave, message)
         else:
             # Delivered when the slave reregisters.
             task.pending_kill = message
@@ -269,20 +269,20 @@ class Updates:
         shutdown = call.shutdown
         slave = self.state.slaves.get(shutdown.slave_id.value)
         if slave is None or not slave.connected:
-            self.m.metrics.inc("master/dropped_messages")
+            self.master.metrics.inc("master/dropped_messages")
             log.info("framework %s: cannot shut down executor %s on slave %s: slave not connected",
                      framework.framework_id, shutdown.executor_id.value, shutdown.slave_id.value)
             return
         event = pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN_EXECUTOR)
         event.shutdown_executor.framework_id.value = framework.framework_id
         event.shutdown_executor.executor_id.CopyFrom(shutdown.executor_id)
-        self.m.send_slave(slave, event)
+        self.master.send_slave(slave, event)
 
     def on_message(self, framework: Framework, call: pb.Call) -> None:
         message = call.message
         slave = self.state.slaves.get(message.slave_id.value)
         if slave is None or not slave.connected:
-            self.m.metrics.inc("master/invalid_framework_to_executor_messages")
+            self.master.metrics.inc("master/invalid_framework_to_executor_messages")
             log.debug("framework %s: message for slave %s dropped: slave not connected",
                       framework.framework_id, message.slave_id.value)
             return
@@ -290,5 +290,5 @@ class Updates:
         event.framework_message.framework_id.value = framework.framework_id
         event.framework_message.executor_id.CopyFrom(message.executor_id)
         event.framework_message.data = message.data
-        self.m.metrics.inc("master/valid_framework_to_executor_messages")
-        self.m.send_slave(slave, event)
+        self.master.metrics.inc("master/valid_framework_to_executor_messages")
+        self.master.send_slave(slave, event)

@@ -14,7 +14,7 @@ from typing import Collection, Mapping
 from offerd.common import resources
 from offerd.common.health_checks import validate_health_check
 from offerd.common.resources import ResourceError, Resources
-from offerd.master.state import Executor, Framework, Offer, Slave
+from offerd.master.state import ExecutorRecord, Framework, Offer, Slave
 from offerd.proto import offerd_pb2 as pb
 
 DEFAULT_REFUSE_SECONDS = 5.0
@@ -207,7 +207,7 @@ def validate_task(
     slave_id: str,
     framework: Framework,
     launched_ids: Collection[str],
-    executors: Mapping[str, Executor],
+    executors: Mapping[str, ExecutorRecord],
     new_executors: Mapping[str, pb.ExecutorInfo],
 ) -> str | None:
     """Everything about a TaskInfo but its resources (see `validate_task_resources`).

@@ -25,8 +25,8 @@ from offerd.common.health_checks import validate_health_check
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.containerizer import LaunchSpec, Termination
 from offerd.slave.health_checks import HealthChecks, Target
-from offerd.slave.sandbox import sandbox_directory
-from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar, seconds
+from offerd.slave.sandbox import last_stderr_line, sandbox_directory
+from offerd.slave.tasks import ExecutorRun, ExecutorRunState, Framework, Task, scalar, seconds
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class CommandTasks:
                 return
         container_id = str(uuid.uuid4())
         directory = sandbox_directory(core.work_dir, core.slave_id, framework.id, task_id, container_id)
-        executor = Executor(task_id, framework, None, container_id, directory)
+        executor = ExecutorRun(task_id, framework, None, container_id, directory)
         task = Task(info, framework.id, executor)
         core.add_task(executor, task)
         if not core.containerizer.simulated:
@@ -89,7 +89,7 @@ class CommandTasks:
                       info.command.user or executor.framework.info.user or None, scalar(info.resources, "cpus"),
                       scalar(info.resources, "mem"), getattr(self.core.containerizer, "isolators", ()))
 
-    def recovered(self, executor: Executor) -> None:
+    def recovered(self, executor: ExecutorRun) -> None:
         """A restarted slave adopted this running command task: its health checks go on
         (as a Mesos command executor's do across an agent restart)."""
         for task in executor.tasks.values():
@@ -110,7 +110,7 @@ class CommandTasks:
     def _started(self, task: Task, pid: int | None) -> None:
         executor = task.executor
         executor.pid = pid
-        executor.state = ExecutorState.RUNNING
+        executor.state = ExecutorRunState.RUNNING
         if not task.kill_requested and not task.terminal:
             self.core.send_status(task, pb.TASK_RUNNING)
             target = self._targets.pop(id(task), None)
@@ -125,7 +125,7 @@ class CommandTasks:
             task.failure_reason = Reason.REASON_MAX_COMPLETION_TIME_REACHED
             self.kill(task, None)
 
-    def recovered_exit(self, executor: Executor, termination: Termination) -> None:
+    def recovered_exit(self, executor: ExecutorRun, termination: Termination) -> None:
         """A container adopted at recovery ended (or had ended while the slave was down)."""
         task = next(iter(executor.tasks.values()), None)
         if task is None:
@@ -164,5 +164,9 @@ class CommandTasks:
             elif termination.succeeded:
                 core.send_status(task, pb.TASK_FINISHED, termination.message)
             else:
-                core.send_status(task, pb.TASK_FAILED, termination.message)
+                # Mesos says only "Command exited with status N"; the task's last word on
+                # stderr usually says why (and reaches Marathon's lastTaskFailure).
+                said = last_stderr_line(executor.directory) if executor.directory else None
+                core.send_status(task, pb.TASK_FAILED,
+                                 f"{termination.message}: {said}" if said else termination.message)
         core.executor_terminated(executor)

@@ -19,6 +19,7 @@ from offerd.common import curve, tls
 from offerd.common.actor import Actor
 from offerd.common.credentials import Credential, load_credential
 from offerd.common.detector import resolve_master
+from offerd.common.resources import ResourceError, Resources
 from offerd.common.transport import Client
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import checkpoint, recovery
@@ -26,10 +27,10 @@ from offerd.slave.command_tasks import CommandTasks
 from offerd.slave.containerizer import Containerizer
 from offerd.slave.gc import SandboxGC
 from offerd.slave.executors import CustomExecutors
-from offerd.slave.registration import Registrar, reconnect_backoff
+from offerd.slave.registration import RegistrationLoop, reconnect_backoff
 from offerd.slave.sandbox import container_environment
 from offerd.slave.status_updates import StatusUpdateManager, is_terminal
-from offerd.slave.tasks import MAX_COMPLETED_FRAMEWORKS, Executor, ExecutorState, Framework, Task, valid_id
+from offerd.slave.tasks import MAX_COMPLETED_FRAMEWORKS, ExecutorRun, ExecutorRunState, Framework, Task, valid_id
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ def validate_task(task: pb.TaskInfo) -> str | None:
         return f"invalid executor id {task.executor.executor_id.value!r}"
     if not command.value and not command.arguments:
         return "the command to run is empty"
+    try:  # what the containers are sized from: task and executor resources together
+        Resources.from_protos([*task.resources, *task.executor.resources])
+    except ResourceError as exc:
+        return f"invalid resources: {exc}"
     return None
 
 
@@ -122,9 +127,12 @@ class SlaveCore:
         link: MasterLink | None = None,
         executor_public_key: bytes | None = None,
         on_auth_refused: Callable[[str], None] | None = None,
+        resources: Resources | None = None,
     ):
         """`link` defaults to MasterLink.from_flags(flags); `on_auth_refused(message)`
-        is called, after this core has stopped, when the master refuses its credential."""
+        is called, after this core has stopped, when the master refuses its credential.
+        `resources` is what `slave_info.resources` was built from (--resources, parsed
+        once at startup); it is derived from `slave_info` when not given."""
         self.actor = actor
         self.flags = flags
         self.name = name
@@ -136,6 +144,7 @@ class SlaveCore:
         self.link = link if link is not None else MasterLink.from_flags(flags)
         self.auth_refused: str | None = None
         self._info = slave_info
+        self.resources = resources if resources is not None else Resources.from_protos(slave_info.resources)
         self._base_env = base_environment or {}
         saved = checkpoint.read_slave_info(work_dir)
         self.slave_id: str | None = saved.id.value if saved is not None else None
@@ -162,7 +171,7 @@ class SlaveCore:
             retry_interval=flags.status_update_retry_interval, retry_max=flags.status_update_retry_max,
         )
         self.updates.slave_id = self.slave_id
-        self.registrar = Registrar(self, flags.registration_backoff_factor)
+        self.registration = RegistrationLoop(self, flags.registration_backoff_factor)
         # Checkpointing frameworks' containers are mirrored on disk to survive a restart.
         self.checkpointer = None if containerizer.simulated else recovery.Checkpointer(work_dir)
         self.gc = None
@@ -211,7 +220,7 @@ class SlaveCore:
             return
         self.stopped = True
         self.registered = False
-        self.registrar.stop()
+        self.registration.stop()
         self.updates.pause()
         if keep_checkpointed:
             kept = sum(1 for f in self.frameworks.values() if f.info.checkpoint for _ in f.executors)
@@ -250,7 +259,7 @@ class SlaveCore:
     # -- connection and registration ---------------------------------------------
 
     def _on_connected(self) -> None:
-        self.registrar.connected()
+        self.registration.connected()
 
     def _on_auth_failed(self, reason: str) -> None:
         # As Mesos' agent: a refused credential ends the slave (no retrying with a
@@ -268,7 +277,7 @@ class SlaveCore:
         if self.registered:
             log.warning("%s: lost the master; holding status updates until reregistered", self.name)
         self.registered = False
-        self.registrar.stop()
+        self.registration.stop()
         self.updates.pause()
 
     def _on_registered(self, event: pb.SlaveEvent) -> None:
@@ -293,7 +302,7 @@ class SlaveCore:
 
     def _now_registered(self, event: pb.SlaveEvent) -> None:
         self.registered = True
-        self.registrar.stop()
+        self.registration.stop()
         if event.registered.HasField("master_info"):
             self.master_info = event.registered.master_info
         self.updates.slave_id = self.slave_id
@@ -432,7 +441,7 @@ class SlaveCore:
             return
         self.shutdown_executor(executor)
 
-    def shutdown_executor(self, executor: Executor) -> None:
+    def shutdown_executor(self, executor: ExecutorRun) -> None:
         if executor.is_command:
             for task in executor.tasks.values():
                 if not task.terminal:
@@ -442,11 +451,11 @@ class SlaveCore:
 
     # -- services for command_tasks / executors ----------------------------------
 
-    def find_executor(self, framework_id: str, executor_id: str) -> Executor | None:
+    def find_executor(self, framework_id: str, executor_id: str) -> ExecutorRun | None:
         framework = self.frameworks.get(framework_id)
         return framework.executors.get(executor_id) if framework is not None else None
 
-    def add_task(self, executor: Executor, task: Task) -> None:
+    def add_task(self, executor: ExecutorRun, task: Task) -> None:
         framework = executor.framework
         framework.executors[executor.id] = executor
         framework.tasks[task.id] = task
@@ -455,7 +464,7 @@ class SlaveCore:
             self.checkpointer.task_added(self.slave_id, task)
             self.checkpoint_task(task)
 
-    def _checkpointing(self, executor: Executor) -> bool:
+    def _checkpointing(self, executor: ExecutorRun) -> bool:
         return self.checkpointer is not None and self.slave_id is not None and self.checkpointer.wanted(executor)
 
     def checkpoint_task(self, task: Task) -> None:
@@ -504,8 +513,8 @@ class SlaveCore:
             call.slave_id.value = self.slave_id
             self.client.send(call)
 
-    def executor_terminated(self, executor: Executor) -> None:
-        executor.state = ExecutorState.TERMINATED
+    def executor_terminated(self, executor: ExecutorRun) -> None:
+        executor.state = ExecutorRunState.TERMINATED
         executor.pid = None
         self._maybe_remove_executor(executor)
 
@@ -523,7 +532,7 @@ class SlaveCore:
             self.checkpointer.task_removed(self.slave_id, task)
         self._maybe_remove_executor(executor)
 
-    def _maybe_remove_executor(self, executor: Executor) -> None:
+    def _maybe_remove_executor(self, executor: ExecutorRun) -> None:
         if not executor.terminated:
             return
         framework = executor.framework

@@ -92,7 +92,7 @@ class Slave:
             on_shutdown=self._shut_down_by_master, on_registered=self._registered,
             base_environment=base_environment(os.environ, flags.executor_environment_variables), link=link,
             executor_public_key=self.executor_key[0] if self.executor_key is not None else None,
-            on_auth_refused=self._auth_refused,
+            on_auth_refused=self._auth_refused, resources=resources,
         )
         # Recovery runs before the actor thread exists, so it owns the books alone.
         kept = self.core.recover() if flags.containerizer == "posix" else set()

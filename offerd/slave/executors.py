@@ -33,7 +33,7 @@ from offerd.common.transport import Server
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.containerizer import LaunchSpec, Termination
 from offerd.slave.sandbox import EXECUTOR_TOKEN_VARIABLE as TOKEN_VARIABLE, sandbox_directory
-from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar, seconds
+from offerd.slave.tasks import ExecutorRun, ExecutorRunState, Framework, Task, scalar, seconds
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ Call = pb.ExecutorCall
 ExecEvent = pb.ExecutorEvent
 Reason = pb.TaskStatus
 SOURCE_SLAVE = pb.TaskStatus.SOURCE_SLAVE
-_WAITING = (ExecutorState.LAUNCHING, ExecutorState.REGISTERING)
+_WAITING = (ExecutorRunState.LAUNCHING, ExecutorRunState.REGISTERING)
 PUBLIC_KEY_VARIABLE = "OFFERD_SLAVE_PUBLIC_KEY"
 
 
@@ -62,7 +62,7 @@ class CustomExecutors:
         """The secret the executor in `container_id` proves; None if no live executor has it."""
         return self._tokens.get(container_id)
 
-    def recovered_token(self, executor: Executor, token: str) -> None:
+    def recovered_token(self, executor: ExecutorRun, token: str) -> None:
         """A checkpointed executor's token, found at recovery: it may reconnect with it."""
         self._tokens[executor.container_id] = token
 
@@ -76,7 +76,7 @@ class CustomExecutors:
             core.refuse(framework.id, info, pb.TASK_ERROR, Reason.REASON_TASK_INVALID,
                         f"executor id {executor_id!r} is in use by a command task on this slave")
             return
-        if executor is not None and executor.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
+        if executor is not None and executor.state in (ExecutorRunState.TERMINATING, ExecutorRunState.TERMINATED):
             core.refuse(framework.id, info, framework.dropped_state(), Reason.REASON_EXECUTOR_TERMINATED,
                         f"executor {executor_id} is terminating")
             return
@@ -88,10 +88,10 @@ class CustomExecutors:
         task = Task(info, framework.id, executor)
         core.add_task(executor, task)
         self._resize(executor)
-        if executor.state is ExecutorState.RUNNING:
+        if executor.state is ExecutorRunState.RUNNING:
             self._send_launch(executor, task)
 
-    def _resize(self, executor: Executor) -> None:
+    def _resize(self, executor: ExecutorRun) -> None:
         """The executor's container holds its own resources plus its live tasks'."""
         resources = list(executor.info.resources) + [
             r for t in executor.tasks.values() if not t.terminal for r in t.info.resources]
@@ -106,7 +106,7 @@ class CustomExecutors:
             if executor.state in _WAITING and all(t.terminal for t in executor.tasks.values()):
                 self.shutdown(executor)
             return
-        if executor.state is ExecutorState.TERMINATED:
+        if executor.state is ExecutorRunState.TERMINATED:
             return
         event = ExecEvent(type=ExecEvent.KILL)
         event.kill.task_id.CopyFrom(task.info.task_id)
@@ -116,8 +116,8 @@ class CustomExecutors:
             event.kill.kill_policy.CopyFrom(task.info.kill_policy)
         self._send(executor, event)
 
-    def message(self, executor: Executor, data: bytes) -> None:
-        if executor.peer is None or executor.state is not ExecutorState.RUNNING:
+    def message(self, executor: ExecutorRun, data: bytes) -> None:
+        if executor.peer is None or executor.state is not ExecutorRunState.RUNNING:
             self.core.stats["dropped_framework_messages"] += 1
             log.warning("dropping a framework message for executor %s: it is not subscribed", executor.id)
             return
@@ -125,13 +125,13 @@ class CustomExecutors:
         event.message.data = data
         self._send(executor, event)
 
-    def shutdown(self, executor: Executor) -> None:
+    def shutdown(self, executor: ExecutorRun) -> None:
         """SHUTDOWN to the executor, then kill it after its grace period."""
-        if executor.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
+        if executor.state in (ExecutorRunState.TERMINATING, ExecutorRunState.TERMINATED):
             return
-        was_running = executor.state is ExecutorState.RUNNING
+        was_running = executor.state is ExecutorRunState.RUNNING
         executor.shutdown_requested = True
-        executor.state = ExecutorState.TERMINATING
+        executor.state = ExecutorRunState.TERMINATING
         self._cancel_timer(executor)
         if was_running and executor.peer is not None:
             log.info("shutting down executor %s of framework %s", executor.id, executor.framework.id)
@@ -143,17 +143,17 @@ class CustomExecutors:
 
     # -- process lifecycle -----------------------------------------------------------
 
-    def _grace(self, executor: Executor) -> float:
+    def _grace(self, executor: ExecutorRun) -> float:
         if executor.info.HasField("shutdown_grace_period"):
             return seconds(executor.info.shutdown_grace_period)
         return self.core.flags.executor_shutdown_grace_period
 
-    def _launch(self, framework: Framework, info: pb.ExecutorInfo, first: pb.TaskInfo) -> Executor:
+    def _launch(self, framework: Framework, info: pb.ExecutorInfo, first: pb.TaskInfo) -> ExecutorRun:
         core = self.core
         executor_id = info.executor_id.value
         container_id = str(uuid.uuid4())
         directory = sandbox_directory(core.work_dir, core.slave_id, framework.id, executor_id, container_id)
-        executor = Executor(executor_id, framework, info, container_id, directory)
+        executor = ExecutorRun(executor_id, framework, info, container_id, directory)
         framework.executors[executor_id] = executor
         environment = core.environment({
             "FRAMEWORK_ID": framework.id, "EXECUTOR_ID": executor_id, "SLAVE_ID": core.slave_id,
@@ -184,25 +184,25 @@ class CustomExecutors:
         )
         return executor
 
-    def recovered_exit(self, executor: Executor, termination: Termination) -> None:
+    def recovered_exit(self, executor: ExecutorRun, termination: Termination) -> None:
         """A custom executor adopted at recovery ended."""
         self._exited(executor, termination)
 
-    def _started(self, executor: Executor, pid: int | None) -> None:
+    def _started(self, executor: ExecutorRun, pid: int | None) -> None:
         executor.pid = pid
-        if executor.state is ExecutorState.LAUNCHING:  # it may have subscribed already
-            executor.state = ExecutorState.REGISTERING
+        if executor.state is ExecutorRunState.LAUNCHING:  # it may have subscribed already
+            executor.state = ExecutorRunState.REGISTERING
 
-    def _registration_timeout(self, executor: Executor) -> None:
+    def _registration_timeout(self, executor: ExecutorRun) -> None:
         executor.timer = None
         if executor.state in _WAITING:
             log.warning("executor %s of framework %s did not subscribe within %.0fs; killing it",
                         executor.id, executor.framework.id, self.core.flags.executor_registration_timeout)
             executor.termination_reason = Reason.REASON_EXECUTOR_REGISTRATION_TIMEOUT
-            executor.state = ExecutorState.TERMINATING
+            executor.state = ExecutorRunState.TERMINATING
             self.core.containerizer.kill(executor.container_id, 0)
 
-    def _exited(self, executor: Executor, termination: Termination) -> None:
+    def _exited(self, executor: ExecutorRun, termination: Termination) -> None:
         core = self.core
         self._cancel_timer(executor)
         executor.peer = None
@@ -268,8 +268,8 @@ class CustomExecutors:
         # silent connection may yet come back.
         log.debug("executor connection %s went silent", peer.hex())
 
-    def _subscribe(self, peer: bytes, executor: Executor, call: pb.ExecutorCall) -> None:
-        if executor.state in (ExecutorState.TERMINATING, ExecutorState.TERMINATED):
+    def _subscribe(self, peer: bytes, executor: ExecutorRun, call: pb.ExecutorCall) -> None:
+        if executor.state in (ExecutorRunState.TERMINATING, ExecutorRunState.TERMINATED):
             self._error(peer, f"executor {executor.id} is terminating")
             return
         if executor.peer not in (None, peer) and self.server.knows(executor.peer):
@@ -281,7 +281,7 @@ class CustomExecutors:
             self.server.forget(executor.peer)
         self._cancel_timer(executor)
         executor.peer = peer
-        executor.state = ExecutorState.RUNNING
+        executor.state = ExecutorRunState.RUNNING
         log.info("executor %s of framework %s subscribed", executor.id, executor.framework.id)
         event = ExecEvent(type=ExecEvent.SUBSCRIBED)
         subscribed = event.subscribed
@@ -299,7 +299,7 @@ class CustomExecutors:
             update.update.status.CopyFrom(status)
             self._update(peer, executor, update)
 
-    def _update(self, peer: bytes, executor: Executor, call: pb.ExecutorCall) -> None:
+    def _update(self, peer: bytes, executor: ExecutorRun, call: pb.ExecutorCall) -> None:
         status = call.update.status
         task_id = status.task_id.value
         task = executor.tasks.get(task_id)
@@ -318,7 +318,7 @@ class CustomExecutors:
         self.core.forward_status(task, status)
         self._acknowledge(executor, status)
 
-    def _message(self, peer: bytes, executor: Executor, call: pb.ExecutorCall) -> None:
+    def _message(self, peer: bytes, executor: ExecutorRun, call: pb.ExecutorCall) -> None:
         out = pb.SlaveCall(type=pb.SlaveCall.EXECUTOR_MESSAGE)
         out.executor_message.framework_id.value = executor.framework.id
         out.executor_message.executor_id.value = executor.id
@@ -327,20 +327,20 @@ class CustomExecutors:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _acknowledge(self, executor: Executor, status: pb.TaskStatus) -> None:
+    def _acknowledge(self, executor: ExecutorRun, status: pb.TaskStatus) -> None:
         event = ExecEvent(type=ExecEvent.ACKNOWLEDGED)
         event.acknowledged.task_id.CopyFrom(status.task_id)
         event.acknowledged.uuid = status.uuid
         self._send(executor, event)
 
-    def _send_launch(self, executor: Executor, task: Task) -> None:
+    def _send_launch(self, executor: ExecutorRun, task: Task) -> None:
         task.launched = True
         self.core.checkpoint_task(task)
         event = ExecEvent(type=ExecEvent.LAUNCH)
         event.launch.task.CopyFrom(task.info)
         self._send(executor, event)
 
-    def _send(self, executor: Executor, event: pb.ExecutorEvent) -> None:
+    def _send(self, executor: ExecutorRun, event: pb.ExecutorEvent) -> None:
         if executor.peer is not None:
             self.server.send(executor.peer, event)
 
@@ -352,7 +352,7 @@ class CustomExecutors:
         self.server.send(peer, event)
 
     @staticmethod
-    def _cancel_timer(executor: Executor) -> None:
+    def _cancel_timer(executor: ExecutorRun) -> None:
         if executor.timer is not None:
             executor.timer.cancel()
             executor.timer = None

@@ -8,50 +8,49 @@ import socket
 
 import psutil
 
-from offerd.common.resources import Resources, parse_attributes
+from offerd.common.attributes import parse_attributes
+from offerd.common.resources import Resources
 from offerd.proto import offerd_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 GB = 1024 * MB
-DEFAULT_PORTS = "[31000-32000]"
+DEFAULT_PORTS = [(31000, 32000)]
 # Mesos' fallbacks when a quantity cannot be read from the machine.
-FALLBACK = {"cpus": "1", "mem": "1024", "disk": "10240"}
+FALLBACK = {"cpus": 1, "mem": 1024, "disk": 10240}
 
 
-def _detect_cpus() -> str:
-    return str(psutil.cpu_count(logical=True) or FALLBACK["cpus"])
+def _detect_cpus() -> int:
+    return psutil.cpu_count(logical=True) or FALLBACK["cpus"]
 
 
-def _detect_mem() -> str:
+def _detect_mem() -> int:
     total = psutil.virtual_memory().total
     usable = total - GB if total >= 2 * GB else total // 2
-    return str(usable // MB)
+    return usable // MB
 
 
-def _detect_disk(work_dir: str) -> str:
+def _detect_disk(work_dir: str) -> int:
     path = work_dir
     while not os.path.exists(path):  # work_dir may not exist before the first run
         path = os.path.dirname(path)
     total = psutil.disk_usage(path).total
     usable = total - 5 * GB if total >= 10 * GB else total // 2
-    return str(usable // MB)
+    return usable // MB
 
 
-def detect(name: str, work_dir: str) -> str:
-    """The text value of one predefined resource, as Mesos detects it."""
+def detect(name: str, work_dir: str) -> int:
+    """One predefined scalar (cpus, mem in MB, disk in MB), as Mesos detects it."""
     try:
         if name == "cpus":
             return _detect_cpus()
         if name == "mem":
             return _detect_mem()
-        if name == "disk":
-            return _detect_disk(work_dir)
+        return _detect_disk(work_dir)
     except (OSError, psutil.Error) as exc:
         log.warning("cannot detect %s (%s); using %s", name, exc, FALLBACK[name])
         return FALLBACK[name]
-    return DEFAULT_PORTS
 
 
 def load_resources(text: str | None, work_dir: str) -> Resources:
@@ -64,10 +63,11 @@ def load_resources(text: str | None, work_dir: str) -> Resources:
         with open(text[len("file://"):]) as handle:
             text = handle.read().strip()
     given = Resources.parse(text) if text else Resources.EMPTY
-    missing = [name for name in ("cpus", "mem", "disk", "ports") if name not in given.names()]
-    if not missing:
-        return given
-    return given + Resources.parse(";".join(f"{name}:{detect(name, work_dir)}" for name in missing))
+    names = given.names()
+    detected = Resources.from_scalars({name: detect(name, work_dir) for name in FALLBACK if name not in names})
+    if "ports" not in names:  # not detected: Mesos offers a default range
+        detected += Resources.from_ranges("ports", DEFAULT_PORTS)
+    return given + detected
 
 
 def load_attributes(text: str | None) -> list[pb.Attribute]:

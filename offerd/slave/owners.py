@@ -8,7 +8,7 @@ as, which is the object of Mesos' view_* and access_sandboxes ACLs.
 from __future__ import annotations
 
 from offerd.proto import offerd_pb2 as pb
-from offerd.slave.tasks import Executor, Framework, Task
+from offerd.slave.tasks import ExecutorRun, Framework, Task
 
 
 def _command_user(command: pb.CommandInfo | None) -> str | None:
@@ -17,7 +17,7 @@ def _command_user(command: pb.CommandInfo | None) -> str | None:
     return None
 
 
-def executor_user(executor: Executor, framework: Framework) -> str:
+def executor_user(executor: ExecutorRun, framework: Framework) -> str:
     """ExecutorInfo.command.user; for a command task, its CommandInfo.user; else
     the framework's user."""
     if executor.info is not None and executor.info.HasField("command"):

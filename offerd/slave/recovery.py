@@ -11,9 +11,10 @@ under work_dir/meta, as Mesos does:
         .../runs/<cid>/tasks/<tid>/task.updates            state + unacknowledged updates
     meta/pids/<cid>                                        pid and start time (containerizer)
 
-A container's command runs under a shell wrapper that writes its exit status
-into the sandbox (`.offerd_exit_status`), so a task that ends while the slave
-is down still has one. Writes go through `durable.write_atomically` without
+A checkpointed container's first process, offerd-init
+(containerizer/launcher.py), writes the command's exit status into the sandbox
+(`.offerd_exit_status`) when it ends, so a task that ends while the slave is
+down still has one. Writes go through `durable.write_atomically` without
 fsync, as Mesos' ``state::checkpoint`` does by default: the temporary file and
 rename make each one all-or-nothing when the slave process dies, which leaves the
 page cache intact; fsync would add ~0.4 ms per task update on the actor thread
@@ -39,7 +40,7 @@ import shutil
 
 from offerd.common.durable import write_atomically
 from offerd.proto import offerd_pb2 as pb
-from offerd.slave.tasks import Executor, ExecutorState, Framework, Task, scalar
+from offerd.slave.tasks import ExecutorRun, ExecutorRunState, Framework, Task, scalar
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,12 @@ class Checkpointer:
     def _framework_dir(self, slave_id: str, framework_id: str) -> str:
         return os.path.join(self.work_dir, "meta", "slaves", slave_id, "frameworks", framework_id)
 
-    def run_dir(self, slave_id: str, executor: Executor) -> str:
+    def run_dir(self, slave_id: str, executor: ExecutorRun) -> str:
         return os.path.join(self._framework_dir(slave_id, executor.framework.id), "executors", executor.id,
                             "runs", executor.container_id)
 
     @staticmethod
-    def wanted(executor: Executor) -> bool:
+    def wanted(executor: ExecutorRun) -> bool:
         return bool(executor.framework.info.checkpoint)
 
     def task_added(self, slave_id: str, task: Task) -> None:
@@ -115,7 +116,7 @@ class Checkpointer:
             }).encode())
         _write(os.path.join(run, "tasks", task.id, "task.info"), task.info.SerializeToString())
 
-    def executor_token(self, slave_id: str, executor: Executor, token: str) -> None:
+    def executor_token(self, slave_id: str, executor: ExecutorRun, token: str) -> None:
         """Keep a custom executor's token so it can reconnect to the next run of this slave."""
         _write_secret(os.path.join(self.run_dir(slave_id, executor), TOKEN_FILE), token)
 
@@ -127,7 +128,7 @@ class Checkpointer:
     def task_removed(self, slave_id: str, task: Task) -> None:
         shutil.rmtree(os.path.join(self.run_dir(slave_id, task.executor), "tasks", task.id), ignore_errors=True)
 
-    def executor_removed(self, slave_id: str, executor: Executor) -> None:
+    def executor_removed(self, slave_id: str, executor: ExecutorRun) -> None:
         run = self.run_dir(slave_id, executor)
         shutil.rmtree(run, ignore_errors=True)
         # Drop now-empty parents up to the framework's directory.
@@ -183,8 +184,8 @@ def _recover_run(core, mode, framework_info, run, executor_id, container_id, met
         framework = core.frameworks[framework_info.id.value] = Framework(framework_info)
     executor_info = (pb.ExecutorInfo.FromString(base64.b64decode(meta["executor_info"]))
                      if meta.get("executor_info") else None)
-    executor = Executor(executor_id, framework, executor_info, container_id, meta["directory"])
-    executor.state = ExecutorState.RUNNING if executor_info is None else ExecutorState.REGISTERING
+    executor = ExecutorRun(executor_id, framework, executor_info, container_id, meta["directory"])
+    executor.state = ExecutorRunState.RUNNING if executor_info is None else ExecutorRunState.REGISTERING
     framework.executors[executor_id] = executor
     tasks_dir = os.path.join(run, "tasks")
     resources = list(executor_info.resources) if executor_info is not None else []

@@ -81,7 +81,7 @@ def register_call(info: pb.SlaveInfo) -> pb.SlaveCall:
     return call
 
 
-class Registrar:
+class RegistrationLoop:
     """Sends REGISTER/REREGISTER on each new connection until the master answers."""
 
     def __init__(self, core, backoff_factor: float):

@@ -6,8 +6,10 @@ import json
 import logging
 import os
 import pwd
+import stat
 
 from offerd.proto import offerd_pb2 as pb
+from offerd.slave import safe_files
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +100,34 @@ def container_environment(base: dict[str, str], variables: dict[str, str],
                 continue
             env[variable.name] = variable.value
     return env
+
+
+def last_stderr_line(sandbox: str, limit: int = 200) -> str | None:
+    """The last non-blank line the task wrote to its sandbox's stderr, printable and
+    at most `limit` characters, or None. The task owns the sandbox and may have put a
+    link or a FIFO there: neither is followed nor waited on."""
+    try:
+        directory = os.open(sandbox, safe_files.DIRECTORY_FLAGS)
+    except OSError:
+        return None
+    try:
+        fd = os.open("stderr", safe_files.READ_FLAGS, dir_fd=directory)
+    except OSError:
+        return None
+    finally:
+        os.close(directory)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        os.lseek(fd, max(0, info.st_size - 4096), os.SEEK_SET)
+        tail = os.read(fd, 4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    if not lines:
+        return None
+    line = "".join(ch if ch.isprintable() else "?" for ch in lines[-1])
+    return line if len(line) <= limit else line[:limit - 1] + "…"

@@ -78,7 +78,7 @@ class SimulatedFleet:
                 actor, flags, info, work_dir, SimulatedContainerizer(actor), name=f"sim-{i}",
                 on_shutdown=lambda reason, i=i: self._shut_down_by_master(i, reason),
                 on_registered=lambda slave_id, i=i: self._ids.__setitem__(i, slave_id),
-                link=link, on_auth_refused=self._auth_refused,
+                link=link, on_auth_refused=self._auth_refused, resources=resources,
             )
             core.start()
             self.cores.append(core)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import collections
 import time
 
-from offerd.common.resources import ResourceError, Resources, attributes_to_json
+from offerd.common.attributes import attributes_to_json
+from offerd.common.resources import ResourceError, Resources
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.registration import VERSION
 from offerd.slave.status_updates import is_terminal
-from offerd.slave.tasks import Executor, Framework, Task
+from offerd.slave.tasks import ExecutorRun, Framework, Task
 
 
 def resources_json(protos) -> dict:
@@ -32,7 +33,7 @@ def task_json(task: Task, slave_id: str) -> dict:
         "executor_id": "" if task.executor.is_command else task.executor.id,
         "slave_id": slave_id,
         "state": pb.TaskState.Name(task.state),
-        "resources": resources_json(info.resources),
+        "resources": task.resources.to_json(),
         "statuses": [_status_json(s) for s in task.statuses],
         "labels": [{"key": label.key, "value": label.value} for label in info.labels.labels],
     }
@@ -45,7 +46,7 @@ def _status_json(status: pb.TaskStatus) -> dict:
     return out
 
 
-def executor_json(executor: Executor, slave_id: str) -> dict:
+def executor_json(executor: ExecutorRun, slave_id: str) -> dict:
     live = [task for task in executor.tasks.values() if not task.terminal]
     return {
         "id": executor.id,
@@ -54,8 +55,8 @@ def executor_json(executor: Executor, slave_id: str) -> dict:
         "container": executor.container_id,
         "directory": executor.directory,
         "state": executor.state.value,
-        "resources": resources_json(executor.info.resources if executor.info is not None else
-                                    [r for t in executor.tasks.values() for r in t.info.resources]),
+        "resources": (resources_json(executor.info.resources) if executor.info is not None else
+                      Resources.sum_of(t.resources for t in executor.tasks.values()).to_json()),
         "tasks": [task_json(t, slave_id) for t in live if t.launched or executor.is_command],
         "queued_tasks": [task_json(t, slave_id) for t in live if not t.launched and not executor.is_command],
         "completed_tasks": [task_json(t, slave_id) for t in executor.tasks.values() if t.terminal]
@@ -90,7 +91,7 @@ def slave_state(core, http_port: int, flags: dict | None = None, index: int = 1)
         "port": info.port,
         "start_time": core.start_time,
         "registered": core.registered,
-        "resources": resources_json(info.resources),
+        "resources": core.resources.to_json(),
         "attributes": attributes_to_json(info.attributes),
         "master_hostname": master.hostname if master is not None else "",
         "frameworks": [framework_json(f, slave_id) for f in core.frameworks.values()],
@@ -144,20 +145,14 @@ def metrics(core) -> dict:
     out["slave/container_launch_errors"] = core.stats["container_launch_errors"]
     out["slave/recovery_errors"] = core.stats["recovery_errors"]
     out["slave/valid_status_updates"] = core.updates.stats["updates"]
-    info = core.slave_info()
-    totals = {r.name: r.scalar.value for r in info.resources if r.type == pb.Value.SCALAR}
-    used = collections.Counter()
-    for framework in core.frameworks.values():
-        for task in framework.tasks.values():
-            if not is_terminal(task.state):
-                for r in task.info.resources:
-                    if r.type == pb.Value.SCALAR:
-                        used[r.name] += r.scalar.value
+    totals = core.resources.scalars()
+    used = Resources.sum_of(task.resources for framework in core.frameworks.values()
+                            for task in framework.tasks.values() if not task.terminal).scalars()
     for name in ("cpus", "mem", "disk"):
-        total = totals.get(name, 0.0)
+        total, in_use = totals.get(name, 0.0), used.get(name, 0.0)
         out[f"slave/{name}_total"] = total
-        out[f"slave/{name}_used"] = used[name]
-        out[f"slave/{name}_percent"] = used[name] / total if total else 0.0
+        out[f"slave/{name}_used"] = in_use
+        out[f"slave/{name}_percent"] = in_use / total if total else 0.0
     gc = getattr(core, "gc", None)
     if gc is not None:
         out["slave/executor_directory_max_allowed_age_secs"] = gc.max_allowed_age

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import enum
 
+from offerd.common.resources import Resources
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.status_updates import TERMINAL_STATES
 
@@ -31,8 +32,9 @@ def seconds(duration: pb.DurationInfo) -> float:
 
 
 def scalar(resources, name: str) -> float:
-    """The total of scalar resource `name` in a list of Resource protos."""
-    return sum(r.scalar.value for r in resources if r.name == name and r.type == pb.Value.SCALAR)
+    """The total of scalar resource `name` in a list of Resource protos (over all
+    roles). The slave accepts only tasks whose resources convert (validate_task)."""
+    return Resources.from_protos(resources).scalar(name)
 
 
 def valid_id(value: str) -> bool:
@@ -44,7 +46,7 @@ def has_capability(info: pb.FrameworkInfo, capability: int) -> bool:
     return any(c.type == capability for c in info.capabilities)
 
 
-class ExecutorState(enum.Enum):
+class ExecutorRunState(enum.Enum):
     LAUNCHING = "LAUNCHING"      # container requested, not started yet
     REGISTERING = "REGISTERING"  # custom executor started, not subscribed yet
     RUNNING = "RUNNING"
@@ -54,9 +56,9 @@ class ExecutorState(enum.Enum):
 
 class Task:
     __slots__ = ("info", "framework_id", "executor", "state", "statuses", "launched",
-                 "kill_requested", "failure_reason")
+                 "kill_requested", "failure_reason", "_resources")
 
-    def __init__(self, info: pb.TaskInfo, framework_id: str, executor: "Executor"):
+    def __init__(self, info: pb.TaskInfo, framework_id: str, executor: "ExecutorRun"):
         self.info = info
         self.framework_id = framework_id
         self.executor = executor
@@ -65,10 +67,18 @@ class Task:
         self.launched = False         # custom executors: LAUNCH sent to the executor
         self.kill_requested = False
         self.failure_reason = None    # set when the slave kills it for a reason of its own
+        self._resources: Resources | None = None
 
     @property
     def id(self) -> str:
         return self.info.task_id.value
+
+    @property
+    def resources(self) -> Resources:
+        """The task's resources, converted from its TaskInfo once."""
+        if self._resources is None:
+            self._resources = Resources.from_protos(self.info.resources)
+        return self._resources
 
     @property
     def terminal(self) -> bool:
@@ -82,7 +92,7 @@ class Task:
         return DEFAULT_KILL_GRACE
 
 
-class Executor:
+class ExecutorRun:
     __slots__ = ("id", "framework", "info", "container_id", "directory", "state", "tasks",
                  "completed_tasks", "pid", "peer", "timer", "shutdown_requested", "termination_reason")
 
@@ -93,7 +103,7 @@ class Executor:
         self.info = info              # None: a command task the slave supervises itself
         self.container_id = container_id
         self.directory = directory
-        self.state = ExecutorState.LAUNCHING
+        self.state = ExecutorRunState.LAUNCHING
         self.tasks: dict[str, Task] = {}
         self.completed_tasks: collections.deque[Task] = collections.deque(maxlen=MAX_COMPLETED_TASKS_PER_EXECUTOR)
         self.pid: int | None = None
@@ -108,7 +118,7 @@ class Executor:
 
     @property
     def terminated(self) -> bool:
-        return self.state is ExecutorState.TERMINATED
+        return self.state is ExecutorRunState.TERMINATED
 
     @property
     def name(self) -> str:
@@ -124,9 +134,9 @@ class Framework:
     def __init__(self, info: pb.FrameworkInfo):
         self.info = info
         self.id = info.id.value
-        self.executors: dict[str, Executor] = {}
+        self.executors: dict[str, ExecutorRun] = {}
         self.tasks: dict[str, Task] = {}   # every live task of every executor, by task id
-        self.completed_executors: collections.deque[Executor] = collections.deque(
+        self.completed_executors: collections.deque[ExecutorRun] = collections.deque(
             maxlen=MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK)
         self.terminating = False
 

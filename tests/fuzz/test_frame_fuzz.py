@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -38,9 +37,10 @@ from offerd.master.flags import master_flags
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import Slave
 from offerd.slave.flags import make_flags
+from tests.fakes.sdk_peers import FakeSlave, RecordingExecutor
 from tests.fuzz import strategies
 from tests.fuzz.budget import EXAMPLES, fuzz, report
-from tests.unit.test_sdk_fakes import FakeSlave, RecordingExecutor
+from tests.support import wait_for
 
 CTX = zmq.Context.instance()
 
@@ -106,14 +106,6 @@ class Legit(Scheduler):
             return state in self.states.get(task_id, [])
 
 
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, handler_errors):
     """A real master and slave in this process, and a framework with a task running."""
@@ -122,12 +114,12 @@ def cluster(tmp_path_factory, handler_errors):
     slave = Slave(make_flags(master=f"127.0.0.1:{master.http_port}", port=0, ip="127.0.0.1", hostname="127.0.0.1",
                              work_dir=str(work / "slave"), resources="cpus:2;mem:1024;disk:1024;ports:[31000-31010]",
                              containerizer="posix")).start()
-    wait_until(lambda: slave.slave_id, 15, "the slave to register")
+    wait_for(lambda: slave.slave_id, 15, message="the slave to register")
     legit = Legit(slave.slave_id)
     driver = MesosSchedulerDriver(legit, pb.FrameworkInfo(name="legit", user="root"), f"127.0.0.1:{master.http_port}")
     driver.start()
     legit.run("legit-long", "sleep 600")
-    wait_until(lambda: legit.reached("legit-long", pb.TASK_RUNNING), 30, "the legitimate task to run")
+    wait_for(lambda: legit.reached("legit-long", pb.TASK_RUNNING), 30, message="the legitimate task to run")
     yield master, slave, legit
     driver.stop()
     slave.stop()
@@ -136,7 +128,7 @@ def cluster(tmp_path_factory, handler_errors):
 
 def legit_framework_still_works(legit: Legit, name: str) -> None:
     legit.run(name, "true")
-    wait_until(lambda: legit.reached(name, pb.TASK_FINISHED), 30, f"task {name} to finish after the fuzzing")
+    wait_for(lambda: legit.reached(name, pb.TASK_FINISHED), 30, message=f"task {name} to finish after the fuzzing")
     with legit.lock:
         long_task = list(legit.states["legit-long"])
     assert long_task[-1] == pb.TASK_RUNNING, f"the long-running task of the legitimate framework ended: {long_task}"
@@ -332,7 +324,7 @@ def test_executor_driver_frames(handler_errors):
         markers[0] += 1
         marker = f"marker-{markers[0]}".encode()
         fake.send(pb.ExecutorEvent(type=pb.ExecutorEvent.MESSAGE, message=pb.ExecutorEvent.Message(data=marker)))
-        wait_until(lambda: (marker,) in executor.args_of("frameworkMessage"), 15, "the driver to answer")
+        wait_for(lambda: (marker,) in executor.args_of("frameworkMessage"), 15, message="the driver to answer")
         inputs[0] += 1
         assert len(handler_errors.records) == crashes_before, handler_errors.records[crashes_before:]
 
@@ -341,8 +333,9 @@ def test_executor_driver_frames(handler_errors):
         # Still a working driver: an update goes out and is acknowledged.
         status = pb.TaskStatus(task_id=pb.TaskID(value="after-fuzz"), state=pb.TASK_RUNNING)
         assert driver.sendStatusUpdate(status) == pb.DRIVER_RUNNING
-        wait_until(lambda: any(c.update.status.task_id.value == "after-fuzz"
-                               for c in fake.of_type(pb.ExecutorCall.UPDATE)), 15, "the update after the fuzzing")
+        wait_for(lambda: any(c.update.status.task_id.value == "after-fuzz"
+                             for c in fake.of_type(pb.ExecutorCall.UPDATE)),
+                 15, message="the update after the fuzzing")
     finally:
         report("frames:executor-driver", inputs[0], refused_frames(), len(handler_errors.records) - crashes_before,
                rejected_counts="frames")

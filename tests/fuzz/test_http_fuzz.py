@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,14 +30,9 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 
 from offerd.cli.local import LocalCluster, free_base_port  # noqa: E402
 from tests.fuzz.budget import EXAMPLES, fuzz, fuzz_settings, report  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str):
@@ -62,7 +56,7 @@ def cluster(tmp_path_factory):
 def marathon(tmp_path_factory):
     work = tmp_path_factory.mktemp("http-fuzz-marathon")
     cluster = LocalCluster(slaves=0, port=free_base_port(0), work_dir=str(work), log_dir=str(work / "logs"),
-                           marathon_port=_free_port(), allocation_interval=0.2, master_args=["--check_invariants"])
+                           marathon_port=free_port(), allocation_interval=0.2, master_args=["--check_invariants"])
     cluster.start(timeout=60)
     yield cluster
     cluster.stop()

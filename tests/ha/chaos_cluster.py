@@ -29,7 +29,8 @@ from tests.builders import RecordingScheduler
 from tests.ha.chaos_history import MARATHON, History, SlaveRecord
 from tests.ha.cluster import HACluster, get_json
 from tests.netns import TestNetwork
-from tests.zookeeper import ZooKeeperServer, free_port
+from tests.support import free_port
+from tests.zookeeper import ZooKeeperServer
 
 
 class HistoryScheduler(RecordingScheduler):

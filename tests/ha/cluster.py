@@ -15,11 +15,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 
 from offerd.cli import secure_setup
-from tests.zookeeper import free_port
+from tests.support import free_port, wait_for
 
 
 def get_json(url: str, timeout: float = 2.0, opener=urllib.request.urlopen) -> dict | None:
@@ -124,13 +123,11 @@ class HACluster:
         return [i for i in range(self.master_count) if self.elected(i)]
 
     def wait_leader(self, timeout: float, not_index: int | None = None) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def leading() -> list[int]:
             index = self.leader()
-            if index is not None and index != not_index:
-                return index
-            time.sleep(0.05)
-        raise AssertionError(f"no master led within {timeout}s (logs in {self.work_dir}/logs)")
+            return [index] if index is not None and index != not_index else []  # [0] is truthy, 0 is not
+        [index] = wait_for(leading, timeout, message=f"a master to lead (logs in {self.work_dir}/logs)")
+        return index
 
     def state(self, index: int | None = None) -> dict:
         index = self.leader() if index is None else index
@@ -139,12 +136,8 @@ class HACluster:
         return get_json(self.url(index) + "/master/state", timeout=5, opener=self.urlopen) or {}
 
     def wait_slaves(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.state().get("activated_slaves", 0) >= count:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"{count} slaves did not register within {timeout}s (logs in {self.work_dir}/logs)")
+        wait_for(lambda: self.state().get("activated_slaves", 0) >= count, timeout, interval=0.1,
+                 message=f"{count} slaves to register (logs in {self.work_dir}/logs)")
 
     def kill_master(self, index: int, sig: int = signal.SIGKILL) -> None:
         proc = self.masters[index]

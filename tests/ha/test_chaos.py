@@ -36,11 +36,11 @@ from offerd.common.task_states import TERMINAL_STATES
 from offerd.framework_sdk import MesosSchedulerDriver
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import framework_info
-from tests.conftest import wait_for
 from tests.ha.chaos_cluster import ChaosCluster, HistoryScheduler
 from tests.ha.chaos_history import (History, check_acknowledged, check_delivered, check_instances,
                                     check_processes, check_terminal, summary)
 from tests.netns import netns_available
+from tests.support import wait_for
 from tests.zookeeper import zookeeper_missing
 
 reason = None if not os.environ.get("OFFERD_CHAOS") else (netns_available() or zookeeper_missing())

@@ -12,7 +12,7 @@ from offerd.common import detector as detector_module
 from offerd.common.election import (ElectionError, StandaloneContender, StandaloneDetector, ZooKeeperContender,
                                     ZooKeeperDetector, create_contender, create_detector, leader_node,
                                     parse_zk_url)
-from tests.conftest import wait_for
+from tests.support import wait_for
 from tests.zookeeper import expire_client
 
 

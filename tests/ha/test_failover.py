@@ -10,8 +10,8 @@ import pytest
 from offerd.cli import secure_setup
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework, framework_info
-from tests.conftest import wait_for
 from tests.ha.cluster import HACluster
+from tests.support import wait_for
 
 SESSION_TIMEOUT = 2.0
 TASKS = 50

@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.zookeeper import ZooKeeperServer, free_port, zookeeper_missing
+from tests.support import free_port, wait_for
+from tests.zookeeper import ZooKeeperServer, zookeeper_missing
 
 
 def _metrics(port: int) -> dict:

@@ -12,8 +12,8 @@ from offerd.common.detector import master_info
 from offerd.master.daemon import Master
 from offerd.master.flags import master_flags
 from offerd.master.registry import UpdateWeights
-from offerd.master.registry_zk import AdmitSlave
-from tests.conftest import wait_for
+from offerd.master.registry_membership import AdmitSlave
+from tests.support import wait_for
 from tests.zookeeper import expire_client
 
 
@@ -122,7 +122,8 @@ def test_expired_leader_abdicates_and_the_standby_takes_over_with_the_registry(m
 def test_a_fenced_leader_abdicates_on_its_next_write(masters, zk_url):
     from offerd.common.election import connect, parse_zk_url
     from offerd.master.registry import Registrar
-    from offerd.master.registry_zk import SetLeader, ZooKeeperBackend
+    from offerd.master.registry_membership import SetLeader
+    from offerd.master.registry_zookeeper import ZooKeeperBackend
 
     leader = masters()
     wait_for(lambda: elected(leader), 10, message="the master to lead")

@@ -13,9 +13,9 @@ import pytest
 
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework, framework_info
-from tests.conftest import wait_for
 from tests.ha.cluster import HACluster
 from tests.netns import TestNetwork, netns_available
+from tests.support import wait_for
 from tests.zookeeper import ZooKeeperServer, zookeeper_missing
 
 # The hosts talk over a bridge, off loopback: --insecure accepts an open cluster there.

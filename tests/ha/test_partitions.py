@@ -12,8 +12,8 @@ import pytest
 
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework, framework_info
-from tests.conftest import wait_for
 from tests.ha.cluster import HACluster, get_json
+from tests.support import wait_for
 from tests.zookeeper import ZooKeeperServer, zookeeper_missing
 
 PING = ["--slave_ping_timeout=0.5secs", "--max_slave_ping_timeouts=2"]

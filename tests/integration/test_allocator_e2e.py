@@ -10,7 +10,7 @@ from offerd.common.resources import Resources
 from offerd.framework_sdk import MesosSchedulerDriver, Scheduler
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import command_task, framework_info
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 
 class OneTaskPerOffer(Scheduler):

@@ -12,7 +12,7 @@ import pytest
 from offerd.cli.main import main
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework, framework_info
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

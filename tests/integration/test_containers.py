@@ -1,4 +1,5 @@
-"""Containers on real cgroups and namespaces (root), against the fake master.
+"""Containers on real cgroups and namespaces (root), against the fake master
+(tests/fakes/master_for_slaves.py: `master`, `container_slave`).
 
 The contract tests run against every isolation that can run here: `posix`
 (no isolation, usage only) and `linux` (cgroups/cpu,cgroups/mem,cgroups/pids,
@@ -10,7 +11,6 @@ leaks nothing into the next.
 
 from __future__ import annotations
 
-import glob
 import http.server
 import io
 import os
@@ -18,7 +18,6 @@ import sys
 import tarfile
 import threading
 import time
-import uuid
 
 import psutil
 import pytest
@@ -27,13 +26,12 @@ import requests
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import Slave
 from offerd.slave.containerizer import cgroups
-from tests.integration.test_slave_fakes import (  # noqa: F401  (fixtures)
-    command_task, framework_info, kill_task, master, run_task, slave_flags, wait_for,
+from tests.fakes.master_for_slaves import (
+    HIERARCHIES, IS_ROOT, kill_task, offerd_cgroups, read_when, run_task, sandbox, task,
 )
+from tests.support import wait_for
 
 Reason = pb.TaskStatus
-HIERARCHIES = cgroups.detect()
-IS_ROOT = os.geteuid() == 0
 LINUX = "cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid,namespaces/uts,namespaces/ipc,filesystem/linux"
 ISOLATIONS = {"posix": "posix/cpu,posix/mem", "linux": LINUX}
 
@@ -47,62 +45,6 @@ def needs(*controllers):
 
 
 linux_only = needs("cpu", "memory", "pids")
-
-
-def offerd_cgroups(root_name: str) -> list[str]:
-    if HIERARCHIES is None:
-        return []
-    return [path for mount in set(HIERARCHIES.mounts.values())
-            for path in glob.glob(os.path.join(mount, root_name, "*")) if os.path.isdir(path)]
-
-
-@pytest.fixture
-def container_slave(master, tmp_path):
-    """container_slave(isolation, **flags) -> a started Slave; at teardown every
-    slave stops and no cgroup under the test's --cgroups_root may remain."""
-    started: list[Slave] = []
-    root_name = f"offerd-test-{uuid.uuid4().hex[:8]}"
-
-    def start(isolation: str = "posix/cpu,posix/mem", **overrides) -> Slave:
-        overrides.setdefault("cgroups_root", root_name)
-        overrides.setdefault("fetcher_cache_dir", str(tmp_path / "fetch-cache"))
-        slave = Slave(slave_flags(master, tmp_path / f"work{len(started)}", isolation=isolation,
-                                  **overrides)).start()
-        started.append(slave)
-        wait_for(lambda: slave.slave_id, 10)
-        return slave
-
-    yield start
-    for slave in started:
-        slave.stop()
-    left = offerd_cgroups(root_name)
-    for path in left:
-        cgroups.remove(path)
-    for mount in set(HIERARCHIES.mounts.values()) if HIERARCHIES else ():
-        try:
-            os.rmdir(os.path.join(mount, root_name))
-        except OSError:
-            pass
-    assert left == [], f"cgroups left behind: {left}"
-
-
-def task(task_id: str, command: str, cpus: float = 0.1, mem: float = 64, **kwargs) -> pb.TaskInfo:
-    info = command_task(task_id, command, **kwargs)
-    del info.resources[:]
-    info.resources.add(name="cpus", type=pb.Value.SCALAR, scalar=pb.Value.Scalar(value=cpus))
-    info.resources.add(name="mem", type=pb.Value.SCALAR, scalar=pb.Value.Scalar(value=mem))
-    return info
-
-
-def sandbox(slave: Slave, task_id: str) -> str:
-    pattern = os.path.join(slave.flags.work_dir, "slaves", slave.slave_id, "frameworks", "F1",
-                           "executors", task_id, "runs", "*")
-    return wait_for(lambda: glob.glob(pattern), 5)[0]
-
-
-def read_when(path: str, timeout: float = 10.0) -> str:
-    wait_for(lambda: os.path.exists(path) and open(path).read().endswith("\n"), timeout)
-    return open(path).read()
 
 
 def statistics(slave: Slave, task_id: str) -> dict:

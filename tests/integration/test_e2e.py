@@ -13,7 +13,8 @@ import pytest
 
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import TERMINAL, RunningFramework, framework_info
-from tests.conftest import OPEN_AND_SECURE, client_env, wait_for
+from tests.conftest import OPEN_AND_SECURE, client_env
+from tests.support import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,6 +1,6 @@
 """Health checks of command tasks, run by a real slave on real tasks (Mesos' rules).
 
-Against the fake master (tests/integration/test_slave_fakes.py), which sees every
+Against the fake master (tests/fakes/master_for_slaves.py), which sees every
 status update and acknowledges each one. The checks' own effects (a file each
 attempt appends to) say how many attempts ran, so no test depends on timing.
 The tests with namespaces, cgroups or another user need root, and skip saying so; the
@@ -19,10 +19,8 @@ from offerd.common.health_checks import validate_health_check
 from offerd.proto import offerd_pb2 as pb
 from tests import builders
 from tests.builders import RunningFramework
-from tests.integration.test_containers import (  # noqa: F401  (fixtures)
-    HIERARCHIES, IS_ROOT, container_slave, read_when, sandbox, task,
-)
-from tests.integration.test_slave_fakes import master, run_task, wait_for  # noqa: F401  (master: fixture)
+from tests.fakes.master_for_slaves import HIERARCHIES, IS_ROOT, read_when, run_task, sandbox, task
+from tests.support import free_port, wait_for
 
 Check = pb.HealthCheck
 Reason = pb.TaskStatus
@@ -84,12 +82,6 @@ def attempts(slave, task_id: str) -> int:
         return 0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # -- COMMAND ---------------------------------------------------------------------------
 
 def test_a_healthy_task_reports_healthy_once(master, container_slave):
@@ -144,12 +136,15 @@ def test_command_check_runs_inside_the_task_container_as_its_user(master, contai
     # The task and its check each write what they see: user, hostname, namespaces, cgroups,
     # environment. The check writes through the sandbox's mount point, which exists only in
     # the task's mount namespace.
-    seen = ('{ id -u; hostname; readlink /proc/self/ns/mnt /proc/self/ns/pid /proc/self/ns/net '
-            '/proc/self/ns/uts /proc/self/ns/ipc; grep -v "^0::/$" /proc/self/cgroup | sort; '
-            'echo "$TASK_VAR"; } > /mnt/mesos/sandbox/')
-    check = command_check(seen + "check.txt; echo \"$CHECK_VAR\" > /mnt/mesos/sandbox/check-var.txt")
+    # Written aside and renamed into place, so a reader never sees half of one.
+    def seen(name: str) -> str:
+        return ('{ id -u; hostname; readlink /proc/self/ns/mnt /proc/self/ns/pid /proc/self/ns/net '
+                '/proc/self/ns/uts /proc/self/ns/ipc; grep -v "^0::/$" /proc/self/cgroup | sort; '
+                f'echo "$TASK_VAR"; }} > /mnt/mesos/sandbox/{name}.part && '
+                f'mv /mnt/mesos/sandbox/{name}.part /mnt/mesos/sandbox/{name}')
+    check = command_check(seen("check.txt") + "; echo \"$CHECK_VAR\" > /mnt/mesos/sandbox/check-var.txt")
     check.command.environment.variables.add(name="CHECK_VAR", value="check's own")
-    info = checked_task("boxed", seen + "task.txt; exec sleep 30", check)
+    info = checked_task("boxed", seen("task.txt") + "; exec sleep 30", check)
     info.command.user = "nobody"
     info.command.environment.variables.add(name="TASK_VAR", value="the task's")
     master.send(slave.slave_id, run_task(info))

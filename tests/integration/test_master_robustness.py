@@ -18,7 +18,6 @@ from offerd.master import invariants
 from offerd.master.daemon import Master
 from offerd.master.flags import master_flags
 from offerd.proto import offerd_pb2 as pb
-from tests.conftest import wait_for
 from tests.integration.test_master_protocol import (
     CTX,
     DEFAULTS,
@@ -27,6 +26,7 @@ from tests.integration.test_master_protocol import (
     http_json,
     task,
 )
+from tests.support import wait_for
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework
-from tests.conftest import wait_for
 from tests.netns import Capture, TestNetwork, netns_available
+from tests.support import wait_for
 
 reason = netns_available()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(reason is not None, reason=reason or "")]

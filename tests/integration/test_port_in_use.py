@@ -8,7 +8,7 @@ import sys
 
 import zmq
 
-from tests.zookeeper import free_port
+from tests.support import free_port
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

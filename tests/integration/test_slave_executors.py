@@ -18,9 +18,8 @@ import zmq
 from offerd.common import credentials
 from offerd.common.transport import AUTH, AUTH_OK, CHALLENGE, MAGIC, PROOF, encode
 from offerd.proto import offerd_pb2 as pb
-from tests.integration.test_slave_fakes import (  # noqa: F401  (fixtures)
-    Call, Event, FRAMEWORK_ID, kill_task, master, run_task, start_slave, wait_for,
-)
+from tests.fakes.master_for_slaves import Call, Event, FRAMEWORK_ID, kill_task, run_task
+from tests.support import wait_for
 
 
 def encrypted_socket(context, endpoint: str, server_key) -> zmq.Socket:

@@ -18,7 +18,7 @@ import psutil
 
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework, framework_info
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 
 def sandboxes(work_dir: str, task_id: str) -> list[str]:

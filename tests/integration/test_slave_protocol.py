@@ -1,5 +1,5 @@
 """A real Slave, real processes and sockets, against a protocol-level fake master
-(see test_slave_fakes.py for why a fake master and not the real one)."""
+(see tests/fakes/master_for_slaves.py for why a fake master and not the real one)."""
 
 import glob
 import os
@@ -14,10 +14,8 @@ from offerd.proto import offerd_pb2 as pb
 from offerd.slave import Slave
 from offerd.slave.checkpoint import read_slave_info, slave_info_path
 from offerd.slave.containerizer.posix import pid_directory
-from tests.integration.test_slave_fakes import (  # noqa: F401  (fixtures)
-    Call, Event, command_task, framework_info, kill_task, master, run_task, slave_flags,
-    start_slave, wait_for,
-)
+from tests.fakes.master_for_slaves import Call, Event, command_task, framework_info, kill_task, run_task, slave_flags
+from tests.support import wait_for
 
 KILLING = pb.FrameworkInfo.Capability.TASK_KILLING_STATE
 
@@ -75,7 +73,8 @@ def test_failed_command_reports_its_exit_status(master, start_slave):
     master.send(slave_id, run_task(command_task("bad", "echo oops >&2; exit 3")))
     status = master.wait_terminal("bad")
     assert status.state == pb.TASK_FAILED
-    assert "status 3" in status.message
+    # Mesos' words, then the task's last line on stderr: why it failed.
+    assert status.message == "Command exited with status 3: oops"
     assert master.states("bad") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
 
 
@@ -164,6 +163,11 @@ def test_invalid_task_is_answered_with_task_error(master, start_slave):
     master.send(slave_id, run_task(command_task("../escape", "true")))
     status = master.wait_terminal("../escape")
     assert status.state == pb.TASK_ERROR and status.reason == pb.TaskStatus.REASON_TASK_INVALID
+    negative = command_task("negative", "true")
+    negative.resources[0].scalar.value = -1
+    master.send(slave_id, run_task(negative))
+    status = master.wait_terminal("negative")
+    assert status.state == pb.TASK_ERROR and "invalid resources" in status.message and "negative" in status.message
 
 
 def test_restarted_slave_reregisters_with_the_same_id(master, tmp_path):
@@ -253,6 +257,8 @@ def test_http_state_files_and_statistics(master, start_slave):
 
     metrics = requests.get(f"{base}/metrics/snapshot").json()
     assert metrics["slave/registered"] == 1 and metrics["slave/tasks_running"] == 1
+    assert metrics["slave/cpus_total"] == 2 and metrics["slave/cpus_used"] == 0.1
+    assert metrics["slave/cpus_percent"] == 0.05 and metrics["slave/mem_total"] == 1024
     assert requests.get(f"{base}/flags").json()["flags"]["hostname"] == "test-host"
 
     master.send(slave_id, kill_task("web"))

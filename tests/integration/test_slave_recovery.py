@@ -17,7 +17,7 @@ from offerd.proto import offerd_pb2 as pb
 from offerd.slave.containerizer import cgroups
 from offerd.slave.recovery import check_boot_id
 from tests.builders import RunningFramework, command_task, framework_info
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 TASKS = 20
 MARKERS: list[str] = []   # the `sleep` arguments of this module's tasks, killed at teardown

@@ -8,9 +8,8 @@ import requests
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import SimulatedFleet
 from offerd.slave.checkpoint import read_slave_info
-from tests.integration.test_slave_fakes import (  # noqa: F401  (fixtures)
-    Call, command_task, kill_task, master, run_task, slave_flags, start_slave, wait_for,
-)
+from tests.fakes.master_for_slaves import Call, command_task, kill_task, run_task, slave_flags
+from tests.support import wait_for
 
 
 def test_simulated_tasks_sleep_for_their_time_and_nothing_runs(master, start_slave):
@@ -98,8 +97,9 @@ def test_fleet_carries_many_tasks_through_the_whole_protocol(master, tmp_path):
             for n in range(per_slave):
                 event.run_tasks.add(framework_info=framework, task=command_task(f"bulk-{i}-{n}", "true"))
             master.send(slave_id, event)
-        wait_for(lambda: sum(c.update.status.state == pb.TASK_FINISHED
-                             for c in master.received(Call.UPDATE)) == 4 * per_slave, timeout=20)
+        # Distinct tasks: an update resent before its acknowledgement arrives is counted once.
+        wait_for(lambda: len({c.update.status.task_id.value for c in master.received(Call.UPDATE)
+                              if c.update.status.state == pb.TASK_FINISHED}) == 4 * per_slave, timeout=20)
         # Every terminal update was acknowledged: the slaves are back to empty.
         wait_for(lambda: fleet.actor.call(lambda: all(not c.frameworks and not len(c.updates) for c in fleet.cores)))
     finally:

@@ -5,7 +5,7 @@ A real master runs in-process with --credentials, --authenticate_frameworks,
 --authenticate_agents, a CURVE key and HTTPS (so slaves and schedulers find it
 with a CA: --ssl_ca_file, client.conf's ca_file); slaves are in-process Slaves or real
 `offerd slave` processes; schedulers use the SDK's driver. A fake master
-(tests/integration/test_slave_fakes.py) stands in where the master must be an
+(tests/fakes/master_for_slaves.py) stands in where the master must be an
 impostor.
 """
 
@@ -27,9 +27,9 @@ from offerd.proto import offerd_pb2 as pb
 from offerd.slave import Slave
 from offerd.slave.flags import make_flags
 from tests.builders import RecordingScheduler, framework_info
-from tests.conftest import wait_for
-from tests.integration.test_slave_fakes import FakeMaster
+from tests.fakes.master_for_slaves import FakeMaster
 from tests.security.certs import make_ca_and_cert
+from tests.support import wait_for
 
 RESOURCES = "cpus:2;mem:1024;disk:1024;ports:[31000-31010]"
 

@@ -23,10 +23,9 @@ import zmq.utils.monitor
 from offerd.common.transport import MAGIC, encode
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.recovery import TOKEN_FILE
+from tests.fakes.master_for_slaves import FRAMEWORK_ID, command_task, framework_info, kill_task, run_task
 from tests.integration.test_slave_executors import authenticate, encrypted_socket, executor_task, started
-from tests.integration.test_slave_fakes import (  # noqa: F401  (fixtures)
-    FRAMEWORK_ID, command_task, framework_info, kill_task, master, run_task, start_slave, wait_for,
-)
+from tests.support import wait_for
 
 CTX = zmq.Context.instance()
 ExecutorCall = pb.ExecutorCall

@@ -15,7 +15,7 @@ import pytest
 from offerd.cli import secure_setup
 from offerd.cli.local import free_base_port
 from offerd.common.tls import client_context
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 
 def _offerd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

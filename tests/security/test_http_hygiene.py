@@ -20,7 +20,7 @@ from offerd.common.http_hygiene import FORM, accepts
 from offerd.master.daemon import Master
 from offerd.master.flags import master_flags
 from tests.builders import RunningFramework, framework_info
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 APP = {"id": "/web", "cmd": "sleep 100", "cpus": 0.1, "mem": 32, "instances": 0}
 CURL_ADVICE = "-H 'Content-Type: application/json'"

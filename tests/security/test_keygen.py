@@ -13,8 +13,8 @@ import zmq
 from offerd.cli.local import free_base_port
 from offerd.common import curve
 from offerd.common.transport import HEARTBEAT, MAGIC
-from tests.conftest import wait_for
 from tests.security.test_exposure import answers
+from tests.support import wait_for
 
 
 def _keygen(*args: str) -> subprocess.CompletedProcess:

@@ -19,8 +19,7 @@ import requests
 
 from offerd.cli import secure_setup
 from offerd.cli.local import free_base_port
-from tests.conftest import wait_for
-from tests.marathon.conftest import free_port
+from tests.support import free_port, wait_for
 
 RESOURCES = "cpus:2;mem:1024;disk:1024;ports:[31000-31100]"
 

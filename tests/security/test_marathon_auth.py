@@ -20,9 +20,8 @@ from offerd.cli import secure_setup
 from offerd.cli.local import LocalCluster, free_base_port
 from tests.browser import chromium
 from tests.browser import skip_reason as browser_missing
-from tests.conftest import wait_for
-from tests.marathon.conftest import free_port
 from tests.security.test_webui_auth import BrowserPrompt
+from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

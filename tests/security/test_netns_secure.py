@@ -25,9 +25,9 @@ from offerd.common.credentials import basic_auth_header
 from offerd.common.tls import client_context
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework
-from tests.conftest import wait_for
 from tests.netns import Capture, TestNetwork, netns_available
 from tests.security.certs import make_ca_and_cert
+from tests.support import wait_for
 
 reason = netns_available()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(reason is not None, reason=reason or "")]

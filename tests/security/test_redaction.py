@@ -21,8 +21,8 @@ import pytest
 
 from offerd.common.logs import RedactingFilter, setup_logging
 from offerd.common.redact import MASK, redact_flags, redact_url
-from tests.conftest import wait_for
 from tests.ha.cluster import HACluster, get_json
+from tests.support import wait_for
 
 PASSWORD = "secretpw"
 

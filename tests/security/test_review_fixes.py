@@ -23,8 +23,8 @@ from offerd.proto import offerd_pb2 as pb
 from offerd.slave.daemon import Slave
 from offerd.slave.flags import make_flags
 from tests.builders import RunningFramework
-from tests.conftest import wait_for
 from tests.integration.test_master_protocol import FakeSlave
+from tests.support import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,9 +24,8 @@ import requests
 
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.fetcher import Fetcher, FetchError
-from tests.integration.test_slave_fakes import (  # noqa: F401  (fixtures)
-    command_task, framework_info, kill_task, master, run_task, start_slave, wait_for,
-)
+from tests.fakes.master_for_slaves import command_task, framework_info, kill_task, run_task
+from tests.support import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to the task's user needs root")
 

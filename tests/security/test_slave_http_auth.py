@@ -16,7 +16,7 @@ from offerd.proto import offerd_pb2 as pb
 from offerd.slave.daemon import Slave
 from offerd.slave.flags import make_flags
 from tests.builders import RunningFramework
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 USER = getpass.getuser()  # the framework's user, hence the task's and its sandbox's
 OWNER = ("owner", "owner-secret")

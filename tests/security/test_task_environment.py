@@ -17,9 +17,8 @@ import pytest
 from offerd.common.flags import FlagError
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave.flags import validate
-from tests.integration.test_slave_fakes import (  # noqa: F401  (fixtures)
-    command_task, master, run_task, slave_flags, start_slave, wait_for,
-)
+from tests.fakes.master_for_slaves import command_task, run_task, slave_flags
+from tests.support import wait_for
 
 SECRETS = {"AWS_SECRET_ACCESS_KEY": "slave-aws-secret", "OFFERD_TEST_SLAVE_SECRET": "slave-offerd-secret",
            "DATABASE_PASSWORD": "slave-db-password"}

@@ -24,8 +24,8 @@ from offerd.master.flags import master_flags
 from offerd.slave.core import MasterLink
 from offerd.slave.daemon import Slave
 from offerd.slave.flags import make_flags
-from tests.conftest import wait_for
 from tests.security.certs import make_ca_and_cert, make_self_signed
+from tests.support import wait_for
 
 STREAM_TIMEOUT = 10.0
 

@@ -14,7 +14,7 @@ from offerd.common.actor import Actor
 from offerd.common.credentials import Credential, new_nonce, prove
 from offerd.common.transport import AUTH, AUTH_FAIL, AUTH_OK, CHALLENGE, MAGIC, PROOF, Backoff, Client, Server, encode
 from offerd.proto import offerd_pb2 as pb
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 SECRETS = {"sched": "right-secret"}
 

@@ -33,8 +33,8 @@ from offerd.master.flags import master_flags
 from tests.browser import chromium
 from tests.browser import skip_reason as browser_missing
 from tests.builders import RunningFramework, framework_info
-from tests.conftest import wait_for
 from tests.security.certs import make_ca_and_cert
+from tests.support import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -16,13 +16,15 @@ import pytest
 
 from offerd.common.resources import Resources
 from offerd.master.registry import Registrar
-from offerd.master.registry_zk import (AddFramework, AdmitSlave, HAInMemoryBackend, HARegistryState,
-                                       MarkSlaveReachable, MarkSlaveUnreachable)
+from offerd.master.registry_membership import (AddFramework, AdmitSlave, ClusterRegistryState,
+                                               MarkSlaveReachable, MarkSlaveUnreachable)
+from offerd.master.registry_zookeeper import HAInMemoryBackend
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import Slave
 from offerd.slave.flags import make_flags
 from tests.security.zmq_peers import (Call, Event, FakeSlave, Scheduler, SlaveCall, SlaveEvent, cluster_of_peers,
-                                      is_event, is_slave_event, is_update, metric, task_info, wait_for)
+                                      is_event, is_slave_event, is_update, metric, task_info)
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -256,17 +258,17 @@ def test_a_slave_registered_before_authentication_is_bound_by_its_first_proof(cl
 
 
 def test_registry_keeps_slave_and_framework_principals_and_reads_old_entries():
-    state = HARegistryState()
+    state = ClusterRegistryState()
     for op in (AdmitSlave("S1", "h1", 1, "slave1"), AdmitSlave("S2", "h2", 2),
                MarkSlaveUnreachable("S1", 5.0), AddFramework("F1", 60.0, "web", "alice")):
         state = op.apply(state)
-    again = HARegistryState.from_json(state.to_json())
+    again = ClusterRegistryState.from_json(state.to_json())
     assert again.unreachable["S1"]["principal"] == "slave1"
     assert MarkSlaveReachable("S1").apply(again).slaves["S1"]["principal"] == "slave1"
     assert "principal" not in again.slaves["S2"]
     assert again.frameworks["F1"]["principal"] == "alice"
     # A registry written before principals were recorded loads as it was.
-    old = HARegistryState.from_json({"version": 3, "slaves": {"S9": {"hostname": "h", "port": 1}},
+    old = ClusterRegistryState.from_json({"version": 3, "slaves": {"S9": {"hostname": "h", "port": 1}},
                                      "frameworks": {"F9": {"failover_timeout": 1.0, "name": "x"}}})
     assert dict(old.slaves["S9"]) == {"hostname": "h", "port": 1} and old.version == 3
 

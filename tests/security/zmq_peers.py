@@ -27,7 +27,6 @@ from offerd.common.transport import Backoff, Client
 from offerd.master.daemon import Master
 from offerd.master.flags import master_flags
 from offerd.proto import offerd_pb2 as pb
-from tests.conftest import wait_for  # noqa: F401 (the tests import it from here with the peers)
 
 Call, Event, SlaveCall, SlaveEvent = pb.Call, pb.Event, pb.SlaveCall, pb.SlaveEvent
 LAUNCH = pb.Offer.Operation.LAUNCH

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.support import free_port
+
 
 def offerd(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "offerd.cli.main", *argv], capture_output=True, text=True,
@@ -41,12 +43,8 @@ def test_malformed_master_addresses_fail_at_start():
 
 
 def test_unreachable_master_is_named_within_seconds():
-    # Nothing listens on this port (bound then closed): the tool says so well before its timeout.
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # Nothing listens on this port: the tool says so well before its timeout.
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "offerd.cli.main", "execute", "--command", "true",
                              "--master", f"127.0.0.1:{port}", "--timeout", "60secs"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -14,6 +14,7 @@ from offerd.common.transport import encode
 from offerd.master.daemon import Master
 from offerd.master.flags import MASTER_FLAGS, master_flags, normalize_flags
 from offerd.proto import offerd_pb2 as pb
+from tests.support import free_port
 
 
 @pytest.fixture(scope="module")
@@ -203,9 +204,7 @@ def test_bad_flag_values_fail_early():
 def test_zmq_port_defaults_to_http_port_plus_1000():
     # Find a free pair of ports the way an operator's default 5050/6050 works.
     for _ in range(20):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         if port + 1000 >= 65536:
             continue
         try:

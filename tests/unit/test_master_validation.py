@@ -5,7 +5,7 @@ import math
 import pytest
 
 from offerd.common.resources import Resources
-from offerd.master.state import Executor, Framework, Offer, Slave, Task
+from offerd.master.state import ExecutorRecord, Framework, Offer, Slave, Task
 from offerd.master.validation import (
     DEFAULT_REFUSE_SECONDS,
     MAX_REFUSE_SECONDS,
@@ -169,7 +169,7 @@ def test_task_for_another_slave():
 def test_executor_must_match_the_running_one():
     task = pb.TaskInfo(task_id=pb.TaskID(value="t"), executor=exec_info(command="other"),
                        resources=R("cpus:1").to_protos())
-    running = {"e1": Executor(exec_info(), R("cpus:0.1"))}
+    running = {"e1": ExecutorRecord(exec_info(), R("cpus:0.1"))}
     assert "not compatible" in check(task, executors=running)
     assert "not compatible" in check(task, new_executors={"e1": exec_info()})
     same = pb.TaskInfo(task_id=pb.TaskID(value="t"), executor=exec_info(), resources=R("cpus:1").to_protos())

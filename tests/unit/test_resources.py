@@ -9,11 +9,8 @@ from hypothesis import strategies as st
 
 from offerd.common.resources import (
     DEFAULT_MIN_ALLOCATABLE,
-    AttributeParseError,
     ResourceError,
     Resources,
-    attributes_to_json,
-    parse_attributes,
     parse_min_allocatable,
 )
 from offerd.proto import offerd_pb2 as pb
@@ -314,42 +311,80 @@ def test_min_allocatable():
 
 
 # ---------------------------------------------------------------------------
-# Attributes
+# Building from numbers, and sums of many
 
 
-def test_parse_attributes():
-    attrs = parse_attributes("rack:2;zone:us-east-1a;ssd:true;r:[1-5,7-9];s:{b,a};t:-1.5")
-    by_name = {a.name: a for a in attrs}
-    assert [a.name for a in attrs] == ["rack", "zone", "ssd", "r", "s", "t"]
-    assert by_name["rack"].type == pb.Value.SCALAR and by_name["rack"].scalar.value == 2.0
-    assert by_name["zone"].type == pb.Value.TEXT and by_name["zone"].text.value == "us-east-1a"
-    assert by_name["r"].type == pb.Value.RANGES
-    assert by_name["s"].type == pb.Value.SET and list(by_name["s"].set.item) == ["a", "b"]
-    assert attributes_to_json(attrs) == {
-        "rack": 2.0, "zone": "us-east-1a", "ssd": "true", "r": "[1-5, 7-9]",
-        "s": "{a, b}", "t": -1.5,
-    }
-    assert parse_attributes("") == [] and parse_attributes(" a:1 ; ") != []
+def test_from_scalars_equals_parse():
+    assert Resources.from_scalars({"cpus": 1.5, "mem": 128, "disk": 0}) == R("cpus:1.5;mem:128")
+    assert Resources.from_scalars({"cpus": 0.1, "gpus": 2}, role="eng/web") == R("cpus(eng/web):0.1;gpus(eng/web):2")
+    assert Resources.from_scalars({"cpus": 0.0005, "mem": 10**12}) == R("cpus:0.0005;mem:1000000000000")
+    assert Resources.from_scalars({"foo": 3}).scalar("foo", "*") == 3.0
+    assert Resources.from_scalars({}) == Resources.from_scalars({"cpus": 0.0}) == Resources.EMPTY
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    "quantities, role, message",
     [
-        ("rack", '"rack": expected name:value'),
-        (":x", '":x": empty name'),
-        ("rack:", "\"rack:\": missing value for 'rack'"),
-        ("rack:1;rack:2", "\"rack:2\": duplicate attribute 'rack'"),
-        ("r:[3-1]", '"r:[3-1]": range begin 3 > end 1'),
-        ("r:[1-2", '"r:[1-2": unbalanced brackets'),
-        ("zone:us east", "\"zone:us east\": invalid character ' '"),
-        ("zone:a:b", "invalid character ':'"),
-        ("s:{a,}", '"s:{a,}": empty set item'),
+        ({"cpus": -1}, "*", "\"cpus:-1\": negative scalar value -1 for 'cpus'"),
+        ({"mem": float("nan")}, "*", "\"mem:nan\": non-finite scalar value nan for 'mem'"),
+        ({"mem": float("inf")}, "*", "non-finite scalar value inf"),
+        ({"cpus": "1"}, "*", "'cpus' must be a number, not str"),
+        ({"cpus": True}, "*", "'cpus' must be a number, not bool"),
+        ({"cpus": None}, "*", "'cpus' must be a number, not NoneType"),
+        ({"ports": 5}, "*", "'ports' must be ranges, not scalar"),
+        ({"gpus": 0.5}, "*", "'gpus' must be a whole number"),
+        ({"mem": 10**13}, "*", "exceeds"),
+        ({"a b": 1}, "*", "invalid character ' ' in name 'a b'"),
+        ({"": 1}, "*", "empty name"),
+        ({7: 1}, "*", "resource name 7 is not a string"),
+        ({"cpus": 1}, "-web", "role '-web'"),
+        ({"cpus": 1}, "", "empty role"),
     ],
 )
-def test_parse_attribute_errors(text, message):
-    with pytest.raises(AttributeParseError) as info:
-        parse_attributes(text)
+def test_from_scalars_rejects_what_parse_rejects(quantities, role, message):
+    with pytest.raises(ResourceError) as info:
+        Resources.from_scalars(quantities, role=role)
     assert message in str(info.value)
+
+
+def test_from_ranges_equals_parse():
+    assert Resources.from_ranges("ports", [(31005, 31010), (31000, 31004), (31020, 31020)]) == \
+        R("ports:[31000-31010,31020-31020]")
+    assert Resources.from_ranges("ports", ((p, p) for p in (80, 81)), role="web") == R("ports(web):[80-81]")
+    assert Resources.from_ranges("ports", []) == Resources.EMPTY
+    ports = Resources.from_ranges("ports", [(1, 2)])
+    assert Resources.from_scalars({"cpus": 1}) + ports == R("cpus:1;ports:[1-2]")
+
+
+@pytest.mark.parametrize(
+    "name, ranges, message",
+    [
+        ("ports", [(3, 1)], "range begin 3 > end 1"),
+        ("ports", [(1,)], "want a (begin, end) pair"),
+        ("ports", 5, "want (begin, end) pairs, not int"),
+        ("ports", [(-1, 2)], "bad range bound -1"),
+        ("ports", [(1, 2**64)], "bad range bound"),
+        ("ports", [(1.5, 2)], "bad range bound 1.5"),
+        ("cpus", [(1, 2)], "'cpus' must be scalar, not ranges"),
+        ("po rts", [(1, 2)], "invalid character"),
+    ],
+)
+def test_from_ranges_rejects_bad_input(name, ranges, message):
+    with pytest.raises(ResourceError) as info:
+        Resources.from_ranges(name, ranges)
+    assert message in str(info.value)
+
+
+def test_sum_of_many():
+    parts = [R("cpus:0.1;ports:[1-3]"), R("cpus(web):2;ports:[4-5]"), R("cpus:0.2;mem:32;ports:[10-11]")]
+    total = Resources.sum_of(parts)
+    assert total == parts[0] + parts[1] + parts[2] == R("cpus:0.3;cpus(web):2;mem:32;ports:[1-5,10-11]")
+    assert total.to_json() == {"cpus": 2.3, "mem": 32.0, "disk": 0.0, "gpus": 0.0, "ports": "[1-5, 10-11]"}
+    assert Resources.sum_of([]) == Resources.EMPTY
+    assert Resources.sum_of(R(f"cpus:0.1;ports:[{p}-{p}]") for p in range(1000)) == R("cpus:100;ports:[0-999]")
+    assert parts == [R("cpus:0.1;ports:[1-3]"), R("cpus(web):2;ports:[4-5]"), R("cpus:0.2;mem:32;ports:[10-11]")]
+    with pytest.raises(ResourceError, match="'x' is scalar here"):
+        Resources.sum_of([R("x:1"), R("x(web):[1-2]")])
 
 
 # ---------------------------------------------------------------------------
@@ -477,3 +512,20 @@ def test_scalar_input_is_fixed_point(x, y):
     assert R(str(a)) == a
     assert abs(a.scalar("mem") - x) <= 0.0005 + 1e-9
     assert (a + b) - b == a
+
+
+@PROPS
+@given(triples)
+def test_sum_of_is_repeated_addition(abc):
+    a, b, c = abc
+    assert Resources.sum_of([a, b, c]) == a + b + c
+    assert Resources.sum_of([a, b, c]).to_json() == (a + b + c).to_json()
+
+
+@PROPS
+@given(st.dictionaries(st.sampled_from(SCALAR_NAMES), st.floats(0, 1e6, allow_nan=False)),
+       st.sampled_from(ROLES))
+def test_from_scalars_is_parse_of_the_same_numbers(quantities, role):
+    quantities = {n: float(round(v)) if n == "gpus" else v for n, v in quantities.items()}
+    text = ";".join(f"{n}{_role(role)}:{v!r}" for n, v in quantities.items())
+    assert Resources.from_scalars(quantities, role) == R(text)

@@ -1,5 +1,5 @@
 """The examples and the Mesos-style porting framework, run as real processes
-against the protocol-level doubles (see test_sdk_fakes).
+against the protocol-level fakes (tests/fakes/sdk_peers.py).
 
 The doubles play a whole cluster in a few lines: the master answers every
 launch with RUNNING and FINISHED and bounces framework messages straight back,
@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from offerd.proto import offerd_pb2 as pb
-from tests.unit.test_sdk_fakes import FakeMaster, FakeSlave
+from tests.fakes.sdk_peers import FakeMaster, FakeSlave
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = b"data with a \0 byte"
@@ -188,9 +188,7 @@ def test_the_example_executor_runs_kills_and_echoes(slave):
         launch(slave, "ok", b"true")
         launch(slave, "bad", b"exit 3")
         launch(slave, "long", b"sleep 30")
-        deadline = time.monotonic() + 10
-        while ("long", "TASK_RUNNING") not in states(slave) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: ("long", "TASK_RUNNING") in states(slave), 10, message="task long to run")
         kill = pb.ExecutorEvent(type=pb.ExecutorEvent.KILL)
         kill.kill.task_id.value = "long"
         slave.send(kill)

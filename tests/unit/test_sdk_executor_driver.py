@@ -1,4 +1,4 @@
-"""The executor driver against a protocol-level slave double (see test_sdk_fakes)."""
+"""The executor driver against a protocol-level fake slave (tests/fakes/sdk_peers.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from offerd.framework_sdk import ExecutorDriver, MesosExecutorDriver
 from offerd.proto import offerd_pb2 as mesos_pb2
-from tests.unit.test_sdk_fakes import FakeSlave, RecordingExecutor, wait_for
+from tests.fakes.sdk_peers import FakeSlave, RecordingExecutor
+from tests.support import wait_for
 
 ExecutorCall = mesos_pb2.ExecutorCall
 ExecutorEvent = mesos_pb2.ExecutorEvent

@@ -1,4 +1,4 @@
-"""The scheduler driver against a protocol-level master double (see test_sdk_fakes)."""
+"""The scheduler driver against a protocol-level fake master (tests/fakes/sdk_peers.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 from offerd.framework_sdk import MesosSchedulerDriver, SchedulerDriver
 from offerd.proto import offerd_pb2 as mesos_pb2
-from tests.unit.test_sdk_fakes import FakeMaster, RecordingScheduler, wait_for
+from tests.fakes.sdk_peers import FakeMaster, RecordingScheduler
+from tests.support import wait_for
 
 Call = mesos_pb2.Call
 Event = mesos_pb2.Event

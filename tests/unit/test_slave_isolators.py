@@ -15,6 +15,7 @@ from offerd.slave.containerizer import cgroups, launcher
 from offerd.slave.containerizer.isolator import Container, Isolator, IsolatorError, LaunchPlan
 from offerd.slave.containerizer.namespaces import create_isolators
 from offerd.slave.flags import make_flags
+from tests.support import wait_for
 
 HIERARCHIES = cgroups.detect()
 CAN_ISOLATE = os.geteuid() == 0 and HIERARCHIES is not None and \
@@ -172,9 +173,7 @@ def test_a_kill_during_set_up_means_the_task_never_starts(tmp_path, pid_namespac
             caught = next(line for line in status if line.startswith("SigCgt:"))
         return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
 
-    deadline = time.monotonic() + 5
-    while not catches_term() and time.monotonic() < deadline:   # init has exec'd and set up its handlers
-        time.sleep(0.005)
+    wait_for(catches_term, 5, interval=0.005)   # init has exec'd and set up its handlers
     time.sleep(0.05)   # and is blocked opening the FIFO
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 128 + signal.SIGTERM

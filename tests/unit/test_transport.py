@@ -1,7 +1,6 @@
 """Transport: framing, refusals, heartbeats and reconnection over real sockets."""
 
 import threading
-import time
 
 import pytest
 import zmq
@@ -9,15 +8,7 @@ import zmq
 from offerd.common.actor import Actor
 from offerd.common.transport import MAGIC, Backoff, Client, Server, encode
 from offerd.proto import offerd_pb2 as pb
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+from tests.support import wait_for
 
 
 @pytest.fixture

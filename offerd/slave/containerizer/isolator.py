@@ -8,7 +8,8 @@ containerizer calls its hooks in this order for each container:
     isolate(container, pid)   the process exists (already in its cgroups);
     watch(container)    start watching for a limitation (OOM): fds to poll;
     check(container)    whether a limit was hit (a watched fd fired, or it ended);
-    update(container, resources)  the container's resources changed;
+    update(container)   its resources changed (container.cpus, container.mem_mb
+                        already hold the new values);
     usage(container)    Mesos' /monitor/statistics keys (any thread);
     cleanup(container)  the container is gone: remove what prepare made.
 

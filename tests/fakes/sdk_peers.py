@@ -1,13 +1,13 @@
-"""Protocol-level test doubles for the SDK tests: a master and a slave endpoint.
+"""Protocol-level stand-ins for the SDK's peers: a master and a slave endpoint.
 
-These are stand-ins, on purpose: the SDK's own rules (acknowledgement, dedup,
-failover, lifecycle) are easier to pin down against a peer that does exactly
-what a test says. The real master and slave are exercised end to end with the
-SDK in tests/integration/test_sdk_*.py. Both doubles speak the real wire format
-through offerd.common.transport.Server, and the master double serves the real
+Fakes, on purpose: the SDK's own rules (acknowledgement, dedup, failover,
+lifecycle) are easier to pin down against a peer that does exactly what a test
+says, when the real master and slave follow their own rules and timing. The
+real master and slave are exercised end to end with the SDK in
+tests/integration/test_sdk_*.py. Both fakes speak the real wire format through
+offerd.common.transport.Server, and the master fake serves the real
 ``/master/info`` lookup over HTTP, so the driver code under test is unchanged.
-
-(No tests here; the module is shared by the test_sdk_* files.)
+Recorder, RecordingScheduler and RecordingExecutor record the driver's callbacks.
 """
 
 from __future__ import annotations
@@ -23,15 +23,6 @@ from offerd.common.http import HttpServer
 from offerd.common.transport import Server
 from offerd.framework_sdk import Executor, Scheduler
 from offerd.proto import offerd_pb2 as pb
-
-
-def wait_for(predicate, timeout=5.0, interval=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 class _Endpoint:

@@ -1,4 +1,4 @@
-"""The HA registry: pure operations, and one contract over its backends
+"""The cluster's registry: pure operations, and one contract over its backends
 (in memory and a real ZooKeeper)."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import uuid
 import pytest
 
 from offerd.master.registry import Registrar, RegistryError, UpdateQuota, UpdateWeights, VersionMismatch
-from offerd.master.registry_zk import (AddFramework, AdmitSlave, HAInMemoryBackend, HARegistryState,
-                                       MarkSlaveGone, MarkSlaveReachable, MarkSlaveUnreachable, RemoveFramework,
-                                       RemoveSlave, SetLeader, ZooKeeperBackend)
+from offerd.master.registry_membership import (AddFramework, AdmitSlave, ClusterRegistryState, MarkSlaveGone,
+                                               MarkSlaveReachable, MarkSlaveUnreachable, RemoveFramework,
+                                               RemoveSlave, SetLeader)
+from offerd.master.registry_zookeeper import HAInMemoryBackend, ZooKeeperBackend
 
 
 @pytest.fixture(params=["in_memory", "zk"])
@@ -34,7 +35,7 @@ def backends(request, zk_server):
 
 
 def test_slave_lifecycle_operations_are_pure():
-    empty = HARegistryState()
+    empty = ClusterRegistryState()
     admitted = AdmitSlave("S1", "h1", 5051).apply(empty)
     assert dict(admitted.slaves["S1"]) == {"hostname": "h1", "port": 5051} and not empty.slaves
     unreachable = MarkSlaveUnreachable("S1", 100.0).apply(admitted)
@@ -53,12 +54,12 @@ def test_slave_lifecycle_operations_are_pure():
 
 
 def test_json_round_trip_keeps_everything():
-    state = HARegistryState()
+    state = ClusterRegistryState()
     for op in (UpdateWeights({"prod": 2}), UpdateQuota("dev", "cpus:1"), AdmitSlave("S1", "h", 1),
                AdmitSlave("S2", "h2", 2), MarkSlaveUnreachable("S2", 5.0), AddFramework("F1", 60.0, "f"),
                SetLeader({"id": "m1", "pid": "master@127.0.0.1:5050"})):
         state = op.apply(state)
-    again = HARegistryState.from_json(state.to_json())
+    again = ClusterRegistryState.from_json(state.to_json())
     assert again.to_json() == state.to_json()
 
 

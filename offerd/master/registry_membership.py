@@ -1,22 +1,14 @@
-"""The HA registry: what a new leading master needs to take over.
+"""What a new leading master needs to take over: the cluster's registry state
+and the operations that change it.
 
-It extends `registry.RegistryState` (weights, quota) with the master's own
-bookkeeping: admitted slaves, unreachable slaves with the time they were marked,
-slaves an operator marked gone, the frameworks' failover timeouts (which Mesos
-loses on failover; offerd keeps them) and the leading MasterInfo. Every change
-is an operation with a pure ``apply``, applied by the same
-`registry.Registrar`; operations of registry.py (UpdateWeights, UpdateQuota...)
-work on this state unchanged, since they use ``dataclasses.replace``.
-
-Backends, behind registry.py's `RegistryBackend`:
-
-* `ZooKeeperBackend` (``--registry=zk``, the default with ``--zk``): the state
-  as JSON in the znode ``<zk path>/registry``, each store a ``set`` with the
-  znode version read last (compare-and-set), so a master that lost leadership
-  can never overwrite what the new leader wrote: its store fails with
-  `VersionMismatch` and it abdicates.
-* `HAInMemoryBackend` (``--registry=in_memory``): the same state, in memory
-  (tests; a failover then forgets everything, as with Mesos' in_memory).
+`ClusterRegistryState` extends `registry.RegistryState` (weights, quota) with
+the master's own bookkeeping: admitted slaves, unreachable slaves with the time
+they were marked, slaves an operator marked gone, the frameworks' failover
+timeouts (which Mesos loses on failover; offerd keeps them) and the leading
+MasterInfo. Every change is an operation with a pure ``apply``, applied by the
+same `registry.Registrar`; operations of registry.py (UpdateWeights,
+UpdateQuota...) work on this state unchanged, since they use
+``dataclasses.replace``. Where it is stored: offerd.master.registry_zookeeper.
 
 Slaves are kept small (id, hostname, port, and the principal a slave proved
 when it registered, so that a new leader refuses another principal's
@@ -28,12 +20,10 @@ so registries written before it load unchanged.
 from __future__ import annotations
 
 import dataclasses
-import json
 from types import MappingProxyType
 from typing import Mapping
 
-from offerd.master.registry import (InMemoryBackend, Operation, RegistryBackend, RegistryError, RegistryState,
-                                    VersionMismatch)
+from offerd.master.registry import Operation, RegistryError, RegistryState
 
 _EMPTY: Mapping = MappingProxyType({})
 
@@ -43,7 +33,7 @@ def _frozen(d: dict) -> Mapping:
 
 
 @dataclasses.dataclass(frozen=True)
-class HARegistryState(RegistryState):
+class ClusterRegistryState(RegistryState):
     # slave_id -> {"hostname": ..., "port": ..., "principal": ... (when it proved one)}
     slaves: Mapping[str, Mapping] = dataclasses.field(default_factory=lambda: _EMPTY)
     # slave_id -> {"hostname", "port", "time"}: marked unreachable at time
@@ -63,7 +53,7 @@ class HARegistryState(RegistryState):
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> HARegistryState:
+    def from_json(cls, data: dict) -> ClusterRegistryState:
         base = super().from_json(data)
         return dataclasses.replace(
             base,
@@ -188,53 +178,3 @@ class RemoveFramework(Operation):
 
     def apply(self, state):
         return dataclasses.replace(state, frameworks=_without(state.frameworks, self.framework_id))
-
-
-# -- backends -----------------------------------------------------------------------------
-
-
-class HAInMemoryBackend(InMemoryBackend):
-    def __init__(self):
-        super().__init__()
-        self._state = HARegistryState()
-
-
-class ZooKeeperBackend(RegistryBackend):
-    """The state as JSON in one znode; stores compare-and-set its version."""
-
-    def __init__(self, client, path: str, acl=None):
-        self.client = client
-        self.path = path
-        self.acl = acl  # with --zk credentials: writable by them only
-        self._znode_version: int | None = None  # None: no znode read yet / none exists
-
-    def fetch(self):
-        from kazoo.exceptions import NoNodeError
-
-        try:
-            data, stat = self.client.get(self.path)
-        except NoNodeError:
-            self._znode_version = None
-            return HARegistryState()
-        self._znode_version = stat.version
-        try:
-            return HARegistryState.from_json(json.loads(data.decode()))
-        except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"corrupt registry in ZooKeeper {self.path}: {exc}") from None
-
-    def store(self, state, expected_version):
-        from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
-
-        state = dataclasses.replace(state, version=expected_version + 1)
-        data = json.dumps(state.to_json(), sort_keys=True, separators=(",", ":")).encode()
-        try:
-            if self._znode_version is None:
-                self.client.create(self.path, data, acl=self.acl, makepath=True)
-                self._znode_version = 0
-            else:
-                stat = self.client.set(self.path, data, version=self._znode_version)
-                self._znode_version = stat.version
-        except (BadVersionError, NodeExistsError, NoNodeError):
-            raise VersionMismatch(f"registry {self.path} was written by another master "
-                                  f"since version {expected_version}") from None
-        return state

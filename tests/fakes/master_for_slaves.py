@@ -1,17 +1,27 @@
-"""Test doubles and builders shared by the slave's integration tests (no tests here).
+"""A fake master for testing the slave, and the slaves under test against it (no tests here).
 
 FakeMaster is a protocol-level stand-in for the master: a real ZeroMQ ROUTER
 (offerd.common.transport.Server) plus a real HTTP `/master/info`, so the slave
-under test runs its real transport, detector and protocol code. It lets a test
-see every SlaveCall and choose every SlaveEvent (withhold acknowledgements, send
-kills, restart the connection). The real master is tested end to end elsewhere.
+under test runs its real transport, detector and protocol code. A fake and not
+the real master because a test must see every SlaveCall and choose every
+SlaveEvent (withhold acknowledgements, send kills, restart the connection),
+which the real master does by its own rules. The real master is tested end to
+end elsewhere (tests/integration/test_e2e.py and the cluster suites).
+
+Fixtures (registered for every suite by tests/conftest.py's `pytest_plugins`;
+a module's own `master` fixture takes precedence): `master` (a FakeMaster),
+`start_slave` (real slaves against it) and `container_slave` (real slaves with
+the chosen isolation, whose teardown checks that no cgroup is left behind).
 """
 
 from __future__ import annotations
 
+import glob
 import itertools
+import os
 import threading
 import time
+import uuid
 
 import pytest
 import zmq
@@ -22,25 +32,22 @@ from offerd.common.http import HttpServer
 from offerd.common.transport import Server
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import Slave
+from offerd.slave.containerizer import cgroups
 from offerd.slave.flags import make_flags
 from offerd.slave.status_updates import is_terminal
+from tests.support import wait_for
 
 Event = pb.SlaveEvent
 Call = pb.SlaveCall
 FRAMEWORK_ID = "F1"
-
-
-def wait_for(predicate, timeout=10.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
+HIERARCHIES = cgroups.detect()  # None without cgroups
+IS_ROOT = os.geteuid() == 0
 
 
 class FakeMaster:
+    """The master's slave endpoint and `/master/info`; registers slaves and acknowledges
+    updates unless told not to (`auto_register`, `auto_ack`)."""
+
     def __init__(self, auto_register: bool = True, auto_ack: bool = True):
         self.auto_register = auto_register
         self.auto_ack = auto_ack
@@ -112,7 +119,7 @@ class FakeMaster:
         def found():
             return next((c for c in self.received(call_type) if predicate(c)), None)
         found.__name__ = f"a {Call.Type.Name(call_type)} call"
-        return wait_for(found, timeout)
+        return wait_for(found, timeout, interval=0.02)
 
     def updates(self, task_id: str) -> list[pb.SlaveCall]:
         return [c for c in self.received(Call.UPDATE) if c.update.status.task_id.value == task_id]
@@ -130,13 +137,13 @@ class FakeMaster:
         def terminal():
             return next((c.update.status for c in self.updates(task_id) if is_terminal(c.update.status.state)), None)
         terminal.__name__ = f"a terminal update of task {task_id}"
-        return wait_for(terminal, timeout)
+        return wait_for(terminal, timeout, interval=0.02)
 
     def wait_state(self, task_id: str, state: int, timeout=10.0) -> pb.TaskStatus:
         def arrived():
             return next((c.update.status for c in self.updates(task_id) if c.update.status.state == state), None)
         arrived.__name__ = f"{pb.TaskState.Name(state)} of task {task_id}"
-        return wait_for(arrived, timeout)
+        return wait_for(arrived, timeout, interval=0.02)
 
     def acknowledge(self, slave_id: str, call: pb.SlaveCall) -> None:
         self.send(slave_id, ack_event(call))
@@ -204,3 +211,66 @@ def start_slave(master, tmp_path):
     yield start
     for slave in started:
         slave.stop()
+
+
+# -- slaves with containers ------------------------------------------------------------
+
+
+def offerd_cgroups(root_name: str) -> list[str]:
+    """The cgroups under `root_name` in every mounted hierarchy."""
+    if HIERARCHIES is None:
+        return []
+    return [path for mount in set(HIERARCHIES.mounts.values())
+            for path in glob.glob(os.path.join(mount, root_name, "*")) if os.path.isdir(path)]
+
+
+@pytest.fixture
+def container_slave(master, tmp_path):
+    """container_slave(isolation, **flags) -> a started Slave; at teardown every
+    slave stops and no cgroup under the test's --cgroups_root may remain."""
+    started: list[Slave] = []
+    root_name = f"offerd-test-{uuid.uuid4().hex[:8]}"
+
+    def start(isolation: str = "posix/cpu,posix/mem", **overrides) -> Slave:
+        overrides.setdefault("cgroups_root", root_name)
+        overrides.setdefault("fetcher_cache_dir", str(tmp_path / "fetch-cache"))
+        slave = Slave(slave_flags(master, tmp_path / f"work{len(started)}", isolation=isolation,
+                                  **overrides)).start()
+        started.append(slave)
+        wait_for(lambda: slave.slave_id, 10)
+        return slave
+
+    yield start
+    for slave in started:
+        slave.stop()
+    left = offerd_cgroups(root_name)
+    for path in left:
+        cgroups.remove(path)
+    for mount in set(HIERARCHIES.mounts.values()) if HIERARCHIES else ():
+        try:
+            os.rmdir(os.path.join(mount, root_name))
+        except OSError:
+            pass
+    assert left == [], f"cgroups left behind: {left}"
+
+
+def task(task_id: str, command: str, cpus: float = 0.1, mem: float = 64, **kwargs) -> pb.TaskInfo:
+    """A command task with cpus and mem (what an isolator limits)."""
+    info = command_task(task_id, command, **kwargs)
+    del info.resources[:]
+    info.resources.add(name="cpus", type=pb.Value.SCALAR, scalar=pb.Value.Scalar(value=cpus))
+    info.resources.add(name="mem", type=pb.Value.SCALAR, scalar=pb.Value.Scalar(value=mem))
+    return info
+
+
+def sandbox(slave: Slave, task_id: str) -> str:
+    """The sandbox of the task's (command) executor, once the slave made it."""
+    pattern = os.path.join(slave.flags.work_dir, "slaves", slave.slave_id, "frameworks", "F1",
+                           "executors", task_id, "runs", "*")
+    return wait_for(lambda: glob.glob(pattern), 5)[0]
+
+
+def read_when(path: str, timeout: float = 10.0) -> str:
+    """The file's text once it exists and ends with a full line."""
+    wait_for(lambda: os.path.exists(path) and open(path).read().endswith("\n"), timeout)
+    return open(path).read()
