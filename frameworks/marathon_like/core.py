@@ -56,6 +56,10 @@ class Config:
     local_port_min: int = 10000
     local_port_max: int = 20000
     max_running_deployments: int = 100
+    # A new instance of an app without health or readiness checks counts toward its deployment
+    # step once it has been running this long: one that dies at once (a port in use, a bad
+    # command) keeps the deployment open instead of finishing it while it shows TASK_RUNNING.
+    deployment_settle_seconds: float = 2.0
     # /v2/events: streams open at once (each holds an HTTP worker thread; see
     # service.http_threads), and how far one may fall behind before it is dropped.
     max_event_streams: int = 8
@@ -220,7 +224,9 @@ class Core(Engine):
         merged = {**(copy.deepcopy(base) if base else {}), **raw}
         if path_id is not None:
             merged["id"] = path_id
-        if "ports" in raw:
+        if "ports" in raw and "portDefinitions" in raw and validation.same_ports(raw):
+            merged.pop("ports")   # a GET document sent back: the definitions carry names and labels
+        elif "ports" in raw:
             merged.pop("portDefinitions", None)
         if "id" not in merged:
             raise NotValid([{"path": "/id", "errors": ["error.path.missing"]}])
@@ -230,7 +236,7 @@ class Core(Engine):
             details.append({"path": "/id", "errors": ids.path_errors(raw_id)})
         merged["id"] = ids.canonical(raw_id)
         app = with_defaults({k: v for k, v in merged.items() if k != "version"})
-        details += [d for d in validation.validate_app(app, raw) if d["path"] != "/id"]
+        details += [d for d in validation.validate_app(app, raw, self.config.mesos_role) if d["path"] != "/id"]
         if details:
             raise NotValid(details)
         app["dependencies"] = [ids.canonical(d, ids.parent_of(app["id"])) for d in app["dependencies"]]

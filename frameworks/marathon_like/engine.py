@@ -90,7 +90,7 @@ class Engine:
         new = [i for i in active if i.config_version == config]
         capacity = restart.capacity(len(active))
         ready_old = [i for i in old if i.ready(app)]
-        ready_new = sum(1 for i in new if i.ready(app))
+        ready_new = sum(1 for i in new if self._settled(i, app))
         kill_ready, _ = restart.kills(len(ready_old), ready_new, 0)
         victims = [i for i in old if not i.ready(app)] + self._victim_order(app, ready_old)[:kill_ready]
         for inst in victims:
@@ -111,7 +111,19 @@ class Engine:
 
     # -- deployments -----------------------------------------------------------------
 
+    def _settled(self, inst: Instance, app: dict) -> bool:
+        """Ready (running, healthy, passed readiness), as Marathon counts a started instance;
+        without health or readiness checks to prove it up, also running for the settle time."""
+        if not inst.ready(app):
+            return False
+        if app.get("healthChecks") or app.get("readinessChecks"):
+            return True
+        return inst.started_at is not None and ids.now() - inst.started_at >= self.config.deployment_settle_seconds
+
     def _action_done(self, action: dict) -> bool:
+        """Whether a step's action is complete: a Start/Scale/Restart only when the app's
+        instances all run the target version and are settled (`_settled`); until then the
+        deployment stays listed and the launch queue says what is missing and why."""
         app_id = action["app"]
         app = self.apps.get(app_id)
         alive = [i for i in self.by_app.get(app_id, {}).values() if i.state not in TERMINAL]
@@ -123,7 +135,7 @@ class Engine:
         config = app["versionInfo"]["lastConfigChangeAt"]
         if action["action"] == plans.RESTART and any(i.config_version != config for i in alive):
             return False
-        return len(active) == app["instances"] == sum(1 for i in active if i.ready(app)) and \
+        return len(active) == app["instances"] == sum(1 for i in active if self._settled(i, app)) and \
             len(alive) == len(active)
 
     def progress_deployments(self) -> None:

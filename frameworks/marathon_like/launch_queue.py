@@ -58,12 +58,12 @@ class QueueEntry:
                                  "timestamp": ids.timestamp(now), "reason": [reason]})
         del self.last_unused[:-10]
 
-    def to_json(self, app_json: dict, now: float, embed_offers: bool = False) -> dict:
+    def to_json(self, app_json: dict, now: float, embed_offers: bool = False, role: str = "*") -> dict:
         left = self.backoff.time_left(now)
         summary = [{"reason": r, "declined": self.rejects.get(r, 0), "processed": self.processed}
                    for r in REASONS]
         out = {
-            "app": app_json, "count": self.count,
+            "app": app_json, "count": self.count, "role": role,
             "delay": {"timeLeftSeconds": int(round(left)), "overdue": left <= 0},
             "since": ids.timestamp(self.since),
             "processedOffersSummary": {

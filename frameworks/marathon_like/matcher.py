@@ -111,10 +111,7 @@ def _fit(app: dict, pool: Resources, role: str) -> Placement | str:
         if picked is None:
             return "InsufficientPorts"
         ports = picked
-    text = ";".join(f"{name}:{amount:g}" for name, amount in need.items() if amount)
-    if ports:
-        text += ";ports:[" + ",".join(f"{p}-{p}" for p in ports) + "]"
-    resources = Resources.parse(text).with_role(role)
+    resources = Resources.from_scalars(need, role) + Resources.from_ranges("ports", [(p, p) for p in ports], role)
     return Placement(resources, ports, role)
 
 

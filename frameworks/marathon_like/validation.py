@@ -34,11 +34,14 @@ def _min(d: _Details, path: str, value, low) -> None:
         d.add(path, f"got {value}, expected {low} or more")
 
 
-def validate_app(app: dict, raw: dict | None = None) -> list[dict]:
+def validate_app(app: dict, raw: dict | None = None, framework_role: str = "*") -> list[dict]:
     """Rules for a full app (defaults applied). `raw` is the body as sent, for
-    rules about what the client combined (ports + portDefinitions, ...)."""
+    rules about what the client combined (ports + portDefinitions, ...);
+    `framework_role` is the role this framework registered with (--mesos_role)."""
     d = _Details()
     raw = raw or {}
+    for path, message in unsupported_errors(app, framework_role):
+        d.add(path, message)
     errors = ids.path_errors(app.get("id", ""))
     if errors:
         d.add("/id", errors[0])
@@ -57,7 +60,7 @@ def validate_app(app: dict, raw: dict | None = None) -> list[dict]:
     strategy = app.get("upgradeStrategy") or {}
     _between(d, "/upgradeStrategy/minimumHealthCapacity", strategy.get("minimumHealthCapacity"), 0.0, 1.0)
     _between(d, "/upgradeStrategy/maximumOverCapacity", strategy.get("maximumOverCapacity"), 0.0, 1.0)
-    if "ports" in raw and "portDefinitions" in raw:
+    if "ports" in raw and "portDefinitions" in raw and not same_ports(raw):
         d.add("/", "cannot specify both ports and port definitions")
     ports = [p.get("port", 0) for p in app.get("portDefinitions", [])]
     nonzero = [p for p in ports if p]
@@ -105,6 +108,75 @@ def validate_app(app: dict, raw: dict | None = None) -> list[dict]:
     for i, dep in enumerate(app.get("dependencies", [])):
         if ids.path_errors(dep):
             d.add(f"/dependencies({i})", ids.path_errors(dep)[0])
+    return d.as_list()
+
+
+def same_ports(raw: dict) -> bool:
+    """`ports` says what `portDefinitions` says (as a GET document shows both)."""
+    definitions = raw.get("portDefinitions") or []
+    return [p.get("port", 0) for p in definitions] == list(raw.get("ports") or [])
+
+
+NOT_SUPPORTED = "not supported by offerd: "
+
+
+def unsupported_errors(app: dict, framework_role: str = "*") -> list[tuple[str, str]]:
+    """Fields of Marathon's app that offerd knows but cannot honour: refused with the
+    reason instead of accepted and ignored. Their empty values (what GET shows) pass."""
+    out = []
+
+    def no(path, why):
+        out.append((path, NOT_SUPPORTED + why))
+
+    container = app.get("container") or {}
+    if container.get("docker") or container.get("type") == "DOCKER":
+        no("/container/docker", "tasks run `cmd` or `args` in offerd's own containers, not from container images")
+    for key, why in (("volumes", "no volumes are mounted into tasks"),
+                     ("portMappings", "tasks use host networking; give ports in portDefinitions"),
+                     ("linuxInfo", "no per-task Linux capabilities or seccomp settings")):
+        if container.get(key):
+            no(f"/container/{key}", why)
+    if app.get("executor") not in (None, "", "//cmd"):
+        no("/executor", 'apps run under the command executor only ("" or "//cmd")')
+    for key, why in (("executorResources", "apps run under the command executor only"),
+                     ("resourceLimits", "a task is limited to the resources it asks for"),
+                     ("check", "use healthChecks"),
+                     ("storeUrls", "there is no artifact store; use fetch"),
+                     ("ipAddress", "no IP-per-task networking; tasks use the host's network"),
+                     ("residency", "no persistent volumes or resident tasks"),
+                     ("secrets", "there is no secret store")):
+        if app.get(key):
+            no(f"/{key}", why)
+    for name, value in (app.get("env") or {}).items():
+        if isinstance(value, dict):
+            no(f"/env/{name}", "there is no secret store; give the value itself")
+    if app.get("tty"):
+        no("/tty", "tasks have no terminal")
+    for i, network in enumerate(app.get("networks") or []):
+        if network.get("mode", "host") != "host":
+            no(f"/networks({i})/mode", 'tasks use the host\'s network (mode "host")')
+    for i, fetch in enumerate(app.get("fetch") or []):
+        if fetch.get("destPath"):
+            no(f"/fetch({i})/destPath", "fetched files keep their names in the sandbox")
+    role = app.get("role")
+    if role is not None and role != framework_role:
+        no("/role", f"got {role!r}, but this Marathon runs every app in its role {framework_role!r} (--mesos_role)")
+    return out
+
+
+def group_errors(group: dict, path: str = "") -> list[dict]:
+    """What a group body may not hold here: pods, enforceRole (nested groups included)."""
+    d = _Details()
+
+    def walk(node, base):
+        if node.get("pods"):
+            d.add(f"{base}/pods", NOT_SUPPORTED + "pods; define apps")
+        if node.get("enforceRole"):
+            d.add(f"{base}/enforceRole", NOT_SUPPORTED + "every app runs in this Marathon's role (--mesos_role)")
+        for i, child in enumerate(node.get("groups") or []):
+            if isinstance(child, dict):
+                walk(child, f"{base}/groups({i})")
+    walk(group, path)
     return d.as_list()
 
 

@@ -6,8 +6,9 @@ Layout under the URL's path:
     <path>/leader/                   kazoo's election recipe; the data of each
                                      contender is its API address "host:port"
 
-kazoo is used directly: the framework depends on offerd's public SDK only, not on
-the masters' election code.
+kazoo is used directly for the store and the election (Marathon's layout, not the
+masters'); only the URL is read by ``offerd.common.election.parse_zk_url``, so a
+malformed ``--zk`` gets the same error here as from the master.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from urllib.parse import unquote
-
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NoNodeError, NotEmptyError, RolledBackError, RuntimeInconsistency
 from kazoo.retry import KazooRetry
+
+from offerd.common.election import ElectionError, parse_zk_url
 
 from frameworks.marathon_like.storage import KeyValueBackend, KeyValueStorage, StorageError
 
@@ -27,19 +28,13 @@ log = logging.getLogger(__name__)
 
 
 def parse_url(url: str) -> tuple[str, str, str | None]:
-    """(kazoo hosts, base path, "user:pass" or None) of ``zk://[user:pass@]h1:p1,h2:p2/path``."""
-    if not (url or "").startswith("zk://"):
-        raise StorageError(f"invalid ZooKeeper URL {url!r}: use zk://host:2181/marathon")
-    rest = url[len("zk://"):]
-    credentials = None
-    if "@" in rest.split("/", 1)[0]:
-        auth, rest = rest.split("@", 1)
-        credentials = unquote(auth)
-    hosts, _, path = rest.partition("/")
-    path = "/" + path.strip("/")
-    if not hosts or path == "/":
-        raise StorageError(f"invalid ZooKeeper URL {url!r}: use zk://host:2181/marathon")
-    return hosts, path, credentials
+    """(kazoo hosts, base path, "user:pass" or None) of ``zk://[user:pass@]h1:p1,h2:p2/path``
+    (or ``file:///path`` holding one), with the master's errors for a malformed URL."""
+    try:
+        parsed = parse_zk_url(url)
+    except ElectionError as exc:
+        raise StorageError(str(exc)) from None
+    return parsed.hosts, parsed.path, parsed.credentials
 
 
 def connect(url: str, session_timeout: float = 10.0) -> tuple[KazooClient, str]:

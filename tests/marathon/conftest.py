@@ -3,7 +3,6 @@ real cluster with the real `offerd marathon` process talking HTTP."""
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 import requests
@@ -11,6 +10,7 @@ import requests
 from frameworks.marathon_like.api import create_app
 from frameworks.marathon_like.core import Config, Core
 from offerd.cli import secure_setup
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -21,12 +21,6 @@ def core():
 @pytest.fixture
 def client(core):
     return create_app(core).test_client()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Api:

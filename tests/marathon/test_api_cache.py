@@ -28,6 +28,12 @@ def test_list_follows_versions_counts_and_deployments(client, core):
             status = pb.TaskStatus(state=pb.TASK_RUNNING)
             status.task_id.value = task_id
             core.on_status(status)
+    running = _apps(client)["/c"]
+    assert running["tasksRunning"] == 2 and running["tasksStaged"] == 0 and running["deployments"] == first["deployments"]
+    with core.lock:
+        for inst in core.instances.values():       # pretend the settle time passed
+            inst.started_at -= core.config.deployment_settle_seconds
+        core.progress_deployments()
     after = _apps(client)["/c"]
     assert after["tasksRunning"] == 2 and after["tasksStaged"] == 0 and after["deployments"] == []
 

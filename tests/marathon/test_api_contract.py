@@ -40,9 +40,10 @@ def test_post_app_fills_defaults_and_headers(client):
 
 @pytest.mark.parametrize("body,status,details", [
     ({"id": "/a", "cmd": "x", "instances": -3}, 422, [{"path": "/instances", "errors": ["got -3, expected 0 or more"]}]),
-    ({"id": "/a", "cmd": "x", "instances": "3"}, 422, [{"path": "/instances", "errors": ["error.expected.jsnumber"]}]),
-    ({"id": "/a", "cmd": "x", "killSelection": "RANDOM"}, 422,
-     [{"path": "/killSelection", "errors": ["error.unknown.enum.literal"]}]),
+    ({"id": "/a", "cmd": "x", "instances": "3"}, 422,
+     [{"path": "/instances", "errors": ["error.expected.jsnumber", "expected a number, got a string"]}]),
+    ({"id": "/a", "cmd": "x", "killSelection": "RANDOM"}, 422, [{"path": "/killSelection", "errors": [
+        "error.unknown.enum.literal", "expected one of YOUNGEST_FIRST, OLDEST_FIRST, got 'RANDOM'"]}]),
     ({"id": "/a"}, 422, [{"path": "/", "errors": [
         "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'."]}]),
     ({"id": "/a", "cmd": "x", "upgradeStrategy": {"minimumHealthCapacity": -1.2}}, 422,
@@ -205,7 +206,8 @@ def test_deployments_shape_and_cancel(client, core):
 def test_queue_and_delay(client, core):
     post(client, instances=2)
     item = client.get("/v2/queue").json["queue"][0]
-    assert set(item) == {"app", "count", "delay", "since", "processedOffersSummary"}
+    assert set(item) == {"app", "count", "role", "delay", "since", "processedOffersSummary"}
+    assert item["role"] == "*"
     assert item["count"] == 2 and item["delay"] == {"timeLeftSeconds": 0, "overdue": True}
     assert "lastUnusedOffers" in client.get("/v2/queue?embed=lastUnusedOffers").json["queue"][0]
     assert client.delete("/v2/queue/foo/delay").status_code == 204

@@ -7,6 +7,7 @@ import pytest
 
 from offerd.proto import offerd_pb2 as pb
 from tests.marathon.test_engine import launched, offer
+from tests.support import wait_for
 
 APP = {"cmd": "sleep 1", "cpus": 0.1, "mem": 16}
 
@@ -179,27 +180,15 @@ def test_readiness_gates_the_deployment(client, core):
             checker.poll()
             app = client.get("/v2/apps/r?embed=app.readiness").get_json()["app"]
             return app["readinessCheckResults"]
-        [result] = _wait(results)
+        [result] = wait_for(results, 5)
         assert result["ready"] is False and result["lastResponse"]["status"] == 503
         assert result["lastResponse"]["body"] == "warming up"
         assert len(client.get("/v2/deployments").get_json()) == 1        # waits for readiness
 
         state["status"] = 200
-        _wait(lambda: checker.poll() or core.instances[task_id].readiness_ok, timeout=5)
+        wait_for(lambda: checker.poll() or core.instances[task_id].readiness_ok, timeout=5)
         assert client.get("/v2/deployments").get_json() == []
         assert client.get("/v2/apps/r?embed=app.readiness").get_json()["app"]["readinessCheckResults"] == []
     finally:
         checker.close()
         server.shutdown()
-
-
-def _wait(predicate, timeout=5.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")

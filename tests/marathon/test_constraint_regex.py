@@ -10,8 +10,8 @@ import pytest
 
 from frameworks.marathon_like import constraints
 from frameworks.marathon_like.validation import constraint_errors
-from tests.conftest import wait_for
-from tests.marathon.conftest import Api, free_port
+from tests.marathon.conftest import Api
+from tests.support import free_port, wait_for
 
 CATASTROPHIC = "(a+)+$"
 # Python's re needs about 2**n steps for this; RE2 reads it once.

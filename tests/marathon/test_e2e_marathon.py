@@ -6,8 +6,8 @@ import time
 
 import requests
 
-from tests.conftest import wait_for
 from tests.marathon.conftest import OPEN_AND_SECURE
+from tests.support import wait_for
 
 APP = {"cpus": 0.1, "mem": 16, "cmd": "sleep 600"}
 

@@ -13,7 +13,7 @@ import requests
 from frameworks.marathon_like.core import Config
 from frameworks.marathon_like.events import EventBus, TooManyStreams
 from frameworks.marathon_like.service import HTTP_THREADS, MarathonService, http_threads
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 APP = {"id": "/during-streams", "cmd": "sleep 100", "cpus": 0.1, "mem": 32, "instances": 0}
 # Far beyond any answer's time here, so a starved API shows as a failure, not a slow pass.

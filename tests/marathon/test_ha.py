@@ -9,9 +9,9 @@ import signal
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.marathon.conftest import Api, free_port
+from tests.marathon.conftest import Api
 from tests.marathon.test_e2e_marathon import APP, no_deployments, running
+from tests.support import free_port, wait_for
 
 
 def _leader(api) -> str | None:

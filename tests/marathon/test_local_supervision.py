@@ -11,8 +11,7 @@ import pytest
 import requests
 
 from offerd.cli.local import free_base_port
-from tests.conftest import wait_for
-from tests.marathon.conftest import free_port
+from tests.support import free_port, wait_for
 
 
 def _get(url):

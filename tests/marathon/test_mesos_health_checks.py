@@ -9,7 +9,7 @@ import os
 
 import psutil
 
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 APP = {"cpus": 0.1, "mem": 64, "instances": 1}
 SERVER = "exec python3 -m http.server $PORT0 --bind 127.0.0.1"

@@ -13,8 +13,8 @@ import pytest
 from frameworks.marathon_like.core import Config, Core
 from frameworks.marathon_like.storage import FileStorage, InMemoryStorage
 from offerd.proto import offerd_pb2 as pb
-from tests.conftest import wait_for
 from tests.marathon.test_e2e_marathon import APP, no_deployments, running
+from tests.support import wait_for
 
 
 def _app(app_id="/a", version="2026-01-01T00:00:00.000Z", **extra):
@@ -180,3 +180,28 @@ def test_zk_url_parsing():
     for bad in ("h:2181/marathon", "zk://h:2181", "zk:///marathon"):
         with pytest.raises(StorageError):
             parse_url(bad)
+
+
+@pytest.mark.parametrize("bad", ["h:2181/marathon", "zk://h:2181", "zk:///marathon", "zk://h:port/marathon",
+                                 "zk://user@h:2181/marathon", "file:///nonexistent/zk-url"])
+def test_zk_url_errors_are_the_masters(bad):
+    """One parser for the master and Marathon: a malformed --zk gets the same words from both."""
+    from frameworks.marathon_like.storage import StorageError
+    from frameworks.marathon_like.zk import parse_url
+    from offerd.common.election import ElectionError, parse_zk_url
+
+    with pytest.raises(ElectionError) as master:
+        parse_zk_url(bad)
+    with pytest.raises(StorageError) as marathon:
+        parse_url(bad)
+    assert str(marathon.value) == str(master.value)
+
+
+def test_marathon_process_refuses_a_malformed_zk_url():
+    """The real process ends at once with the reason, before contacting anything."""
+    done = subprocess.run([sys.executable, "-m", "offerd", "marathon", "--master=127.0.0.1:5050",
+                           "--zk=zk://user:secret@zkhost:notaport/marathon", "--http_port=0"],
+                          capture_output=True, text=True, cwd=".", timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "invalid ZooKeeper host 'zkhost:notaport'" in done.stderr and "use HOST:PORT" in done.stderr
+    assert "secret" not in done.stderr   # the password is redacted, as the master does

@@ -12,7 +12,7 @@ from frameworks.marathon_like.core import Config, Core
 from offerd.common.http import HttpServer
 from tests.browser import chromium
 from tests.browser import skip_reason as _skip_reason
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 
 
@@ -41,6 +41,18 @@ def test_page_and_assets_over_http(served):
     assert requests.get(f"{url}/ui/style.css", timeout=5).headers["Content-Type"].startswith("text/css")
     assert requests.get(f"{url}/ui/missing.js", timeout=5).status_code == 404
     assert requests.get(f"{url}/ui/..%2fcore.py", timeout=5).status_code == 404
+
+
+def test_bare_paths_redirect_to_the_page(served):
+    """`/ui` and `/` answer 302 to `/ui/`, as Marathon does: served at `/ui` the page's
+    relative app.js and style.css would resolve to `/app.js` and 404."""
+    _, url = served
+    for path in ("/ui", "/"):
+        response = requests.get(f"{url}{path}", allow_redirects=False, timeout=5)
+        assert response.status_code == 302 and response.headers["Location"] == "/ui/", path
+    followed = requests.get(f"{url}/ui", timeout=5)
+    assert followed.status_code == 200 and followed.url == f"{url}/ui/" and 'src="app.js"' in followed.text
+    assert requests.get(f"{url}/ui/app.js", allow_redirects=False, timeout=5).status_code == 200
 
 
 @pytest.fixture(scope="module")

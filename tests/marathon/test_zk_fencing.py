@@ -12,7 +12,7 @@ from kazoo.client import KazooState
 
 from frameworks.marathon_like.storage import StorageError
 from frameworks.marathon_like.zk import Leadership, StorageConflict, ZooKeeperStorage, connect
-from tests.conftest import wait_for
+from tests.support import wait_for
 from tests.zookeeper import ZooKeeperServer, kazoo_threads, zookeeper_missing
 
 

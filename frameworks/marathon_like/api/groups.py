@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from frameworks.marathon_like import groups as ops
-from frameworks.marathon_like import ids, schemas
+from frameworks.marathon_like import ids, schemas, validation
 from frameworks.marathon_like.api.common import body, core, deployment_result, qbool
-from frameworks.marathon_like.errors import Conflict, group_not_found
+from frameworks.marathon_like.errors import Conflict, NotValid, group_not_found
 
 bp = Blueprint("groups", __name__)
 
@@ -20,6 +20,14 @@ def _find(tree: dict, group_id: str) -> dict | None:
         if found:
             return found
     return None
+
+
+def _load_group() -> dict:
+    raw = schemas.load(schemas.GROUP, body())
+    details = validation.group_errors(raw)
+    if details:
+        raise NotValid(details)
+    return raw
 
 
 @bp.get("/v2/groups", defaults={"group_id": ""})
@@ -45,7 +53,7 @@ def get_group(group_id: str):
 @bp.route("/v2/groups", methods=["POST", "PUT"], defaults={"group_id": ""})
 @bp.route("/v2/groups/<path:group_id>", methods=["POST", "PUT"])
 def change_group(group_id: str):
-    raw = schemas.load(schemas.GROUP, body())
+    raw = _load_group()
     target_id = ids.canonical(raw["id"], ids.canonical(group_id)) if raw.get("id") else ids.canonical(group_id)
     c = core()
     force = qbool("force")
@@ -77,7 +85,7 @@ def change_group(group_id: str):
 @bp.patch("/v2/groups/<path:group_id>")
 def patch_group(group_id: str):
     """Top-level settings only (dependencies): no app changes, no restart."""
-    raw = schemas.load(schemas.GROUP, body())
+    raw = _load_group()
     group_id = ids.canonical(group_id)
     c = core()
     with c.lock:

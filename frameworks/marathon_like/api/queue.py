@@ -17,7 +17,8 @@ def queue():
     embed_offers = "lastUnusedOffers" in request.args.getlist("embed")
     now = ids.now()
     with c.lock:
-        items = [entry.to_json(app_json(c.apps[app_id]), now, embed_offers)
+        items = [entry.to_json(app_json(c.apps[app_id]), now, embed_offers,
+                               c.apps[app_id].get("role") or c.config.mesos_role)
                  for app_id, entry in sorted(c.queue.items(), key=lambda kv: kv[1].since)
                  if app_id in c.apps and (entry.count > 0 or entry.backoff.time_left(now) > 0)]
     return jsonify({"queue": items})
