@@ -14,8 +14,8 @@ help:
 	@echo "make bench        run the benchmarks under bench/ (JSON on stdout)"
 	@echo "make test-chaos   kill masters, slaves, schedulers at random for 2 minutes (real ZooKeeper)"
 	@echo "make fuzz         fuzz every ZeroMQ and HTTP endpoint with a large budget (random seed, printed)"
-	@echo "make proto        regenerate offerd/proto/offerd_pb2.py"
-	@echo "make proto-check  fail if the committed generated module is stale"
+	@echo "make proto        regenerate offerd/proto/*_pb2.py (offerd and Mesos v1 protos)"
+	@echo "make proto-check  fail if a committed generated module is stale"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,15 +74,23 @@ test-chaos: venv system-deps
 fuzz: venv system-deps
 	OFFERD_FUZZ_EXAMPLES=$${OFFERD_FUZZ_EXAMPLES:-20000} OFFERD_FUZZ_RANDOM=1 $(PY) -m pytest -q -s tests/fuzz
 
+# Mesos' v1 protos import each other as offerd/proto/..., so they compile from the
+# repository root and their modules import as offerd.proto.mesos_v1*_pb2.
+MESOS_V1_PROTOS := $(sort $(wildcard offerd/proto/mesos_v1*.proto))
+
 proto: venv
 	$(PY) -m grpc_tools.protoc -Iofferd/proto --python_out=offerd/proto offerd/proto/offerd.proto
+	$(PY) -m grpc_tools.protoc -I. --python_out=. $(MESOS_V1_PROTOS)
 
 proto-check: venv
-	@tmp=$$(mktemp -d) && \
-	$(PY) -m grpc_tools.protoc -Iofferd/proto --python_out=$$tmp offerd/proto/offerd.proto && \
-	if ! diff -q $$tmp/offerd_pb2.py offerd/proto/offerd_pb2.py >/dev/null; then \
-		echo "offerd/proto/offerd_pb2.py is stale: run 'make proto' and commit it"; rm -rf $$tmp; exit 1; \
-	fi; rm -rf $$tmp; echo "proto-check: generated module is up to date"
+	@tmp=$$(mktemp -d) && mkdir -p $$tmp/offerd/proto && \
+	$(PY) -m grpc_tools.protoc -Iofferd/proto --python_out=$$tmp/offerd/proto offerd/proto/offerd.proto && \
+	$(PY) -m grpc_tools.protoc -I. --python_out=$$tmp $(MESOS_V1_PROTOS) && \
+	for gen in $$(cd $$tmp && find offerd -name '*_pb2.py' | sort); do \
+		if ! diff -q $$tmp/$$gen $$gen >/dev/null 2>&1; then \
+			echo "$$gen is stale: run 'make proto' and commit it"; rm -rf $$tmp; exit 1; \
+		fi; \
+	done; rm -rf $$tmp; echo "proto-check: generated modules are up to date"
 
 bench: venv
 	$(PY) bench/launch_bench.py
