@@ -52,6 +52,8 @@ class Config:
     min_revive_offers_interval: float = 2.0
     max_instances_per_offer: int = 100
     reconciliation_interval: float = 600.0
+    # While instances are unreachable, how often to ask the master about just those.
+    unreachable_reconciliation_interval: float = 5.0
     failover_timeout: float = 7 * 86400.0   # Marathon's: a restart adopts the running tasks
     local_port_min: int = 10000
     local_port_max: int = 20000

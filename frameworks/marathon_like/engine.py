@@ -27,6 +27,7 @@ class Engine:
         self.last_revive = 0.0
         self.want_revive = False
         self.last_reconcile = 0.0
+        self.last_unreachable_reconcile = 0.0
 
     # -- what to launch and kill -------------------------------------------------
 
@@ -313,16 +314,34 @@ class Engine:
             self.suppressed = True
         if self.connected and now - self.last_reconcile >= self.config.reconciliation_interval:
             self.reconcile()
+        elif self.connected and \
+                now - self.last_unreachable_reconcile >= self.config.unreachable_reconciliation_interval:
+            self.reconcile_unreachable()
 
     def reconcile(self) -> None:
-        self.last_reconcile = ids.now()
+        self.last_reconcile = self.last_unreachable_reconcile = ids.now()
+        statuses = self._statuses(self.instances.values())
+        if statuses:
+            self.driver.reconcileTasks(statuses)
+        self.driver.reconcileTasks([])
+
+    def reconcile_unreachable(self) -> None:
+        """The master sends nothing when an unreachable slave comes back (Mesos does not):
+        asking about the unreachable instances is how a returning one is seen running again,
+        and its surplus replacement killed, in seconds rather than at the next full
+        reconciliation."""
+        self.last_unreachable_reconcile = ids.now()
+        statuses = self._statuses(i for i in self.instances.values() if i.unreachable_since is not None)
+        if statuses:
+            self.driver.reconcileTasks(statuses)
+
+    @staticmethod
+    def _statuses(instances) -> list:
         statuses = []
-        for inst in self.instances.values():
+        for inst in instances:
             status = pb.TaskStatus(state=pb.TaskState.Value(inst.state))
             status.task_id.value = inst.task_id
             if inst.slave_id:
                 status.slave_id.value = inst.slave_id
             statuses.append(status)
-        if statuses:
-            self.driver.reconcileTasks(statuses)
-        self.driver.reconcileTasks([])
+        return statuses

@@ -108,6 +108,9 @@ def make_driver(core, master: str) -> MesosSchedulerDriver:
                             failover_timeout=config.failover_timeout, checkpoint=True,
                             hostname=config.hostname,
                             webui_url=f"{scheme}://{config.hostname}:{config.http_port}")
+    # As Marathon: a task on a slave that stops answering is TASK_UNREACHABLE, not
+    # TASK_LOST, and the app's unreachableStrategy decides what happens to it.
+    info.capabilities.add(type=pb.FrameworkInfo.Capability.PARTITION_AWARE)
     if core.config.mesos_role != "*":
         info.roles.append(core.config.mesos_role)
         info.capabilities.add(type=pb.FrameworkInfo.Capability.MULTI_ROLE)
