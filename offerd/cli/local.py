@@ -182,7 +182,7 @@ class LocalCluster:
         return secure_setup.daemon_args(self.security, process) if self.security is not None else []
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "offerd", *args]
+        cmd = [sys.executable, "-P", "-m", "offerd", *args]   # -P: an offerd/ in the cwd must not shadow us
         out = None
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
@@ -352,7 +352,7 @@ def offerd_command() -> str:
         return "offerd"
     if os.access(here, os.X_OK):
         return os.path.relpath(here) if not os.path.relpath(here).startswith("..") else here
-    return f"{sys.executable} -m offerd"
+    return f"{sys.executable} -P -m offerd"
 
 
 def registered_slaves(cluster: LocalCluster) -> list[dict]:

@@ -60,6 +60,10 @@ ACTIONS: dict[str, str] = {
     "reactivate_agents": "agents",
     "view_flags": "flags",
     "set_log_level": "level",
+    # The slave's v1 container calls (an executor's container; object: its user).
+    "view_containers": "users",
+    "wait_standalone_containers": "users",
+    "kill_standalone_containers": "users",
 }
 
 # Older Mesos names that mean the same action.

@@ -99,6 +99,17 @@ class _DaemonThreadPool(ThreadPool):
         return thread
 
 
+class _Gateway(wsgi.Gateway_10):
+    """WSGI 1.0 plus the connection's socket as ``environ["offerd.socket"]``: a
+    long streaming response looks at it to notice a client that went away
+    while nothing was being written."""
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ["offerd.socket"] = self.req.conn.socket
+        return environ
+
+
 class _Server(wsgi.Server):
     ConnectionClass = _Connection
 
@@ -134,6 +145,7 @@ class HttpServer:
         server = _Server((host, port), app, numthreads=threads, server_name=server_name, timeout=IDLE_TIMEOUT,
                          shutdown_timeout=CLOSE_GRACE, request_queue_size=LISTEN_BACKLOG)
         server.offerd_name = name
+        server.gateway = _Gateway
         server.version = "offerd"
         server.max_request_body_size = MAX_REQUEST_BODY
         server.max_request_header_size = MAX_REQUEST_HEADERS

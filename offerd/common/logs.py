@@ -66,3 +66,35 @@ def setup_logging(level: str = "INFO", stream=None) -> None:
     # quotes the URL it failed on.
     sys.excepthook = _print_redacted
     threading.excepthook = _thread_excepthook
+
+
+class LoggingLevel:
+    """Mesos' glog verbosity, mapped onto Python logging for the whole process:
+    0 is the level logging was started with, 1 and above is DEBUG. A level set
+    for a duration falls back to that level when it ends, as in Mesos."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.level = 0
+        self._original: int | None = None
+        self._timer: threading.Timer | None = None
+
+    def set(self, level: int, seconds: float) -> None:
+        root = logging.getLogger()
+        with self._lock:
+            if self._original is None:
+                self._original = root.level
+            if self._timer is not None:
+                self._timer.cancel()
+            self.level = level
+            root.setLevel(logging.DEBUG if level > 0 else self._original)
+            self._timer = threading.Timer(max(0.0, seconds), self._revert)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _revert(self) -> None:
+        with self._lock:
+            self.level = 0
+            if self._original is not None:
+                logging.getLogger().setLevel(self._original)
+            self._timer = None

@@ -17,6 +17,14 @@ carries the client's key, and a routing id is bound to the key that first used
 it, so no other connection can speak under it. A server given credentials
 answers the challenge-response above and remembers each peer's principal
 (:meth:`Server.principal`); the upper layers decide what needs one.
+
+Virtual peers: a peer that is not a ZeroMQ connection but, say, an HTTP event
+stream (Mesos' v1 scheduler API) joins with :meth:`Server.add_virtual_peer`.
+The upper layer sends to it, reads its principal and hears of its loss exactly
+as for a ZeroMQ peer; its sends go to the sink's own bounded queue, so the actor
+never blocks on a slow reader. Their ids start with a zero byte and are longer
+than the five bytes of libzmq's generated ids, and libzmq refuses client-chosen
+ids that start with a zero byte: no ZeroMQ connection can ever speak under one.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import collections
 import logging
 import os
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import zmq
 from google.protobuf.message import Message
@@ -71,6 +79,23 @@ BATCH = 1000
 RECEIVE_HWM = 1000
 # Timed-out peers remembered so a returning heartbeat is told GOODBYE (see Server).
 MAX_TIMED_OUT_PEERS = 100_000
+# libzmq generates 5-byte routing ids starting with a zero byte (and refuses
+# client-chosen ones that start with it); virtual peer ids are longer.
+VIRTUAL_PEER_PREFIX = b"\x00v:"
+
+
+class VirtualPeerSink(Protocol):
+    """Where the sends to a virtual peer go. Called on the actor thread only, and
+    must never block: a full or finished sink returns False from deliver()."""
+
+    def deliver(self, frames: list[bytes]) -> bool:
+        """Queue one message (frames as :func:`encode` makes them)."""
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds its oldest queued message has waited for the reader (0: none waits)."""
+
+    def close(self) -> None:
+        """Nothing more will come: end after what is queued."""
 
 
 class Server:
@@ -134,6 +159,8 @@ class Server:
         self._peer_keys: dict[bytes, bytes] = {}
         self._challenges: dict[bytes, tuple[str, bytes, bytes]] = {}
         self._delayed_refusals = 0
+        # Virtual peers (see the module docstring): id -> (sink, stall timeout).
+        self._virtual: dict[bytes, tuple[VirtualPeerSink, float]] = {}
 
         sock = actor.context.socket(zmq.ROUTER)
         if curve_key is not None:
@@ -178,6 +205,52 @@ class Server:
         self._principals.pop(peer, None)
         self._peer_keys.pop(peer, None)
         self._challenges.pop(peer, None)
+        if self._virtual:
+            entry = self._virtual.pop(peer, None)
+            if entry is not None:
+                entry[0].close()
+
+    # -- virtual peers (actor thread) -------------------------------------------------
+
+    def add_virtual_peer(self, peer: bytes, sink: VirtualPeerSink, principal: str | None,
+                         stall_timeout: float) -> None:
+        """Let `sink` be a peer. `principal` is what its own transport proved
+        (None: nothing); a sink whose reader takes nothing for `stall_timeout`
+        seconds while messages wait is lost, as a silent ZeroMQ peer is."""
+        if not peer.startswith(VIRTUAL_PEER_PREFIX) or len(peer) <= 5:
+            raise ValueError(f"a virtual peer id starts with {VIRTUAL_PEER_PREFIX!r} and is longer than 5 bytes")
+        if peer in self._virtual:
+            raise ValueError(f"virtual peer {peer!r} exists")
+        self._virtual[peer] = (sink, stall_timeout)
+        if principal is not None:
+            self._principals[peer] = principal
+
+    def virtual_peers(self) -> int:
+        return len(self._virtual)
+
+    def end_virtual_peer(self, peer: bytes) -> None:
+        """The upper layer is done with a virtual peer: its sink ends after what
+        is queued. No loss is reported. Nothing happens for any other peer."""
+        if self._virtual and peer in self._virtual:
+            self.forget(peer)
+
+    def virtual_peer_gone(self, peer: bytes, why: str) -> None:
+        """The far end of a virtual peer went away: reported as a lost peer."""
+        if not self._virtual or peer not in self._virtual:
+            return
+        log.info("virtual peer %r %s: treating it as disconnected", peer, why)
+        self.forget(peer)
+        self.actor._guard(self.on_peer_lost, peer)
+
+    def _send_virtual(self, peer: bytes, sink: VirtualPeerSink, frames: list[bytes]) -> bool:
+        if sink.deliver(frames):
+            self.stats.messages_sent += 1
+            return True
+        self.stats.dropped_sends += 1
+        # Reported on a later turn: the sender may be walking the very records
+        # the loss changes.
+        self.actor.call_soon(self.virtual_peer_gone, peer, "does not take its messages (queue full)")
+        return False
 
     def knows(self, peer: bytes) -> bool:
         return peer in self._last_seen
@@ -192,12 +265,19 @@ class Server:
         self._inbox.clear()
         self.queued_bytes = 0
         self._liveness_timer.cancel()
+        for sink, _ in self._virtual.values():
+            sink.close()
+        self._virtual.clear()
         self.actor.remove_socket(self.socket)
         self.socket.close(0)
         if self.encrypted:
             curve.release_zap(self.actor.context)
 
     def _send_frames(self, peer: bytes, frames: list[bytes]) -> bool:
+        if self._virtual:
+            entry = self._virtual.get(peer)
+            if entry is not None:
+                return self._send_virtual(peer, entry[0], frames)
         try:
             self.socket.send_multipart([peer, *frames], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
@@ -397,6 +477,10 @@ class Server:
             for peer, seen in self._last_seen.items()
             if now - seen > self._peer_timeouts.get(peer, self.default_peer_timeout)
         ]
+        if self._virtual:
+            for peer, (sink, timeout) in list(self._virtual.items()):
+                if sink.stalled_for(now) > timeout:
+                    self.virtual_peer_gone(peer, f"took no message for {timeout:g}s")
         for peer in lost:
             self.forget(peer)
             self._timed_out[peer] = None

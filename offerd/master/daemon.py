@@ -44,6 +44,7 @@ from offerd.master.leadership import Leadership
 from offerd.master.metrics import CALL_COUNTERS, SLAVE_CALL_COUNTERS, Metrics
 from offerd.master.metrics import snapshot as metrics_snapshot
 from offerd.master.offers import Offers
+from offerd.master.scheduler_http import MAX_STREAMS
 from offerd.master.slaves import Slaves
 from offerd.master.snapshot import Snapshot, build, message_json
 from offerd.master.state import Framework, MasterState, Slave
@@ -177,7 +178,8 @@ class Master:
                                         flags.authenticate_http_readwrite, "mesos-master",
                                         public_paths=public), text_response)
         install_http(app, self)
-        self.http = HttpServer(app, flags.ip, flags.port, name="master-http",
+        # Each HTTP scheduler's event stream holds a worker thread of its own.
+        self.http = HttpServer(app, flags.ip, flags.port, threads=8 + MAX_STREAMS, name="master-http",
                                ssl_cert_file=flags.ssl_cert_file, ssl_key_file=flags.ssl_key_file)
         self.http_port = self.http.port
         zmq_port = flags.zmq_port or (0 if flags.port == 0 else self.http_port + 1000)

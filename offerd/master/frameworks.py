@@ -174,6 +174,9 @@ class Frameworks:
             owned.discard(framework.framework_id)
             if not owned:
                 del self.state.peer_frameworks[peer]
+                # An HTTP scheduler's event stream ends with its last framework (Mesos
+                # closes it on failover and removal); nothing for a ZeroMQ peer.
+                self.master.server.end_virtual_peer(peer)
         framework.peer = None
 
     def _send_subscribed(self, framework: Framework, resubscribed: bool) -> None:

@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, redirect, request, se
 
 from offerd import __version__
 from offerd.common.http_hygiene import FORM, accepts
-from offerd.master import http_allocator, http_authz, http_files, openapi, prometheus
+from offerd.master import http_allocator, http_authz, http_files, openapi, prometheus, scheduler_http
 from offerd.master.http_common import MasterView, json_response, master, snapshot, text_response
 from offerd.master.metrics import system_metrics
 
@@ -254,6 +254,7 @@ def create_app(master: MasterView, webui_dir: str | None = None) -> Flask:
     app.register_blueprint(webui)
     app.add_url_rule("/openapi.json", "openapi", openapi.serve)  # public: no secrets in it
     http_allocator.register(app)
+    scheduler_http.register(app)
 
     @app.errorhandler(404)
     def not_found(_):

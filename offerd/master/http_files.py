@@ -139,6 +139,11 @@ def _fetch(slave: dict, path: str, params: dict | None = None, raw: bool = False
                          502) from None
 
 
+def fetch_from_slave(slave: dict, path: str, params: dict | None = None):
+    """A slave's JSON answer to `path` (the v1 operator API's file calls); ProxyError else."""
+    return _fetch(slave, path, params)
+
+
 class _SandboxCache:
     """Per slave and caller: the sandbox directories the slave reports, with their
     executors (a slave that filters its /state may show callers different lists)."""
@@ -188,10 +193,11 @@ def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory + "/")
 
 
-def confined_path(slave: dict) -> str:
-    """The requested path, normalized, if it is inside a sandbox of `slave` and
-    the caller may access that sandbox; otherwise a ProxyError (403)."""
-    raw = request.args.get("path", "")
+def confined_path(slave: dict, raw: str | None = None) -> str:
+    """The requested path (`raw`, else the ``path`` query parameter), normalized, if
+    it is inside a sandbox of `slave` and the caller may access that sandbox;
+    otherwise a ProxyError (403)."""
+    raw = request.args.get("path", "") if raw is None else raw
     if not raw:
         raise ProxyError("Expecting 'path=value' in query", 400)
     if not raw.startswith("/") or "\0" in raw:

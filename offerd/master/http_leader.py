@@ -10,11 +10,11 @@ A standby serves read-only endpoints itself, but:
 * every mutating request (POST, PUT, DELETE: teardown, quota, weights, the
   operator API) is 307 to the same path on the leader, 503 without one.
 
-``POST /api/v1`` with ``{"type": "MARK_AGENT_GONE", "mark_agent_gone":
-{"agent_id": {"value": "..."}}}`` is Mesos' v1 operator call to assert a slave
-is gone for good: its tasks become TASK_GONE_BY_OPERATOR and it may never come
-back with that id (the one v1 operator call offerd serves). With
-``--acls`` it needs ``mark_agents_gone`` (object: none, as Mesos asks).
+``POST /api/v1`` is Mesos' v1 operator API (offerd.master.operator_api; the
+calls are listed in docs/v1-api.md). A standby redirects every call to the
+leader, as Mesos does; among them ``MARK_AGENT_GONE``, which asserts a slave is
+gone for good: its tasks become TASK_GONE_BY_OPERATOR and it may never come
+back with that id (``--acls``: ``mark_agents_gone``, object: none).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, Response, redirect, request
 
-from offerd.master import http_authz
+from offerd.master import operator_api
 from offerd.master.http_common import text_response
 
 if TYPE_CHECKING:
@@ -77,31 +77,4 @@ def install_http(app: Flask, master: Master) -> None:
         response.set_data(prefix + json.dumps(state) + suffix)
         return response
 
-    def mark_gone():
-        try:
-            body = json.loads(request.get_data(as_text=True) or "{}")
-        except ValueError as exc:
-            return text_response(f"Failed to parse body into JSON: {exc}", 400)
-        kind = body.get("type") if isinstance(body, dict) else None
-        if kind != "MARK_AGENT_GONE":
-            return text_response(f"Unsupported operator call {kind!r}: this master supports MARK_AGENT_GONE", 400)
-        call = body.get("mark_agent_gone")
-        agent = call.get("agent_id") if isinstance(call, dict) else None
-        agent_id = agent.get("value") if isinstance(agent, dict) else None
-        if not agent_id or not isinstance(agent_id, str):
-            return text_response("MARK_AGENT_GONE needs mark_agent_gone.agent_id.value", 400)
-        refusal = http_authz.refused("mark_agents_gone")
-        if refusal is not None:
-            return refusal
-        error = master.actor.call(_mark_gone, master, agent_id)
-        app.config["OFFERD_SNAPSHOTS"].invalidate()
-        if error is not None:
-            return text_response(error, 400)
-        return Response(b"", status=200)
-
-    app.add_url_rule("/api/v1", "operator_v1", mark_gone, methods=["POST"])
-
-
-def _mark_gone(master: Master, slave_id: str) -> str | None:
-    master.touch()
-    return master.leadership.mark_gone(slave_id)
+    app.add_url_rule("/api/v1", "operator_v1", operator_api.serve, methods=["POST"])

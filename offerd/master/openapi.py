@@ -28,6 +28,21 @@ def _op(summary: str, params: tuple = (), body: dict | None = None, media: str =
     return operation
 
 
+def _v1_operator() -> dict:
+    """POST /api/v1: a mesos.v1.master.Call in JSON or protobuf (docs/v1-api.md)."""
+    from offerd.master.operator_api import HANDLERS, Call
+
+    call = {"type": "object", "required": ["type"], "properties": {
+        "type": {"type": "string", "enum": [Call.Type.Name(t) for t in HANDLERS]}}}
+    operation = _op("Mesos' v1 operator API: a mesos.v1.master.Call, answered with a mesos.v1.master.Response "
+                    "(ACLs as the REST equivalents; 501 for calls not served, 307 to the leader on a standby)",
+                    body=call)
+    operation["requestBody"]["content"]["application/x-protobuf"] = {"schema": {"type": "string", "format": "binary"}}
+    operation["responses"].update({"406": _TEXT_ERROR, "501": _TEXT_ERROR,
+                                   "307": {"description": "a standby master: the same call on the leader"}})
+    return operation
+
+
 JSONP = _param("jsonp", pattern=r"^[A-Za-z_$][\w$.]*$")
 FRAMEWORK_ID = _param("framework_id")
 SLAVE_ID = _param("slave_id")
@@ -76,11 +91,20 @@ OPERATIONS: list[tuple[tuple[str, ...], str, dict]] = [
     (("/weights", "/master/weights"), "put", _op("Set roles' weights (ACL update_weights)", body={
         "type": "array", "items": {"type": "object", "required": ["role", "weight"], "properties": {
             "role": _ROLE, "weight": {"type": "number", "exclusiveMinimum": True, "minimum": 0}}}})),
-    (("/api/v1",), "post", _op("Operator v1 call: MARK_AGENT_GONE (ACL mark_agents_gone)", body={
-        "type": "object", "required": ["type"], "properties": {
-            "type": {"type": "string", "enum": ["MARK_AGENT_GONE"]},
-            "mark_agent_gone": {"type": "object", "properties": {"agent_id": {
-                "type": "object", "properties": {"value": {"type": "string"}}}}}}})),
+    (("/api/v1",), "post", _v1_operator()),
+    (("/api/v1/scheduler",), "post", {
+        **_op("Mesos' v1 scheduler API: SUBSCRIBE answers 200 with a RecordIO stream of events "
+              "(header Mesos-Stream-Id), every other call 202 (header Mesos-Stream-Id required)",
+              (_param("Mesos-Stream-Id", "header"),), body={
+                  "type": "object", "required": ["type"], "properties": {
+                      "type": {"type": "string", "enum": [
+                          "SUBSCRIBE", "TEARDOWN", "ACCEPT", "DECLINE", "REVIVE", "KILL", "SHUTDOWN",
+                          "ACKNOWLEDGE", "RECONCILE", "MESSAGE", "REQUEST", "SUPPRESS"]},
+                      "framework_id": {"type": "object", "properties": {"value": {"type": "string"}}}}}),
+        "responses": {"200": {"description": "subscribed: the event stream"},
+                      "202": {"description": "accepted; the outcome comes on the event stream"},
+                      **{code: _TEXT_ERROR for code in ("307", "400", "401", "403", "406", "413", "415",
+                                                        "501", "503")}}}),
     (("/files/browse", "/files/browse.json"), "get", _op("List a sandbox directory (via its slave)", _FILE_PARAMS)),
     (("/files/read", "/files/read.json"), "get", _op("Read a sandbox file (via its slave)", (
         *_FILE_PARAMS, _param("offset", kind="integer"), _param("length", kind="integer")))),

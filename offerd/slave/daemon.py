@@ -23,6 +23,8 @@ from offerd.slave.containerizer.isolator import IsolatorError
 from offerd.slave.flags import SLAVE_FLAGS, unimplemented_isolators, validate
 from offerd.slave.http_api import create_app, http_security
 from offerd.slave.owners import owners
+from offerd.slave.operator_api import kill_container
+from offerd.slave.operator_api_containers import ContainerWaits
 from offerd.slave.machine import default_hostname, load_attributes, load_resources
 from offerd.slave.registration import build_slave_info
 from offerd.slave.sandbox import base_environment
@@ -54,6 +56,7 @@ class Slave:
         self.core: SlaveCore | None = None
         self._http: HttpServer | None = None
         self._containerizer = None
+        self.container_waits = ContainerWaits()
         self._executor_server: Server | None = None
         self._stop_lock = threading.Lock()
         self._stopping = False
@@ -79,6 +82,7 @@ class Slave:
             self._containerizer = containerizers.create(flags.containerizer, actor, flags.work_dir, flags)
         except IsolatorError as exc:
             raise FlagError(f"--isolation={flags.isolation}: {exc}") from None
+        self._containerizer = self.container_waits.watch(self._containerizer)  # for v1 WAIT_CONTAINER
         try:
             endpoint = self._open_endpoints(actor)
         except Exception:
@@ -168,6 +172,7 @@ class Slave:
                 self.actor.join(5.0)
             elif self._executor_server is not None:
                 self._executor_server.close()
+            self.container_waits.close()  # a blocked WAIT_CONTAINER must not hold the HTTP server up
             if self._http is not None:
                 self._http.close()
             if self._containerizer is not None:
@@ -224,6 +229,23 @@ class _View:
 
     def owners(self) -> dict[str, dict]:
         return self._call(owners)
+
+    # -- for the v1 operator API (offerd.slave.operator_api) --
+
+    def on_actor(self, fn, *args):
+        """fn(core, *args) on the actor thread."""
+        return self._call(fn, *args)
+
+    @property
+    def waits(self) -> ContainerWaits:
+        return self._slave.container_waits
+
+    def usage(self, container_id: str, pid: int | None) -> dict:
+        containerizer = self._slave._containerizer
+        return containerizer.usage(container_id, pid) if not containerizer.simulated else process_statistics(pid)
+
+    def kill_container(self, container_id: str, signal: int) -> tuple[int, str] | None:
+        return self._call(kill_container, container_id, signal)
 
     def statistics(self) -> list[dict]:
         targets = self._call(slave_state.usage_targets)

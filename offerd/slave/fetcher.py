@@ -315,7 +315,7 @@ def _run_as(user, specs: list[dict], directory: str, cache: str | None) -> list[
     # The process imports this module as the slave does, whatever installed it.
     environment["PYTHONPATH"] = _SOURCE_ROOT
     try:
-        done = subprocess.run([sys.executable, "-m", "offerd.slave.fetcher"], input=json.dumps(request).encode(),
+        done = subprocess.run([sys.executable, "-P", "-m", "offerd.slave.fetcher"], input=json.dumps(request).encode(),
                               capture_output=True, env=environment, cwd="/", close_fds=True)
     except OSError as exc:
         raise FetchError(f"Failed to start the fetcher: {exc}") from None

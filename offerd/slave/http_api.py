@@ -31,7 +31,7 @@ from offerd.common.acls import Authorizer
 from offerd.common.credentials import load_credentials
 from offerd.common.http_auth import HttpAuth, install
 from offerd.slave.safe_files import UnsafePath, open_beneath
-from offerd.slave import openapi
+from offerd.slave import openapi, operator_api
 
 MAX_READ_BYTES = 16 * 1024 * 1024
 
@@ -73,6 +73,7 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
             raise Forbidden(refusal)
 
     app.add_url_rule("/openapi.json", "openapi", openapi.serve)  # public: no secrets in it
+    operator_api.install(app, view, acls, open_sandbox)  # POST /api/v1, Mesos' agent calls
 
     @app.get("/health")
     def health():
@@ -117,33 +118,10 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
         return jsonify(entries)
 
     def sandbox() -> tuple[int, str]:
-        """An fd of what ?path= names (file or directory) and its path, once the
-        caller may access that sandbox; 404 after the check, so a refused caller
-        does not learn what exists. Opened without following any link
-        (safe_files): what was checked is what is read."""
-        raw, path, parts = _requested(view.work_dir)
-        if acls is not None:
-            framework_id, executor_id = _sandbox_ids(parts)
-            if executor_id is None:
-                # Above the sandboxes (a listing of frameworks or executors) nothing can be
-                # attributed to a user, and a listing tells whose sandboxes exist: refused,
-                # as the master's proxy refuses it.
-                raise Forbidden("Not authorized by ACL 'access_sandboxes': with --acls only an executor's "
-                                "sandbox (work_dir/slaves/<id>/frameworks/<fid>/executors/<eid>/...) can be read")
-            refuse_unless("access_sandboxes", _executor_owner(view.owners(), framework_id, executor_id))
-        try:
-            root = os.open(_sandboxes_root(view.work_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise NotFound(f"No such file or directory: {raw}") from None
-        try:
-            return open_beneath(root, parts), path
-        except UnsafePath:
-            raise Forbidden(f"{raw} is a symbolic link or leads through one: sandbox files are served "
-                            "without following links") from None
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"No such file or directory: {raw}") from None
-        finally:
-            os.close(root)
+        raw = request.args.get("path", "")
+        if not raw:
+            raise BadRequest("Expecting 'path=value' in query")
+        return open_sandbox(view, acls, getattr(g, "principal", None), raw)
 
     @app.get("/files/browse")
     @app.get("/files/browse.json")
@@ -201,6 +179,38 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
     return app
 
 
+def open_sandbox(view: SlaveView, acls: Authorizer | None, principal: str | None, raw: str) -> tuple[int, str]:
+    """An fd of what `raw` names (file or directory) and its path, once the
+    caller may access that sandbox; 404 after the check, so a refused caller
+    does not learn what exists. Opened without following any link
+    (safe_files): what was checked is what is read."""
+    _, path, parts = resolve_sandbox_path(view.work_dir, raw)
+    if acls is not None:
+        framework_id, executor_id = _sandbox_ids(parts)
+        if executor_id is None:
+            # Above the sandboxes (a listing of frameworks or executors) nothing can be
+            # attributed to a user, and a listing tells whose sandboxes exist: refused,
+            # as the master's proxy refuses it.
+            raise Forbidden("Not authorized by ACL 'access_sandboxes': with --acls only an executor's "
+                            "sandbox (work_dir/slaves/<id>/frameworks/<fid>/executors/<eid>/...) can be read")
+        refusal = acls.check(principal, "access_sandboxes", _executor_owner(view.owners(), framework_id, executor_id))
+        if refusal is not None:
+            raise Forbidden(refusal)
+    try:
+        root = os.open(_sandboxes_root(view.work_dir), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"No such file or directory: {raw}") from None
+    try:
+        return open_beneath(root, parts), path
+    except UnsafePath:
+        raise Forbidden(f"{raw} is a symbolic link or leads through one: sandbox files are served "
+                        "without following links") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"No such file or directory: {raw}") from None
+    finally:
+        os.close(root)
+
+
 def _int_arg(name: str, default: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -215,15 +225,12 @@ def _sandboxes_root(work_dir: str) -> str:
     return os.path.join(os.path.realpath(work_dir), "slaves")
 
 
-def _requested(work_dir: str) -> tuple[str, str, list[str]]:
-    """(?path= as given, its path below the real work_dir/slaves, its components
-    there). ?path= is absolute, or relative to work_dir; `..` is resolved as
-    written, and anything not under work_dir/slaves (the checkpoints in
-    work_dir/meta included) is refused. Links are not resolved here: the open
-    refuses them."""
-    raw = request.args.get("path", "")
-    if not raw:
-        raise BadRequest("Expecting 'path=value' in query")
+def resolve_sandbox_path(work_dir: str, raw: str) -> tuple[str, str, list[str]]:
+    """(`raw` as given, its path below the real work_dir/slaves, its components
+    there). `raw` (?path=, or a v1 LIST_FILES / READ_FILE path) is absolute, or
+    relative to work_dir; `..` is resolved as written, and anything not under
+    work_dir/slaves (the checkpoints in work_dir/meta included) is refused.
+    Links are not resolved here: the open refuses them."""
     if "\0" in raw:
         raise BadRequest("Invalid path")
     for base in dict.fromkeys((os.path.abspath(work_dir), os.path.realpath(work_dir))):

@@ -3,8 +3,9 @@
 Written from the views (offerd/slave/http_api.py) so that clients and the HTTP
 fuzzer (tests/fuzz) know every path and query parameter. A unit test walks the
 Flask app's routes and fails when one is missing here, or when a path here has
-no route. The slave has no state-changing HTTP endpoint: it is told what to do
-by its master over ZeroMQ.
+no route. The slave is told what to do by its master over ZeroMQ; its only
+state-changing HTTP calls are the v1 operator API's (SET_LOGGING_LEVEL,
+KILL_CONTAINER at POST /api/v1).
 """
 
 from __future__ import annotations
@@ -45,14 +46,30 @@ OPERATIONS: list[tuple[tuple[str, ...], str, dict]] = [
     (("/files/download", "/files/download.json"), "get", _op("Download a sandbox file (ACL access_sandboxes)",
                                                              (PATH,))),
     (("/openapi.json",), "get", _op("This document (public)")),
+    (("/api/v1",), "post", None),   # filled in by _v1_operator()
 ]
+
+
+def _v1_operator() -> dict:
+    """POST /api/v1: a mesos.v1.agent.Call in JSON or protobuf (offerd/slave/operator_api.py)."""
+    from offerd.proto import mesos_v1_agent_pb2 as v1_agent
+
+    call = {"type": "object", "required": ["type"], "properties": {
+        "type": {"type": "string", "enum": list(v1_agent.Call.Type.keys())[1:]}}}
+    operation = _op("Mesos' v1 agent API: a mesos.v1.agent.Call, answered with a mesos.v1.agent.Response "
+                    "(ACLs as the REST equivalents; 501 naming the calls not served)")
+    operation["requestBody"] = {"required": True, "content": {
+        "application/json": {"schema": call},
+        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}
+    operation["responses"].update({"406": _JSON_ERROR, "415": _JSON_ERROR, "501": _JSON_ERROR})
+    return operation
 
 
 def document() -> dict:
     paths: dict[str, dict] = {}
     for aliases, method, operation in OPERATIONS:
         for path in aliases:
-            paths.setdefault(path, {})[method] = operation
+            paths.setdefault(path, {})[method] = operation if operation is not None else _v1_operator()
     return {"openapi": "3.0.3", "info": {"title": "offerd slave", "version": __version__}, "paths": paths}
 
 

@@ -52,3 +52,11 @@ def test_the_banner_names_the_directory_that_holds_each_slave(cluster_factory):
         with open(os.path.join(directory, "meta", "slaves", "latest", "slave.info"), "rb") as f:
             info.ParseFromString(f.read())
         assert info.id.value == slave["id"]
+
+
+def test_an_offerd_directory_in_the_working_directory_does_not_shadow_offerd(cluster_factory, tmp_path, monkeypatch):
+    # e.g. running from the directory a clone named "offerd" sits in.
+    (tmp_path / "offerd").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cluster = cluster_factory(slaves=1)
+    assert cluster.state()["activated_slaves"] == 1
