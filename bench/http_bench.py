@@ -8,7 +8,8 @@ One run, printed as one JSON document (progress on stderr):
    --simulate N`: the real protocol, no processes; labelled as such in the output).
 2. A framework launches `--tasks` `sleep 600` tasks and waits until all are RUNNING.
 3. `--requests` sequential GETs of /master/state, /master/state-summary and
-   /metrics/snapshot: p50/p99 latency and the size of the state document.
+   /metrics/snapshot, and as many v1 operator GET_STATE calls (POST /api/v1, answered
+   in JSON and in protobuf): p50/p99 latency and the size of each document.
 4. Launch throughput of a second framework (`--churn_tasks` short tasks), first
    alone, then while `--pollers` simulated browsers fetch /master/state and
    /metrics/snapshot every `--poll_interval` seconds, as the web UI does.
@@ -62,20 +63,27 @@ class HoldingScheduler(BenchScheduler):
 
 
 # How requests are opened: plain urllib, or the secure cluster's (https, CA, Basic).
-_urlopen = urllib.request.urlopen
+def _urlopen(url: str, data: bytes | None = None, timeout: float = 60, headers: dict | None = None):
+    return urllib.request.urlopen(urllib.request.Request(url, data=data, headers=dict(headers or {})),
+                                  timeout=timeout)
 
 
-def fetch(url: str) -> tuple[float, int]:
+def fetch(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[float, int]:
     start = time.perf_counter()
-    with _urlopen(url, timeout=60) as response:
+    with _urlopen(url, data, 60, headers) as response:
         size = len(response.read())
     return (time.perf_counter() - start) * 1000, size
 
 
-def latency(url: str, requests: int) -> dict:
+# Mesos' v1 operator call for the whole state, answered in each of its encodings.
+GET_STATE = b'{"type": "GET_STATE"}'
+V1_ANSWERS = {"json": "application/json", "protobuf": "application/x-protobuf"}
+
+
+def latency(url: str, requests: int, data: bytes | None = None, headers: dict | None = None) -> dict:
     samples, size = [], 0
     for _ in range(requests):
-        ms, size = fetch(url)
+        ms, size = fetch(url, data, headers)
         samples.append(ms)
     return {"p50_ms": round(percentile(samples, 0.5), 2), "p99_ms": round(percentile(samples, 0.99), 2),
             "max_ms": round(max(samples), 2), "requests": requests, "bytes": size}
@@ -163,6 +171,9 @@ def main() -> int:
         result["state_first_request_ms"] = round(first_ms, 2)
         result["latency_idle"] = {path: latency(base + path, args.requests)
                                   for path in ("/master/state", "/master/state-summary", "/metrics/snapshot")}
+        for name, accept in V1_ANSWERS.items():
+            result["latency_idle"][f"POST /api/v1 GET_STATE ({name})"] = latency(
+                base + "/api/v1", args.requests, GET_STATE, {"Content-Type": "application/json", "Accept": accept})
 
         # Alternating runs, so that drift of this shared machine hits both sides.
         alone_runs, polled_runs, samples = [], [], []
@@ -193,7 +204,9 @@ def main() -> int:
         if secure_dir:
             shutil.rmtree(secure_dir, ignore_errors=True)
     state = result["latency_idle"]["/master/state"]
+    v1_state = [result["latency_idle"][f"POST /api/v1 GET_STATE ({name})"]["p99_ms"] for name in V1_ANSWERS]
     result["targets"] = {"state_p99_under_200ms": state["p99_ms"] < 200,
+                         "v1_get_state_p99_under_200ms": max(v1_state) < 200,
                          "launch_drop_at_most_10_percent": (result["launch"]["change_percent"] or 0) >= -10}
     json.dump(result, sys.stdout, indent=2)
     print()

@@ -262,13 +262,14 @@ def driver_security(cluster) -> dict:
 
 
 def run_framework(master: str, tasks: int, task_resources: str, command: str, timeout: float,
-                  security: dict | None = None) -> dict:
+                  security: dict | None = None, transport: str = "zmq") -> dict:
+    """`transport`: the SDK over ZeroMQ ("zmq"), or over Mesos' v1 scheduler HTTP API ("http")."""
     scheduler = BenchScheduler(tasks, task_resources, command)
     framework = pb.FrameworkInfo(name="launch-bench", user=getpass.getuser())
     security = security or {}
     driver = MesosSchedulerDriver(scheduler, framework, master, True, security.get("credential"),
                                   master_public_key=security.get("master_public_key"),
-                                  ca_file=security.get("ca_file"))
+                                  ca_file=security.get("ca_file"), transport=transport)
     driver.start()
     completed = scheduler.done.wait(timeout)
     driver.stop()
@@ -303,8 +304,9 @@ def main() -> int:
     parser.add_argument("--raw_seconds", type=float, default=3.0, help="how long to measure the raw ceiling")
     parser.add_argument("--isolation", default="cgroups/cpu,cgroups/mem,namespaces/pid",
                         help="the slaves' --isolation for the isolated run (needs root)")
-    parser.add_argument("--skip", choices=["posix", "isolated", "simulated"], action="append", default=[],
-                        help="skip a part of the run")
+    parser.add_argument("--skip", choices=["posix", "isolated", "simulated", "v1_http"], action="append", default=[],
+                        help="skip a part of the run (v1_http: the posix rounds' framework over Mesos' v1 "
+                             "scheduler HTTP API, alternating with the ZeroMQ one on the same cluster)")
     parser.add_argument("--secure", action="store_true",
                         help="add a posix cluster with all security on, alternating with the open one")
     parser.add_argument("--timeout", type=float, default=600, help="give up on a run after this many seconds")
@@ -342,11 +344,19 @@ def main() -> int:
             security=secure_setup.prepare(secure_dir) if mode == "secure" else None))
             for mode, slave_args in modes.items()}
         rounds: dict[str, list[dict]] = {mode: [] for mode in modes}
+        v1_http = "posix" in clusters and "v1_http" not in args.skip
+        if v1_http:
+            rounds["v1_http"] = []
         for number in range(args.rounds):
             for mode, cluster in clusters.items():
                 print(f"round {number + 1}/{args.rounds}: {args.tasks} tasks, {mode}...", file=sys.stderr)
                 rounds[mode].append(run_framework(cluster.master, args.tasks, "cpus:0.1;mem:32", "true",
                                                   args.timeout, driver_security(cluster)))
+                if mode == "posix" and v1_http:
+                    print(f"round {number + 1}/{args.rounds}: {args.tasks} tasks, posix, v1 HTTP scheduler...",
+                          file=sys.stderr)
+                    rounds["v1_http"].append(run_framework(cluster.master, args.tasks, "cpus:0.1;mem:32", "true",
+                                                           args.timeout, driver_security(cluster), "http"))
         for mode, cluster in clusters.items():
             # The same path without a queue: each task fills a slave, so at most
             # two run at once and offer->RUNNING is the protocol's own latency.
@@ -371,6 +381,14 @@ def main() -> int:
             isolated["rounds_posix_over_isolated_rate"] = [
                 round((p["tasks_per_second"] or 0) / (i["tasks_per_second"] or float("nan")), 2)
                 for p, i in zip(rounds["posix"], rounds["isolated"])]
+
+    if "v1_http" in rounds:
+        http = result["v1_http"]
+        http["http_over_zeromq_rate"] = round(
+            (http["tasks_per_second"] or 0) / (result["posix"]["tasks_per_second"] or float("nan")), 2)
+        http["rounds_http_over_zeromq_rate"] = [
+            round((h["tasks_per_second"] or 0) / (z["tasks_per_second"] or float("nan")), 2)
+            for z, h in zip(rounds["posix"], rounds["v1_http"])]
 
     if "secure" in rounds and "posix" in rounds:
         secure = result["secure"]

@@ -169,9 +169,10 @@ class LocalCluster:
     def master_url(self) -> str:
         return f"{self.scheme}://{self.ip}:{self.port}"
 
-    def urlopen(self, url: str, data: bytes | None = None, timeout: float = 5.0):
+    def urlopen(self, url: str, data: bytes | None = None, timeout: float = 5.0,
+                headers: dict[str, str] | None = None):
         """urllib's urlopen, as the operator principal and verifying the CA when secure."""
-        return secure_setup.operator_urlopen(self.security, url, data, timeout)
+        return secure_setup.operator_urlopen(self.security, url, data, timeout, headers)
 
     def driver_kwargs(self) -> dict:
         """MesosSchedulerDriver's keyword arguments that reach this cluster as the operator

@@ -352,10 +352,11 @@ def _context(ca_file: str):
     return client_context(ca_file)
 
 
-def operator_urlopen(files: SecureFiles | None, url: str, data: bytes | None = None, timeout: float = 5.0):
+def operator_urlopen(files: SecureFiles | None, url: str, data: bytes | None = None, timeout: float = 5.0,
+                     headers: dict[str, str] | None = None):
     """urllib's urlopen as the operator principal, verifying the cluster's CA (plain
     urlopen for an open cluster)."""
-    request = urllib.request.Request(url, data=data)
+    request = urllib.request.Request(url, data=data, headers=dict(headers or {}))
     if files is None:
         return urllib.request.urlopen(request, timeout=timeout)
     request.add_header("Authorization", basic_auth_header(OPERATOR, files.secret(OPERATOR)))

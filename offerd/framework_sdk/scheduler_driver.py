@@ -28,6 +28,7 @@ import collections
 import getpass
 import functools
 import logging
+import os
 import socket
 import time
 
@@ -36,12 +37,17 @@ from offerd.common.detector import resolve_master
 from offerd.common.transport import Client
 from offerd.framework_sdk import interface
 from offerd.framework_sdk._driver import ABORTED, RUNNING, DriverBase
+from offerd.framework_sdk._http_link import HttpLink
 from offerd.framework_sdk._link import MasterLink as _Link
 from offerd.proto import offerd_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SchedulerDriver", "MesosSchedulerDriver"]
+__all__ = ["SchedulerDriver", "MesosSchedulerDriver", "TRANSPORTS", "TRANSPORT_VARIABLE"]
+
+# "zmq": offerd's own protocol; "http": Mesos' v1 scheduler HTTP API (_http_link.py).
+TRANSPORTS = ("zmq", "http")
+TRANSPORT_VARIABLE = "OFFERD_SCHEDULER_TRANSPORT"
 
 Call = pb.Call
 Event = pb.Event
@@ -61,6 +67,11 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
     verify the master's HTTPS). Whatever is not given comes from the client.conf
     that ``OFFERD_CONFIG`` names (its ``master``, ``principal``/``secret``,
     ``master_public_key``, ``ca_file``); the key also from ``OFFERD_MASTER_PUBLIC_KEY``.
+
+    `transport` picks how the driver talks to the master: ``"zmq"`` (the
+    default) or ``"http"``, Mesos' v1 scheduler HTTP API (credentials as HTTP
+    Basic auth, `ca_file` for HTTPS; the CURVE key does not apply). Without it,
+    ``OFFERD_SCHEDULER_TRANSPORT`` decides. Callbacks and methods are the same.
     """
 
     # Transport settings; class attributes so a test can make failure detection fast.
@@ -73,7 +84,8 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
     dedup_memory = 16384
 
     def __init__(self, scheduler, framework, master, implicitAcknowledgements=True,
-                 credential=None, suppressedRoles=None, *, master_public_key=None, ca_file=None):
+                 credential=None, suppressedRoles=None, *, master_public_key=None, ca_file=None,
+                 transport=None):
         super().__init__("scheduler driver")
         self._scheduler = scheduler
         self._framework = _with_defaults(framework)
@@ -86,6 +98,11 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
         except ValueError as exc:
             self._link = _Link(master or "")
             self._settings_error = str(exc)
+        self._transport = (transport or os.environ.get(TRANSPORT_VARIABLE) or "zmq").strip().lower()
+        if self._transport not in TRANSPORTS and self._settings_error is None:
+            self._settings_error = (f"unknown transport {self._transport!r} (from "
+                                    f"{'transport=' if transport else TRANSPORT_VARIABLE}): use one of "
+                                    f"{', '.join(TRANSPORTS)}")
         self._master = self._link.master
         if self._link.credential is not None and not self._framework.principal:
             # Mesos' rule: the principal the framework proves is its FrameworkInfo.principal.
@@ -130,20 +147,27 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
         else:
             resolve = functools.partial(resolve_master, master, ssl_context=ssl_context)
         self._actor = Actor(f"scheduler-driver[{name}]")
-        self._client = Client(
-            self._actor,
-            resolve,
-            [pb.Event, pb.ProtocolError],
-            self._on_message,
-            on_connected=self._on_connected,
-            on_disconnected=self._on_disconnected,
-            heartbeat_interval=self.heartbeat_interval,
-            max_missed=self.max_missed_heartbeats,
-            name=f"scheduler-driver[{name}]",
-            server_key=self._link.server_key,
-            credential=self._link.credential,
-            on_auth_failed=self._on_auth_failed,
-        )
+        if self._transport == "http":
+            self._client = HttpLink(
+                self._actor, master, self._on_message, self._on_connected, self._on_disconnected,
+                self._on_auth_failed, ssl_context=ssl_context,
+                credential=self._link.credential, max_missed=self.max_missed_heartbeats,
+                subscribe_timeout=self.subscribe_timeout, name=f"scheduler-http[{name}]")
+        else:
+            self._client = Client(
+                self._actor,
+                resolve,
+                [pb.Event, pb.ProtocolError],
+                self._on_message,
+                on_connected=self._on_connected,
+                on_disconnected=self._on_disconnected,
+                heartbeat_interval=self.heartbeat_interval,
+                max_missed=self.max_missed_heartbeats,
+                name=f"scheduler-driver[{name}]",
+                server_key=self._link.server_key,
+                credential=self._link.credential,
+                on_auth_failed=self._on_auth_failed,
+            )
         self._actor.call_soon(self._client.start)
         self._start_callbacks(self._actor)
         self._actor.start()
