@@ -44,6 +44,7 @@ from offerd.master.leadership import Leadership
 from offerd.master.metrics import CALL_COUNTERS, SLAVE_CALL_COUNTERS, Metrics
 from offerd.master.metrics import snapshot as metrics_snapshot
 from offerd.master.offers import Offers
+from offerd.master.operator_events import MAX_SUBSCRIBERS, OperatorEvents
 from offerd.master.scheduler_http import MAX_STREAMS
 from offerd.master.slaves import Slaves
 from offerd.master.snapshot import Snapshot, build, message_json
@@ -91,6 +92,7 @@ class Master:
         self.offers = Offers(self)
         self.updates = Updates(self)
         self.leadership = Leadership(self)
+        self.operator_events = OperatorEvents(self)
         self.actor: Actor | None = None
         self.server: Server | None = None
         self.http: HttpServer | None = None
@@ -178,8 +180,10 @@ class Master:
                                         flags.authenticate_http_readwrite, "mesos-master",
                                         public_paths=public), text_response)
         install_http(app, self)
-        # Each HTTP scheduler's event stream holds a worker thread of its own.
-        self.http = HttpServer(app, flags.ip, flags.port, threads=8 + MAX_STREAMS, name="master-http",
+        # Each HTTP scheduler's event stream, and each operator event subscriber,
+        # holds a worker thread of its own.
+        self.http = HttpServer(app, flags.ip, flags.port, threads=8 + MAX_STREAMS + MAX_SUBSCRIBERS,
+                               name="master-http",
                                ssl_cert_file=flags.ssl_cert_file, ssl_key_file=flags.ssl_key_file)
         self.http_port = self.http.port
         zmq_port = flags.zmq_port or (0 if flags.port == 0 else self.http_port + 1000)
@@ -332,6 +336,7 @@ class Master:
         for framework in self.state.frameworks.values():
             if framework.peer is not None:
                 self.server.send_raw(framework.peer, frames)
+        self.operator_events.heartbeat(stall_timeout=max(30.0, 2 * self.heartbeat_interval))
 
     # -- dispatch ------------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ class Frameworks:
         self.state.frameworks[framework_id] = framework
         master.leadership.framework_added(framework_id, stored)
         self._connect(framework, peer)
+        master.operator_events.framework_added(framework)
         master.allocator.add_framework(framework_id, roles, active=True, suppressed_roles=suppressed)
         log.info("framework %s (%s) subscribed with roles %s", framework_id, info.name, list(roles))
         self._send_subscribed(framework, resubscribed=False)
@@ -153,6 +154,7 @@ class Frameworks:
         framework.suppressed_roles = suppressed
         framework.reregistered_time = time.time()
         self._connect(framework, peer)
+        master.operator_events.framework_updated(framework)
         master.allocator.update_framework(framework.framework_id, roles, suppressed)
         master.allocator.activate_framework(framework.framework_id)
         self._send_subscribed(framework, resubscribed=True)
@@ -195,6 +197,7 @@ class Frameworks:
         framework.active = False
         master.allocator.deactivate_framework(framework.framework_id)
         master.offers.remove_framework_offers(framework, notify=False)
+        master.operator_events.framework_updated(framework)
         timeout = framework.info.failover_timeout
         log.info("framework %s disconnected; removing it in %.3gs unless it resubscribes",
                  framework.framework_id, timeout)
@@ -224,6 +227,7 @@ class Frameworks:
             if not is_terminal(task.state):
                 self.state.set_task_state(task, pb.TASK_KILLED)
                 task.statuses.append((pb.TASK_KILLED, now))
+                master.operator_events.task_updated(task)
             framework.add_completed(task)
         framework.tasks.clear()
         for slave in self.state.slaves.values():
@@ -242,6 +246,7 @@ class Frameworks:
         framework.unregistered_time = now
         del self.state.frameworks[framework_id]
         self.state.add_completed_framework(framework)
+        master.operator_events.framework_removed(framework)
         master.leadership.framework_removed(framework_id)
         master.metrics.inc("master/frameworks_removed")
         log.info("removed framework %s", framework_id)
@@ -267,6 +272,7 @@ class Frameworks:
                               time.time())
         framework.recovered = True
         self.state.frameworks[framework_id] = framework
+        self.master.operator_events.framework_added(framework)
         self.master.allocator.add_framework(framework_id, roles, active=False)
         log.info("framework %s recovered from a reregistering slave; waiting for its scheduler",
                  framework_id)

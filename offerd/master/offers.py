@@ -207,6 +207,7 @@ class Offers:
             framework.tasks[task.task_id] = task
             slave.tasks[(framework.framework_id, task.task_id)] = task
             self.state.count_new_task(task)
+            self.master.operator_events.task_added(task)
 
     def _launch_dropped(self, framework: Framework, slave: Slave, launch: _Launch) -> None:
         """The slave's socket refused the RUN_TASK (gone, or its queue is full): the

@@ -6,6 +6,7 @@ operator-http-api/; docs/v1-api.md lists what offerd answers). The request is
 ``application/x-protobuf`` by its Content-Type; the answer, a
 ``mesos.v1.master.Response``, is encoded once for the Accept header (JSON when
 it allows both). Calls that change something answer 200 with no body.
+SUBSCRIBE answers a stream of events instead (offerd.master.operator_events).
 
 Each call reuses what the REST endpoint for the same thing does (snapshot,
 flags, metrics, quota and weights, teardown, sandbox proxy) and its ACL check in
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -30,8 +32,8 @@ from offerd.common.logs import LoggingLevel
 from offerd.common.v1_http import MediaTypes, V1HttpError, decode_call, encode_response, negotiate
 from offerd.common.mesos_v1 import to_offerd, to_v1
 from offerd.common.resources import Resources, ResourceError
-from offerd.master import http_authz, http_files, operator_api_state
-from offerd.master.http_common import master, snapshot, text_response
+from offerd.master import http_authz, http_files, operator_api_state, operator_events
+from offerd.master.http_common import master, principal, snapshot, text_response
 from offerd.master.metrics import system_metrics
 from offerd.proto import mesos_v1_master_pb2 as v1_master
 from offerd.proto import mesos_v1_pb2 as v1
@@ -99,12 +101,21 @@ def parse_call(media: MediaTypes) -> Call:
         raise CallError(exc.reason + hint, exc.status) from None
 
 
-def encode(answer: V1Response, media: MediaTypes) -> Response:
+def encode(answer: V1Response, media: MediaTypes) -> tuple[bytes, str]:
     try:
-        body, content_type = encode_response(answer, media)
+        return encode_response(answer, media)
     except V1HttpError as exc:
         raise CallError(exc.reason, exc.status) from None
-    return Response(body, mimetype=content_type)
+
+
+def _answer(handler, call: Call, name: str, media: MediaTypes) -> tuple[bytes, str, int]:
+    """(body, media type, status) of the handler's answer or refusal: plain values,
+    so a kept answer is never a Response object some other request changed."""
+    answer = handler(call)
+    if isinstance(answer, Response):
+        return answer.get_data(), answer.mimetype, answer.status_code
+    answer.type = V1Response.Type.Value(name)
+    return (*encode(answer, media), 200)
 
 
 def _done() -> Response:
@@ -121,24 +132,32 @@ def serve():
             media = negotiate(request.headers)
         except V1HttpError as exc:
             raise CallError(exc.reason, exc.status) from None
-        if media.streaming_request or media.streaming_response:
-            raise CallError("No call of this master streams yet: use application/json or application/x-protobuf",
-                            415 if media.streaming_request else 406)
+        if media.streaming_request:
+            raise CallError("No call of this master takes a stream: use application/json or "
+                            "application/x-protobuf", 415)
         call = parse_call(media)
         if not call.HasField("type") or call.type == Call.UNKNOWN:
             raise CallError("Failed to validate master::Call: Expecting 'type' to be present")
         name = Call.Type.Name(call.type)
+        if call.type == Call.SUBSCRIBE:
+            return subscribe(media)
+        if media.streaming_response:
+            raise CallError(f"{name} does not stream its answer: use application/json or "
+                            "application/x-protobuf", 406)
         handler = HANDLERS.get(call.type)
         if handler is None:
             raise CallError(f"{name} is not implemented by this master (see docs/v1-api.md)", 501)
         body_field = name.lower()
         if body_field in Call.DESCRIPTOR.fields_by_name and _usage(name) and not call.HasField(body_field):
             raise CallError(f"Failed to validate master::Call: Expecting '{body_field}' to be present{_usage(name)}")
-        answer = handler(call)
-        if isinstance(answer, Response):
-            return answer
-        answer.type = V1Response.Type.Value(name)
-        return encode(answer, media)
+        if call.type in _ONE_PER_SNAPSHOT:
+            # Built and encoded once per snapshot, caller and encoding: a dashboard polling
+            # GET_STATE costs a lookup until the cluster changes.
+            body, mimetype, status = snapshot().derived(("v1-answer", call.type, principal(), media.accept),
+                                                        lambda: _answer(handler, call, name, media))
+        else:
+            body, mimetype, status = _answer(handler, call, name, media)
+        return Response(body, status=status, mimetype=mimetype)
     except CallError as exc:
         return text_response(str(exc), exc.status)
     except http_files.ProxyError as exc:
@@ -427,6 +446,40 @@ def remove_quota(call):
     return _changed(_policy_call(master().roles.remove_quota, role))
 
 
+def subscribe(media: MediaTypes) -> Response:
+    """The operator event stream (offerd.master.operator_events): records in the
+    encoding Accept asks for, or in Message-Accept's under application/recordio."""
+    serving = master()
+    encoding = media.message_accept if media.streaming_response else media.accept
+    stream = operator_events.SubscriberStream(str(uuid.uuid4()), encoding, principal())
+    events = serving.operator_events
+    try:
+        status, answer = serving.actor.call(events.subscribe, stream)
+    except TimeoutError:
+        stream.close()  # a late subscribe still joins a closed stream: the next event drops it
+        raise
+    if status != 200:
+        raise CallError(answer, status)
+    subscribed = stream.encode(answer)
+    actor = serving.actor
+    sock = request.environ.get("offerd.socket")
+
+    def gone(why: str) -> None:
+        actor.call_soon(events.unsubscribe, stream.stream_id, why)
+
+    def body():
+        yield subscribed
+        yield from stream.body(sock, gone, actor.stopped)
+
+    headers = {"Cache-Control": "no-cache", "Mesos-Stream-Id": stream.stream_id}
+    if media.streaming_response:
+        headers["Content-Type"] = operator_events.RECORDIO
+        headers["Message-Content-Type"] = encoding
+    else:
+        headers["Content-Type"] = encoding
+    return Response(body(), status=200, direct_passthrough=True, headers=headers)
+
+
 def mark_agent_gone(call):
     agent_id = call.mark_agent_gone.agent_id.value
     if not agent_id:
@@ -447,6 +500,10 @@ def teardown(call):
     current_app.config["OFFERD_SNAPSHOTS"].invalidate()
     return response
 
+
+# Calls without parameters whose answer depends only on the snapshot and the caller.
+_ONE_PER_SNAPSHOT = frozenset({Call.GET_STATE, Call.GET_AGENTS, Call.GET_FRAMEWORKS, Call.GET_EXECUTORS,
+                               Call.GET_TASKS, Call.GET_ROLES})
 
 HANDLERS = {
     Call.GET_HEALTH: get_health,

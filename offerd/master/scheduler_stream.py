@@ -79,12 +79,16 @@ class EventStream:
             # The master sends schedulers Events only; anything else is a bug.
             log.warning("stream %s: not an Event (%r); not sent", self.stream_id, frames[1:2])
             return True
-        payload = frames[2]
+        return self.push(frames[2])
+
+    def push(self, payload: bytes) -> bool:
+        """Queue one serialized event; False once the stream is over (ended, or
+        dropped now for holding too much for a reader that does not read)."""
         with self._cond:
             if self._ended:
                 return False
             if len(self._queue) >= self.max_events or self._bytes + len(payload) > self.max_bytes:
-                log.warning("stream %s: %d events (%d bytes) wait for a scheduler that does not read; "
+                log.warning("stream %s: %d events (%d bytes) wait for a client that does not read; "
                             "dropping it", self.stream_id, len(self._queue), self._bytes)
                 self._ended = True
                 self._queue.clear()

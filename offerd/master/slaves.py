@@ -195,6 +195,7 @@ class Slaves:
         self.state.slaves[slave_id] = slave
         self.state.peer_slaves[peer] = slave_id
         self.master.server.set_peer_timeout(peer, self.timeout)
+        self.master.operator_events.agent_added(slave)
         return slave
 
     def _send_registered(self, slave: Slave, kind: int) -> None:
@@ -265,8 +266,9 @@ class Slaves:
                 task = self._adopt(slave, framework, reported_task)
                 if task is None:
                     continue
-            else:
+            elif task.state != reported_task.state:
                 self.state.set_task_state(task, reported_task.state)
+                master.operator_events.task_updated(task)
             if is_terminal(task.state):
                 task.recovered = True  # not counted in what add_slave marks used
             if task.pending_kill is not None:
@@ -299,6 +301,7 @@ class Slaves:
                                               f"Task was not reported by slave {slave.slave_id} when it "
                                               "reregistered", slave.slave_id, task.executor_id or None)
                 master.metrics.count_terminal(status)
+                master.operator_events.task_updated(task, status)
                 if framework.connected:
                     master.send_event(framework, events.update(status))
 
@@ -359,6 +362,7 @@ class Slaves:
         framework.tasks[task_id] = task
         slave.tasks[(framework.framework_id, task_id)] = task
         self.state.count_new_task(task)
+        self.master.operator_events.task_added(task)
         return task
 
     def used(self, slave: Slave) -> dict[str, Resources]:
@@ -415,6 +419,7 @@ class Slaves:
         for task in slave.tasks.values():
             self._task_lost(task, unreachable, why, now, gone)
         slave.tasks.clear()
+        master.operator_events.agent_removed(slave_id)
         for framework in self.state.frameworks.values():
             if framework.connected:
                 master.send_event(framework, events.failure(slave_id))
@@ -448,6 +453,7 @@ class Slaves:
         status = events.master_status(task.task_id, state, Reason.REASON_SLAVE_REMOVED, why, task.slave_id,
                                       task.executor_id or None, unreachable_time=now if unreachable else None)
         master.metrics.count_terminal(status)
+        master.operator_events.task_updated(task, status)
         if framework.connected:
             master.send_event(framework, events.update(status))
 
@@ -466,5 +472,6 @@ class Slaves:
                                       f"Slave {task.slave_id} was marked gone by the operator", task.slave_id,
                                       task.executor_id or None)
         master.metrics.count_terminal(status)
+        master.operator_events.task_updated(task, status)
         if framework.connected:
             master.send_event(framework, events.update(status))

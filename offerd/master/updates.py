@@ -67,6 +67,7 @@ class Updates:
             task.status_update_uuid = status.uuid or None
             if is_terminal(latest):
                 master.metrics.count_terminal(status)
+            master.operator_events.task_updated(task, status)
         if is_terminal(latest):
             self.recover(task)
         if framework.connected:
@@ -181,6 +182,7 @@ class Updates:
         status = events.master_status(task.task_id, state, reason, message, task.slave_id,
                                       task.executor_id or None)
         self.master.metrics.count_terminal(status)
+        self.master.operator_events.task_updated(task, status)
         framework = self.state.frameworks.get(task.framework_id)
         if framework is not None and framework.connected:
             self.master.send_event(framework, events.update(status))
