@@ -75,18 +75,33 @@ def _emits_default(field) -> bool:
 def to_json(message) -> dict:
     """The JSON value (a dict) Mesos would produce for ``message``."""
     out = {}
-    for field in message.DESCRIPTOR.fields:
-        value = getattr(message, field.name)
-        if _is_map(field):
-            if len(value):
+    # ListFields (in C) yields only what is set: a state answer has many thousands
+    # of messages, each with far more declared fields than set ones.
+    for field, value in message.ListFields():
+        if field.is_repeated:
+            if _is_map(field):
                 vfield = field.message_type.fields_by_name["value"]
                 out[field.name] = {str(k): _scalar_or_message(vfield, value[k]) for k in value}
-        elif field.is_repeated:
-            if len(value):
+            else:
                 out[field.name] = [_scalar_or_message(field, v) for v in value]
-        elif message.HasField(field.name) or _emits_default(field):
+        else:
             out[field.name] = _scalar_or_message(field, value)
+    for field in _unset_defaults(message.DESCRIPTOR):
+        if field.name not in out:
+            out[field.name] = _scalar_or_message(field, getattr(message, field.name))
     return out
+
+
+_DEFAULTS: dict = {}
+
+
+def _unset_defaults(descriptor) -> tuple:
+    """The fields Mesos writes even when unset: explicit defaults, not deprecated."""
+    fields = _DEFAULTS.get(descriptor)
+    if fields is None:
+        fields = _DEFAULTS[descriptor] = tuple(
+            f for f in descriptor.fields if not f.is_repeated and _emits_default(f))
+    return fields
 
 
 def _scalar_or_message(field, value) -> Any:

@@ -24,6 +24,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+import orjson
 from flask import Response, current_app, request
 
 from offerd import __version__
@@ -111,6 +112,11 @@ def encode(answer: V1Response, media: MediaTypes) -> tuple[bytes, str]:
 def _answer(handler, call: Call, name: str, media: MediaTypes) -> tuple[bytes, str, int]:
     """(body, media type, status) of the handler's answer or refusal: plain values,
     so a kept answer is never a Response object some other request changed."""
+    if media.accept == JSON and call.type in _JSON_FROM_KEPT_TASKS:
+        # The same JSON as encoding the message, from each task's kept JSON (see
+        # operator_api_state.TaskEntry): a big state is not walked again per change.
+        payload = _JSON_FROM_KEPT_TASKS[call.type](operator_api_state.visible())
+        return orjson.dumps({"type": name, **payload}), JSON, 200
     answer = handler(call)
     if isinstance(answer, Response):
         return answer.get_data(), answer.mimetype, answer.status_code
@@ -500,6 +506,11 @@ def teardown(call):
     current_app.config["OFFERD_SNAPSHOTS"].invalidate()
     return response
 
+
+_JSON_FROM_KEPT_TASKS = {
+    Call.GET_STATE: lambda visible: {"get_state": visible.get_state_json()},
+    Call.GET_TASKS: lambda visible: {"get_tasks": visible.get_tasks_json()},
+}
 
 # Calls without parameters whose answer depends only on the snapshot and the caller.
 _ONE_PER_SNAPSHOT = frozenset({Call.GET_STATE, Call.GET_AGENTS, Call.GET_FRAMEWORKS, Call.GET_EXECUTORS,

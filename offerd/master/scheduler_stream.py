@@ -19,161 +19,16 @@ broken connection is.
 
 from __future__ import annotations
 
-import collections
-import logging
-import select
-import socket
-import threading
-import time
-from typing import Callable, Iterator
-
-from offerd.common import mesos_json, mesos_v1, recordio
-from offerd.common.transport import VIRTUAL_PEER_PREFIX
+from offerd.common.event_stream import (  # noqa: F401  (re-exported for the master's modules)
+    JSON, MAX_QUEUED_BYTES, MAX_QUEUED_EVENTS, POLL_SECONDS, PROTOBUF, EventStream as _EventStream,
+    is_stream_peer, peer_id)
 from offerd.proto import mesos_v1_scheduler_pb2 as v1_scheduler
 from offerd.proto import offerd_pb2 as pb
 
-log = logging.getLogger(__name__)
 
-JSON = "application/json"
-PROTOBUF = "application/x-protobuf"
-_EVENT_KIND = pb.Event.DESCRIPTOR.full_name.encode()
-# Events and bytes a stream holds for a reader that is behind; past either
-# bound the scheduler is dropped (its failover timeout then runs).
-MAX_QUEUED_EVENTS = 50_000
-MAX_QUEUED_BYTES = 32 * 1024 * 1024
-# How often a waiting writer looks whether its client went away or the
-# master stopped.
-POLL_SECONDS = 0.5
+class EventStream(_EventStream):
+    """A bounded queue of serialized offerd Events between the actor and one response
+    (the queue, its bounds and the response body: offerd.common.event_stream)."""
 
-
-def peer_id(stream_id: str) -> bytes:
-    """The transport peer id of the stream with this Mesos-Stream-Id."""
-    return VIRTUAL_PEER_PREFIX + b"http:" + stream_id.encode()
-
-
-def is_stream_peer(peer: bytes | None) -> bool:
-    return peer is not None and peer.startswith(VIRTUAL_PEER_PREFIX + b"http:")
-
-
-class EventStream:
-    """A bounded queue of serialized offerd Events between the actor and one response."""
-
-    def __init__(self, stream_id: str, media: str, max_events: int = MAX_QUEUED_EVENTS,
-                 max_bytes: int = MAX_QUEUED_BYTES):
-        self.stream_id = stream_id
-        self.peer = peer_id(stream_id)
-        self.media = media
-        self.max_events = max_events
-        self.max_bytes = max_bytes
-        self._cond = threading.Condition()
-        self._queue: collections.deque[tuple[bytes, float]] = collections.deque()
-        self._bytes = 0
-        self._ended = False
-        # Output fields an event had that v1 has no place for (logged once each).
-        self._unmapped: set[str] = set()
-
-    # -- actor thread (transport.VirtualPeerSink) ------------------------------------
-
-    def deliver(self, frames: list[bytes]) -> bool:
-        if len(frames) != 3 or frames[1] != _EVENT_KIND:
-            # The master sends schedulers Events only; anything else is a bug.
-            log.warning("stream %s: not an Event (%r); not sent", self.stream_id, frames[1:2])
-            return True
-        return self.push(frames[2])
-
-    def push(self, payload: bytes) -> bool:
-        """Queue one serialized event; False once the stream is over (ended, or
-        dropped now for holding too much for a reader that does not read)."""
-        with self._cond:
-            if self._ended:
-                return False
-            if len(self._queue) >= self.max_events or self._bytes + len(payload) > self.max_bytes:
-                log.warning("stream %s: %d events (%d bytes) wait for a client that does not read; "
-                            "dropping it", self.stream_id, len(self._queue), self._bytes)
-                self._ended = True
-                self._queue.clear()
-                self._bytes = 0
-                self._cond.notify_all()
-                return False
-            self._queue.append((payload, time.monotonic()))
-            self._bytes += len(payload)
-            self._cond.notify_all()
-        return True
-
-    def stalled_for(self, now: float) -> float:
-        with self._cond:
-            return now - self._queue[0][1] if self._queue else 0.0
-
-    def close(self) -> None:
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
-
-    # -- HTTP thread ----------------------------------------------------------------------
-
-    def take_error(self) -> str | None:
-        """The message of the first ERROR event queued (a refused SUBSCRIBE), or None."""
-        with self._cond:
-            payloads = [payload for payload, _ in self._queue]
-        for payload in payloads:
-            event = pb.Event.FromString(payload)
-            if event.type == pb.Event.ERROR:
-                return event.error.message
-        return None
-
-    def body(self, sock, on_gone: Callable[[str], None], stopped: threading.Event) -> Iterator[bytes]:
-        """The response body: RecordIO records until the stream ends. `on_gone(why)`
-        is called when it ends for any reason but the master's own ending."""
-        why = "closed its connection"
-        try:
-            while True:
-                with self._cond:
-                    if not self._queue and not self._ended:
-                        self._cond.wait(POLL_SECONDS)
-                    batch = [payload for payload, _ in self._queue]
-                    self._queue.clear()
-                    self._bytes = 0
-                    ended = self._ended
-                if batch:
-                    yield b"".join(self.encode(payload) for payload in batch)
-                    continue
-                if ended:
-                    why = ""
-                    return
-                if stopped.is_set():
-                    why = "outlived its master"
-                    return
-                if _client_closed(sock):
-                    return
-        finally:
-            if why:
-                on_gone(why)
-
-    def encode(self, payload: bytes) -> bytes:
-        """One offerd Event (serialized) as a RecordIO record of a v1 Event."""
-        event, unmapped = mesos_v1.to_v1(pb.Event.FromString(payload), v1_scheduler.Event)
-        for path in unmapped:
-            if path not in self._unmapped:
-                # offerd's own fields (MasterInfo.zmq_port): v1 schedulers have no use for them.
-                self._unmapped.add(path)
-                log.debug("stream %s: %s has no v1 counterpart; left out", self.stream_id, path)
-        if self.media == PROTOBUF:
-            record = event.SerializePartialToString()
-        else:
-            record = mesos_json.dumps(event).encode()
-        return recordio.encode(record)
-
-
-def _client_closed(sock) -> bool:
-    """Whether the client closed its end (reads end-of-file), without consuming
-    anything it sent."""
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
-            return False
-        # The raw socket's recv, also under TLS: a peek at the bytes, not a record.
-        return socket.socket.recv(sock, 1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
-        return True
+    event_type = pb.Event
+    v1_event_type = v1_scheduler.Event

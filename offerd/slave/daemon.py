@@ -21,6 +21,7 @@ from offerd.slave.recovery import check_boot_id
 from offerd.common.flags import FlagError
 from offerd.slave.containerizer.isolator import IsolatorError
 from offerd.slave.flags import SLAVE_FLAGS, unimplemented_isolators, validate
+from offerd.slave import executor_http
 from offerd.slave.http_api import create_app, http_security
 from offerd.slave.owners import owners
 from offerd.slave.operator_api import kill_container
@@ -115,8 +116,9 @@ class Slave:
     def _open_endpoints(self, actor: Actor) -> str | None:
         """Bind the HTTP server and, unless simulated, the executor ROUTER."""
         flags = self.flags
+        # Each HTTP executor's event stream holds a worker thread (offerd.slave.executor_http).
         self._http = HttpServer(create_app(_View(self), *http_security(flags)), flags.ip, flags.port,
-                                name="slave-http", ssl_cert_file=flags.ssl_cert_file,
+                                threads=8 + executor_http.MAX_STREAMS, name="slave-http", ssl_cert_file=flags.ssl_cert_file,
                                 ssl_key_file=flags.ssl_key_file)
         self.http_port = self._http.port
         if self._containerizer.simulated:
@@ -235,6 +237,14 @@ class _View:
     def on_actor(self, fn, *args):
         """fn(core, *args) on the actor thread."""
         return self._call(fn, *args)
+
+    @property
+    def actor(self):
+        return self._slave.actor
+
+    @property
+    def executor_server(self) -> Server | None:
+        return self._slave._executor_server
 
     @property
     def waits(self) -> ContainerWaits:

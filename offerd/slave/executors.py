@@ -43,6 +43,11 @@ Reason = pb.TaskStatus
 SOURCE_SLAVE = pb.TaskStatus.SOURCE_SLAVE
 _WAITING = (ExecutorRunState.LAUNCHING, ExecutorRunState.REGISTERING)
 PUBLIC_KEY_VARIABLE = "OFFERD_SLAVE_PUBLIC_KEY"
+# What Mesos tells its executors: how long to wait for a restarted slave before
+# exiting (its agent's --recovery_timeout default), and the longest pause
+# between SUBSCRIBE attempts while reconnecting.
+RECOVERY_TIMEOUT = "15mins"
+SUBSCRIPTION_BACKOFF_MAX = "2secs"
 
 
 class CustomExecutors:
@@ -61,6 +66,13 @@ class CustomExecutors:
     def token(self, container_id: str) -> str | None:
         """The secret the executor in `container_id` proves; None if no live executor has it."""
         return self._tokens.get(container_id)
+
+    def container_of(self, token: str) -> str | None:
+        """The container whose executor holds `token` (an HTTP executor's Bearer token), or None."""
+        for container_id, known in self._tokens.items():
+            if secrets.compare_digest(known.encode(), token.encode()):
+                return container_id
+        return None
 
     def recovered_token(self, executor: ExecutorRun, token: str) -> None:
         """A checkpointed executor's token, found at recovery: it may reconnect with it."""
@@ -160,6 +172,9 @@ class CustomExecutors:
             "DIRECTORY": directory, "SANDBOX": directory,
             "CHECKPOINT": "1" if framework.info.checkpoint else "0",
             "SLAVE_ENDPOINT": self.endpoint,
+            # Where a v1 HTTP executor finds the slave's /api/v1/executor (offerd.slave.executor_http).
+            "AGENT_ENDPOINT": f"{core.flags.ip}:{core.slave_info().port}",
+            "RECOVERY_TIMEOUT": RECOVERY_TIMEOUT, "SUBSCRIPTION_BACKOFF_MAX": SUBSCRIPTION_BACKOFF_MAX,
             "EXECUTOR_SHUTDOWN_GRACE_PERIOD": f"{self._grace(executor)}secs",
         }, info.command)
         environment["PYTHONUNBUFFERED"] = "1"
@@ -272,6 +287,9 @@ class CustomExecutors:
         if executor.state in (ExecutorRunState.TERMINATING, ExecutorRunState.TERMINATED):
             self._error(peer, f"executor {executor.id} is terminating")
             return
+        if executor.peer not in (None, peer):
+            # An HTTP executor's previous stream (a virtual peer) ends; nothing else does.
+            self.server.end_virtual_peer(executor.peer)
         if executor.peer not in (None, peer) and self.server.knows(executor.peer):
             # on_call let through only the connection that proved this executor's token:
             # the executor itself, reconnecting before its old connection timed out

@@ -31,7 +31,7 @@ from offerd.common.acls import Authorizer
 from offerd.common.credentials import load_credentials
 from offerd.common.http_auth import HttpAuth, install
 from offerd.slave.safe_files import UnsafePath, open_beneath
-from offerd.slave import openapi, operator_api
+from offerd.slave import executor_http, openapi, operator_api
 
 MAX_READ_BYTES = 16 * 1024 * 1024
 
@@ -74,6 +74,7 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
 
     app.add_url_rule("/openapi.json", "openapi", openapi.serve)  # public: no secrets in it
     operator_api.install(app, view, acls, open_sandbox)  # POST /api/v1, Mesos' agent calls
+    executor_http.install(app, view)  # POST /api/v1/executor, Mesos' v1 HTTP executors
 
     @app.get("/health")
     def health():
@@ -330,5 +331,7 @@ def http_security(flags) -> tuple[HttpAuth, Authorizer]:
         if getattr(flags, name) and credentials is None:
             raise ValueError(f"--{name} needs --http_credentials: a file of principals and secrets")
     auth = HttpAuth(credentials, bool(flags.authenticate_http_readonly), bool(flags.authenticate_http_readwrite),
-                    "mesos-agent", public_paths=frozenset({"/health", "/openapi.json"}))
+                    "mesos-agent",
+                    # Executors authenticate with their own token there (offerd.slave.executor_http).
+                    public_paths=frozenset({"/health", "/openapi.json", executor_http.PATH}))
     return auth, Authorizer.from_flag(flags.acls)

@@ -5,7 +5,7 @@ fuzzer (tests/fuzz) know every path and query parameter. A unit test walks the
 Flask app's routes and fails when one is missing here, or when a path here has
 no route. The slave is told what to do by its master over ZeroMQ; its only
 state-changing HTTP calls are the v1 operator API's (SET_LOGGING_LEVEL,
-KILL_CONTAINER at POST /api/v1).
+KILL_CONTAINER at POST /api/v1) and its executors' (POST /api/v1/executor).
 """
 
 from __future__ import annotations
@@ -65,11 +65,32 @@ def _v1_operator() -> dict:
     return operation
 
 
+def _v1_executor() -> dict:
+    """POST /api/v1/executor: a mesos.v1.executor.Call (offerd/slave/executor_http.py)."""
+    from offerd.proto import mesos_v1_executor_pb2 as v1_executor
+
+    call = {"type": "object", "required": ["type", "executor_id", "framework_id"], "properties": {
+        "type": {"type": "string", "enum": list(v1_executor.Call.Type.keys())[1:]}}}
+    text = {"description": "refused; the plain-text body says why"}
+    operation = {
+        "summary": "Mesos' v1 executor API (Authorization: Bearer <MESOS_EXECUTOR_AUTHENTICATION_TOKEN>): "
+                   "SUBSCRIBE answers a RecordIO stream of mesos.v1.executor.Event, UPDATE/MESSAGE/HEARTBEAT 202",
+        "parameters": [],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": call},
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"200": {"description": "the event stream (SUBSCRIBE)"}, "202": {"description": "taken"},
+                      **{code: text for code in ("400", "401", "403", "406", "413", "415", "501", "503")}},
+    }
+    return operation
+
+
 def document() -> dict:
     paths: dict[str, dict] = {}
     for aliases, method, operation in OPERATIONS:
         for path in aliases:
             paths.setdefault(path, {})[method] = operation if operation is not None else _v1_operator()
+    paths["/api/v1/executor"] = {"post": _v1_executor()}
     return {"openapi": "3.0.3", "info": {"title": "offerd slave", "version": __version__}, "paths": paths}
 
 

@@ -10,6 +10,7 @@ import json
 import pytest
 import requests
 
+from offerd.common import mesos_json
 from offerd.proto import mesos_v1_master_pb2 as v1_master
 from offerd.proto import offerd_pb2 as pb
 from tests.builders import RunningFramework, framework_info
@@ -141,6 +142,10 @@ def test_read_calls_answer_in_mesos_shapes(running):
     decoded = v1_master.Response.FromString(answer.content)
     assert decoded.type == v1_master.Response.GET_STATE and decoded.IsInitialized()
     assert decoded.get_state.get_tasks.tasks[0].task_id.value == running_id
+    # The JSON answer (assembled from each task's kept JSON) is that very message in Mesos' mapping.
+    assert op.post({"type": "GET_STATE"}).json() == mesos_json.to_json(decoded)
+    tasks_answer = v1_master.Response.FromString(op.post({"type": "GET_TASKS"}, accept=PROTOBUF).content)
+    assert op.post({"type": "GET_TASKS"}).json() == mesos_json.to_json(tasks_answer)
     # ... and a call sent in protobuf.
     call = v1_master.Call(type=v1_master.Call.GET_HEALTH).SerializeToString()
     answer = op.post(call, content_type=PROTOBUF, accept=PROTOBUF)

@@ -93,7 +93,7 @@ def _task_events(events: list[dict], task_id: str) -> list[tuple]:
 
 
 def test_subscribed_state_then_changes_in_order(cluster_factory):
-    cluster = cluster_factory(slaves=1, master_args=["--slave_ping_timeout=0.5secs", "--max_slave_ping_timeouts=2"])
+    cluster = cluster_factory(slaves=1, master_args=["--slave_ping_timeout=1secs", "--max_slave_ping_timeouts=3"])
     sub = Subscriber(cluster)
     assert sub.response.status_code == 200, sub.response.text
     assert sub.response.headers["Content-Type"] == JSON

@@ -17,7 +17,7 @@ from tests.support import free_port, wait_for
 def test_an_unreachable_instance_is_replaced_and_the_surplus_killed_on_return(cluster_factory):
     cluster = cluster_factory(
         slaves=2, marathon_port=free_port(),
-        master_args=["--slave_ping_timeout=0.5secs", "--max_slave_ping_timeouts=2"],
+        master_args=["--slave_ping_timeout=1secs", "--max_slave_ping_timeouts=3"],
         slave_args=["--recover=reconnect"],
         marathon_args=["--min_revive_offers_interval=0.2secs", "--decline_offer_duration=1secs"])
     api = Api(cluster.marathon_url)
