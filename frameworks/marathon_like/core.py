@@ -54,6 +54,10 @@ class Config:
     reconciliation_interval: float = 600.0
     # While instances are unreachable, how often to ask the master about just those.
     unreachable_reconciliation_interval: float = 5.0
+    # A kill still unanswered after this long is sent again, as Marathon's kill service does:
+    # one sent while the driver was not connected (just elected, the master failing over)
+    # would otherwise leave the instance "killing" for ever.
+    kill_retry_timeout: float = 10.0
     failover_timeout: float = 7 * 86400.0   # Marathon's: a restart adopts the running tasks
     local_port_min: int = 10000
     local_port_max: int = 20000

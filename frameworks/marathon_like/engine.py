@@ -106,9 +106,19 @@ class Engine:
         if inst.killing or inst.state in TERMINAL:
             return
         inst.killing = True
+        inst.kill_sent_at = ids.now()
         log.info("killing %s: %s", inst.task_id, why)
         self.bump("tasks_killed")
         self.driver.killTask(pb.TaskID(value=inst.task_id))
+
+    def _retry_kills(self, now: float, patience: float | None = None) -> None:
+        """Send again the kills that have gone unanswered for `patience` (--kill_retry_timeout)."""
+        patience = self.config.kill_retry_timeout if patience is None else patience
+        for inst in self.instances.values():
+            if inst.killing and inst.state not in TERMINAL and now - inst.kill_sent_at >= patience:
+                inst.kill_sent_at = now
+                log.info("killing %s again: the kill is unanswered", inst.task_id)
+                self.driver.killTask(pb.TaskID(value=inst.task_id))
 
     # -- deployments -----------------------------------------------------------------
 
@@ -312,11 +322,22 @@ class Engine:
         elif not waiting and not self.suppressed and self.connected:
             self.driver.suppressOffers()
             self.suppressed = True
+        if self.connected:
+            self._retry_kills(now)
         if self.connected and now - self.last_reconcile >= self.config.reconciliation_interval:
             self.reconcile()
         elif self.connected and \
                 now - self.last_unreachable_reconcile >= self.config.unreachable_reconciliation_interval:
             self.reconcile_unreachable()
+
+    def on_connected(self) -> None:
+        """(Re)registered with a master: ask it about every task, and resend the kills it may
+        never have received."""
+        self.connected = True
+        self.suppressed = False
+        self.reconcile()
+        self._retry_kills(ids.now(), patience=0.0)
+        self.revive_soon()
 
     def reconcile(self) -> None:
         self.last_reconcile = self.last_unreachable_reconcile = ids.now()

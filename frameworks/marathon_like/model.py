@@ -118,6 +118,7 @@ class Instance:
     staged_at: float = 0.0
     started_at: float | None = None
     killing: bool = False          # a kill was sent
+    kill_sent_at: float = 0.0      # when it was last sent (kills are retried until answered)
     sentenced: bool = False        # chosen to go with a scale-down
     health: list[HealthResult] = field(default_factory=list)
     attributes: dict = field(default_factory=dict)

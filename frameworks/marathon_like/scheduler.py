@@ -24,21 +24,15 @@ class MarathonScheduler(Scheduler):
         with self.core.lock:
             self.core.framework_id = frameworkId.value
             self.core.storage.save_framework_id(frameworkId.value)
-            self.core.connected = True
             self.core.master_info = f"{masterInfo.hostname}:{masterInfo.port}"
-            self.core.suppressed = False
             self.core.events.publish("scheduler_registered_event", frameworkId=frameworkId.value,
                                      master=self.core.master_info)
-            self.core.reconcile()
-            self.core.revive_soon()
+            self.core.on_connected()
 
     def reregistered(self, driver, masterInfo):
         with self.core.lock:
-            self.core.connected = True
-            self.core.suppressed = False
             self.core.events.publish("scheduler_reregistered_event", master=f"{masterInfo.hostname}:{masterInfo.port}")
-            self.core.reconcile()
-            self.core.revive_soon()
+            self.core.on_connected()
 
     def disconnected(self, driver):
         with self.core.lock:

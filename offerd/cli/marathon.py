@@ -26,6 +26,8 @@ MARATHON_FLAGS = [
     Flag("min_revive_offers_interval", "2secs", "Least time between two revives.", duration),
     Flag("max_instances_per_offer", 100, "Most instances launched on one offer.", positive_int),
     Flag("reconciliation_interval", "10mins", "How often to reconcile tasks with the master.", duration),
+    Flag("kill_retry_timeout", "10secs", "How long a kill may go unanswered before it is sent again (a kill "
+         "sent while the master was away, or lost with a slave, is not the end of it).", duration),
     Flag("failover_timeout", "1weeks", "How long the master keeps our tasks while we are gone "
          "(a restart within it adopts them).", duration),
     Flag("max_event_streams", 8, "Most /v2/events streams open at once; one more gets 503. Each holds one of "
@@ -125,6 +127,7 @@ def run(args) -> int:
                     min_revive_offers_interval=flags.min_revive_offers_interval,
                     max_instances_per_offer=flags.max_instances_per_offer,
                     reconciliation_interval=flags.reconciliation_interval,
+                    kill_retry_timeout=flags.kill_retry_timeout,
                     failover_timeout=flags.failover_timeout, work_dir=flags.work_dir,
                     zk_session_timeout=flags.zk_session_timeout, max_event_streams=flags.max_event_streams,
                     event_stream_max_outstanding_messages=flags.event_stream_max_outstanding_messages,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import signal
 import socket
 import threading
 
@@ -137,13 +138,18 @@ def test_subscribed_state_then_changes_in_order(cluster_factory):
         fw.scheduler.wait_state(running_id, pb.TASK_RUNNING)
         sub.until(lambda e: e["type"] == "TASK_UPDATED" and e["task_updated"]["state"] == "TASK_RUNNING"
                   and e["task_updated"]["status"]["task_id"]["value"] == running_id, what="the second task running")
-        cluster.kill_slave(0)
-        lost = sub.until(lambda e: e["type"] == "TASK_UPDATED"
-                         and e["task_updated"]["status"]["task_id"]["value"] == running_id,
-                         what="the task on the killed slave")
-        assert lost["task_updated"]["state"] in ("TASK_LOST", "TASK_UNREACHABLE")
-        removed = sub.until(lambda e: e["type"] == "AGENT_REMOVED", what="AGENT_REMOVED")
-        assert removed["agent_removed"]["agent_id"]["value"] == agent_id
+        # Frozen, not killed: a killed slave would leave its task's process behind.
+        frozen = cluster.slave_procs[0]
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            lost = sub.until(lambda e: e["type"] == "TASK_UPDATED"
+                             and e["task_updated"]["status"]["task_id"]["value"] == running_id,
+                             what="the task on the silent slave")
+            assert lost["task_updated"]["state"] in ("TASK_LOST", "TASK_UNREACHABLE")
+            removed = sub.until(lambda e: e["type"] == "AGENT_REMOVED", what="AGENT_REMOVED")
+            assert removed["agent_removed"]["agent_id"]["value"] == agent_id
+        finally:
+            frozen.send_signal(signal.SIGCONT)
     gone = sub.until(lambda e: e["type"] in ("FRAMEWORK_UPDATED", "FRAMEWORK_REMOVED"), what="the framework leaving")
     assert (gone.get("framework_updated") or gone.get("framework_removed"))
     sub.close()

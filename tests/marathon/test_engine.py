@@ -122,6 +122,42 @@ def test_scale_down_kills_youngest_first(core):
     assert [c[1].value for c in core.driver.calls if c[0] == "killTask"] == [youngest.task_id]
 
 
+def test_unanswered_kills_are_sent_again(core, monkeypatch):
+    """A kill sent while the master was away (just elected, failing over) reaches no one:
+    it is sent again after --kill_retry_timeout until the task's end is heard."""
+    core.create_app({"id": "/a", "cmd": "x", "cpus": 0.1, "mem": 32, "instances": 2})
+    core.on_offers([offer()])
+    for inst in core.instances.values():
+        inst.state, inst.started_at = "TASK_RUNNING", 100.0
+    clock = [1000.0]
+    monkeypatch.setattr("frameworks.marathon_like.ids.now", lambda: clock[0])
+    core.connected = False
+    core.update_app("/a", {"instances": 1}, force=True)
+    kills = lambda: [c[1].value for c in core.driver.calls if c[0] == "killTask"]  # noqa: E731
+    assert len(kills()) == 1
+    victim = kills()[0]
+    core.tick()
+    clock[0] += core.config.kill_retry_timeout
+    core.tick()
+    assert kills() == [victim]             # not connected: nothing to send it to
+    core.on_connected()                    # (re)registered: sent at once
+    assert kills() == [victim, victim]
+    core.tick()
+    assert kills() == [victim, victim]
+    clock[0] += core.config.kill_retry_timeout
+    core.tick()
+    assert kills() == [victim] * 3         # still unanswered: again after the timeout
+    clock[0] += core.config.kill_retry_timeout / 2
+    core.tick()
+    assert kills() == [victim] * 3         # not before the timeout again
+    status = pb.TaskStatus(state=pb.TASK_KILLED)
+    status.task_id.value = victim
+    core.on_status(status)
+    clock[0] += core.config.kill_retry_timeout
+    core.tick()
+    assert kills() == [victim] * 3         # answered: never again
+
+
 @pytest.mark.parametrize("n,strategy,expected", [
     (4, (1.0, 1.0), (4, 8)), (4, (0.5, 0.0), (2, 4)), (4, (0.0, 0.0), (0, 4)), (3, (0.5, 0.5), (2, 4)),
 ])
