@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run test unit integration test-chaos fuzz proto proto-check bench clean system-deps init
+.PHONY: help venv run test unit integration test-chaos fuzz proto proto-check bench clean system-deps init thirdparty
 
 help:
 	@echo "make run          start the embedded local cluster (master, 2 slaves)"
@@ -16,6 +16,7 @@ help:
 	@echo "make fuzz         fuzz every ZeroMQ and HTTP endpoint with a large budget (random seed, printed)"
 	@echo "make proto        regenerate offerd/proto/*_pb2.py (offerd and Mesos v1 protos)"
 	@echo "make proto-check  fail if a committed generated module is stale"
+	@echo "make thirdparty   install the third-party Mesos clients tests/thirdparty runs (npm ci)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +31,8 @@ venv: $(STAMP)
 # jars + java) for the HA tests (tests/zookeeper.py runs real servers from it),
 # and a C compiler with musl for offerd-init, the containers' first process
 # (musl's static startup makes its exec cheap; gcc alone works too); curl and
-# openssl, the real TLS clients the security tests check HTTPS with.
+# openssl, the real TLS clients the security tests check HTTPS with; Node.js and
+# npm for the third-party v1 clients tests/thirdparty runs against offerd.
 # Installed only where missing and only when we are root (CI, fresh machines).
 system-deps:
 	@missing=""; \
@@ -42,6 +44,8 @@ system-deps:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	[ -e /usr/share/java/zookeeper.jar ] || missing="$$missing zookeeper"; \
+	if ! command -v node >/dev/null 2>&1; then missing="$$missing nodejs npm"; \
+	elif ! command -v npm >/dev/null 2>&1; then missing="$$missing npm"; fi; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
@@ -55,7 +59,18 @@ init: venv
 run: venv init
 	$(VENV)/bin/offerd local --slaves 2
 
-test: venv system-deps init proto-check
+# Real third-party Mesos clients (tests/thirdparty/package.json: npm's mesos-framework),
+# installed from the committed lock file when node_modules is missing or older than it.
+THIRDPARTY := tests/thirdparty
+
+thirdparty:
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "thirdparty: npm is not installed, so tests/thirdparty will be skipped (make system-deps installs it)"; \
+	elif [ ! -d $(THIRDPARTY)/node_modules ] || [ $(THIRDPARTY)/package-lock.json -nt $(THIRDPARTY)/node_modules ]; then \
+		npm ci --prefix $(THIRDPARTY) --no-audit --no-fund && touch $(THIRDPARTY)/node_modules; \
+	fi
+
+test: venv system-deps init proto-check thirdparty
 	$(PY) -m pytest -q
 
 unit: venv

@@ -24,6 +24,7 @@ COMMANDS = {
     "logs": ("offerd.cli.tools", "Print a task's stdout or --stderr through the master; --follow until it ends."),
     "top": ("offerd.cli.tools", "A refreshing view of resource use per framework."),
     "teardown": ("offerd.cli.tools", "Tear down a framework: kill its tasks and forget it."),
+    "task": ("offerd.cli.task", "Run a command in a running task's container (exec), or follow its output (attach)."),
 }
 
 

@@ -64,6 +64,12 @@ ACTIONS: dict[str, str] = {
     "view_containers": "users",
     "wait_standalone_containers": "users",
     "kill_standalone_containers": "users",
+    # Sessions in an executor's container (object: the user the session runs as).
+    "launch_nested_container_sessions": "users",
+    "attach_containers_input": "users",
+    "attach_containers_output": "users",
+    "wait_nested_containers": "users",
+    "kill_nested_containers": "users",
 }
 
 # Older Mesos names that mean the same action.

@@ -60,6 +60,9 @@ class EventStream:
 
     event_type: type = None  # type: ignore[assignment]
     v1_event_type: type = None  # type: ignore[assignment]
+    # Whether push() wakes the reader; a daemon that calls wake() once its turn is
+    # over gets what the turn queued written together.
+    wake_on_push = True
 
     def __init__(self, stream_id: str, media: str, max_events: int = MAX_QUEUED_EVENTS,
                  max_bytes: int = MAX_QUEUED_BYTES):
@@ -100,8 +103,14 @@ class EventStream:
                 return False
             self._queue.append((payload, time.monotonic()))
             self._bytes += len(payload)
-            self._cond.notify_all()
+            if self.wake_on_push:
+                self._cond.notify_all()
         return True
+
+    def wake(self) -> None:
+        """Let the reader write what is queued (for a stream not woken on each push)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def stalled_for(self, now: float) -> float:
         with self._cond:
@@ -111,6 +120,11 @@ class EventStream:
         with self._cond:
             self._ended = True
             self._cond.notify_all()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream is over (ended by the daemon, or dropped); any thread."""
+        return self._ended
 
     # -- HTTP thread ----------------------------------------------------------------------
 
@@ -138,7 +152,11 @@ class EventStream:
                     self._bytes = 0
                     ended = self._ended
                 if batch:
-                    yield b"".join(self.encode(payload) for payload in batch)
+                    # One record per HTTP chunk, as Mesos writes its streams: clients
+                    # such as the npm mesos-framework library parse each chunk as one
+                    # record and fail on a chunk that holds several.
+                    for payload in batch:
+                        yield self.encode(payload)
                     continue
                 if ended:
                     why = ""

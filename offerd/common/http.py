@@ -85,7 +85,13 @@ class _Connection(HTTPConnection):
                 return False
             self._handshaken = True
             self.ssl_env = self.server.ssl_adapter.get_environ(self.socket)
-        return super().communicate()
+        # Requests a client pipelined, already read into the buffer, are served
+        # here in turn rather than each handed back through the selector to
+        # another worker thread.
+        while True:
+            keep_open = super().communicate()
+            if not keep_open or not self.rfile.has_data():
+                return keep_open
 
 
 class _DaemonThreadPool(ThreadPool):
@@ -233,8 +239,9 @@ class Fetched:
 
 
 def fetch(url: str, ssl_context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None,
-          timeout: float = 10.0, max_bytes: int | None = None) -> Fetched:
-    """GET `url` and return the answer whatever its status (4xx/5xx included).
+          timeout: float = 10.0, max_bytes: int | None = None, data: bytes | None = None) -> Fetched:
+    """GET `url` (POST `data` when given) and return the answer whatever its
+    status (4xx/5xx included).
 
     `ssl_context` verifies an https server (tls.client_context(ca_file));
     `headers` are sent as given (e.g. the caller's ``Authorization``). Raises
@@ -242,7 +249,8 @@ def fetch(url: str, ssl_context: ssl.SSLContext | None = None, headers: dict[str
     urllib.error.URLError whose ``reason`` is one), ValueError when the answer
     is larger than `max_bytes`.
     """
-    request = urllib.request.Request(url, headers=dict(headers or {}))
+    request = urllib.request.Request(url, headers=dict(headers or {}), data=data,
+                                     method="POST" if data is not None else "GET")
     try:
         response = _open(request, timeout, ssl_context)
     except urllib.error.HTTPError as exc:

@@ -25,6 +25,11 @@ from typing import List, Tuple
 from google.protobuf import descriptor as _d
 from google.protobuf import message_factory
 
+try:
+    from google.protobuf import unknown_fields as _unknown_field_sets
+except ImportError:  # an older protobuf: unknown fields cannot be listed
+    _unknown_field_sets = None
+
 from offerd.proto import mesos_v1_executor_pb2 as v1_executor
 from offerd.proto import mesos_v1_pb2 as v1
 from offerd.proto import mesos_v1_scheduler_pb2 as v1_scheduler
@@ -126,51 +131,92 @@ def _join(path: str, name: str) -> str:
 
 
 def _copy(source, target, path: str, unsupported: List[str], words: dict) -> None:
-    pair = (source.DESCRIPTOR.full_name, target.DESCRIPTOR.full_name)
-    if pair in _UNWRAP:
-        inner = _UNWRAP[pair]
-        for field, _ in source.ListFields():
-            if field.name != inner:
-                unsupported.append(_join(path, field.name))
-        _unknown_fields(source, path, unsupported)
-        _copy(getattr(source, inner), target, _join(path, inner), unsupported, words)
+    plan = _PLANS.get((source.DESCRIPTOR, target.DESCRIPTOR, words is _WORDS))
+    if plan is None:
+        plan = _plan(source.DESCRIPTOR, target.DESCRIPTOR, words)
+    if plan.__class__ is tuple:  # a wrapped or unwrapped pair
+        how, name = plan
+        if how == "unwrap":
+            for field, _ in source.ListFields():
+                if field.name != name:
+                    unsupported.append(_join(path, field.name))
+            _unknown_fields(source, path, unsupported)
+            _copy(getattr(source, name), target, _join(path, name), unsupported, words)
+        else:
+            wrapper = getattr(target, name)
+            wrapper.SetInParent()
+            _copy(source, wrapper, path, unsupported, words)
         return
-    if pair in _WRAP:
-        wrapper = getattr(target, _WRAP[pair])
-        wrapper.SetInParent()
-        _copy(source, wrapper, path, unsupported, words)
-        return
-    by_name = target.DESCRIPTOR.fields_by_name
     for field, value in source.ListFields():
-        fpath = _join(path, field.name)
-        tfield = _counterpart(by_name, field.name, words)
-        if tfield is None or not _compatible(field, tfield):
-            unsupported.append(fpath)
+        entry = plan.get(field.name, _SKIP)
+        if entry is _SKIP:  # an extension
+            entry = _entry(field, target.DESCRIPTOR, words)
+        if entry is None:
+            unsupported.append(_join(path, field.name))
             continue
-        if _is_map(field):
-            _copy_map(value, getattr(target, tfield.name), field, tfield, fpath, unsupported, words)
-        elif field.is_repeated:
+        tfield, kind = entry
+        if kind is _PLAIN:
+            setattr(target, tfield.name, value)
+        elif kind is _MESSAGE:
+            sub = getattr(target, tfield.name)
+            sub.SetInParent()
+            _copy(value, sub, _join(path, field.name), unsupported, words)
+        elif kind is _VALUE:
+            converted = _scalar(field, tfield, value, _join(path, field.name), unsupported, words)
+            if converted is not _SKIP:
+                setattr(target, tfield.name, converted)
+        elif kind is _MAP:
+            _copy_map(value, getattr(target, tfield.name), field, tfield, _join(path, field.name), unsupported,
+                      words)
+        else:
+            fpath = _join(path, field.name)
             out = getattr(target, tfield.name)
             for i, item in enumerate(value):
                 ipath = f"{fpath}[{i}]"
-                if field.type == FD.TYPE_MESSAGE:
+                if kind is _MESSAGES:
                     _copy(item, out.add(), ipath, unsupported, words)
                 else:
                     converted = _scalar(field, tfield, item, ipath, unsupported, words)
                     if converted is not _SKIP:
                         out.append(converted)
-        elif field.type == FD.TYPE_MESSAGE:
-            sub = getattr(target, tfield.name)
-            sub.SetInParent()
-            _copy(value, sub, fpath, unsupported, words)
-        else:
-            converted = _scalar(field, tfield, value, fpath, unsupported, words)
-            if converted is not _SKIP:
-                setattr(target, tfield.name, converted)
     _unknown_fields(source, path, unsupported)
 
 
 _SKIP = object()
+# How a field is copied: a value as is, a value converted (enums, integer ranges),
+# a message, a map, repeated messages, repeated values.
+_PLAIN, _VALUE, _MESSAGE, _MAP, _MESSAGES, _VALUES = (object() for _ in range(6))
+# (source type, target type, direction) -> {source field name: (target field, how) or None
+# when the target cannot hold it}, or ("wrap" | "unwrap", field name): the descriptor
+# walk done once per pair of types, not once per message.
+_PLANS: dict = {}
+
+
+def _plan(source_type, target_type, words: dict):
+    pair = (source_type.full_name, target_type.full_name)
+    if pair in _UNWRAP:
+        plan = ("unwrap", _UNWRAP[pair])
+    elif pair in _WRAP:
+        plan = ("wrap", _WRAP[pair])
+    else:
+        plan = {field.name: _entry(field, target_type, words) for field in source_type.fields}
+    _PLANS[(source_type, target_type, words is _WORDS)] = plan
+    return plan
+
+
+def _entry(field, target_type, words: dict):
+    tfield = _counterpart(target_type.fields_by_name, field.name, words)
+    if tfield is None or not _compatible(field, tfield):
+        return None
+    if _is_map(field):
+        return tfield, _MAP
+    if field.is_repeated:
+        return tfield, _MESSAGES if field.type == FD.TYPE_MESSAGE else _VALUES
+    if field.type == FD.TYPE_MESSAGE:
+        return tfield, _MESSAGE
+    if field.type != FD.TYPE_ENUM and field.cpp_type == tfield.cpp_type:
+        return tfield, _PLAIN
+    return tfield, _VALUE
 
 
 def _is_map(field) -> bool:
@@ -219,11 +265,11 @@ def _copy_map(source, target, field, tfield, path, unsupported, words) -> None:
 def _unknown_fields(source, path: str, unsupported: List[str]) -> None:
     # Fields the source was parsed with but its own type does not declare
     # (a newer client's); they cannot be carried over either.
+    if _unknown_field_sets is None:
+        return
     try:
-        from google.protobuf import unknown_fields
-
-        numbers = sorted({f.field_number for f in unknown_fields.UnknownFieldSet(source)})
-    except (ImportError, AttributeError, TypeError):
+        numbers = sorted({f.field_number for f in _unknown_field_sets.UnknownFieldSet(source)})
+    except (AttributeError, TypeError):
         return
     for number in numbers:
         unsupported.append(_join(path, f"#{number}"))

@@ -14,7 +14,8 @@ How it speaks (https://mesos.apache.org/documentation/latest/scheduler-http-api/
   protobuf, converted to offerd Events and handed to the driver in order.
 * every other call is converted to ``mesos.v1.scheduler.Call`` and POSTed with
   the ``Mesos-Stream-Id`` by one sender thread (calls keep their order) over a
-  keep-alive session; ``202 Accepted`` is success.
+  keep-alive connection, pipelined (offerd.framework_sdk._http_calls);
+  ``202 Accepted`` is success.
 * a stream that ends, breaks, or stays silent past ``heartbeat_interval_seconds``
   times `max_missed` is a lost connection: the driver hears ``disconnected`` and
   the link looks for the leader again after a jittered backoff, and the
@@ -26,10 +27,8 @@ How it speaks (https://mesos.apache.org/documentation/latest/scheduler-http-api/
 
 from __future__ import annotations
 
-import base64
 import http.client
 import logging
-import queue
 import socket
 import ssl
 import threading
@@ -44,27 +43,15 @@ from offerd.common.actor import Actor, Timer
 from offerd.common.detector import master_info, split_host_port
 from offerd.common.election import is_zk_url
 from offerd.common.transport_client import Backoff
+from offerd.framework_sdk._http_calls import (
+    MAX_REDIRECTS, PATH, PROTOBUF, STREAM_ID_HEADER, Call, CallSender, HttpError, base_of, basic_auth, connection)
 from offerd.proto import mesos_v1_scheduler_pb2 as v1_scheduler
 from offerd.proto import offerd_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-PATH = "/api/v1/scheduler"
-PROTOBUF = "application/x-protobuf"
-STREAM_ID_HEADER = "Mesos-Stream-Id"
-# A redirect chain longer than this is a loop between masters that disagree.
-MAX_REDIRECTS = 5
 # Bound on how long close() waits for queued calls (TEARDOWN) to reach the master.
 FLUSH_SECONDS = 5.0
-
-
-class HttpError(Exception):
-    """An answer other than the expected one: `status` and the master's text."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class HttpLink:
@@ -96,11 +83,15 @@ class HttpLink:
         self._closed = False
         self._stream: _Stream | None = None
         self._reconnect_timer: Timer | None = None
-        self._calls: queue.Queue = queue.Queue()
-        # The sender's keep-alive connection: (base url, HTTPConnection) or None.
-        self._call_conn: tuple[str, http.client.HTTPConnection] | None = None
-        self._sender = threading.Thread(target=self._send_loop, name=f"{name}-calls", daemon=True)
-        self._sender.start()
+        self._sender = CallSender(
+            name, ssl_context, credential,
+            on_refused=lambda *report: actor.call_soon(self._call_refused, *report),
+            on_failed=lambda *report: actor.call_soon(self._call_failed, *report))
+        # The calls of one actor turn (say, the acknowledgements of the updates one
+        # read of the stream brought), handed to the sender together at its end:
+        # written back to back, the master serves them in one go.
+        self._turn_calls: list[Call] = []
+        actor.after_each_turn(self._hand_over)
         actor.on_close(self.close)
 
     # -- what the driver calls (actor thread) ---------------------------------
@@ -128,8 +119,14 @@ class HttpLink:
         if self.stream_id is None:
             log.debug("%s: no event stream yet, dropping %s", self.name, kind)
             return False
-        self._calls.put((self._generation, self.base_url, self.stream_id, kind, v1_call.SerializeToString()))
+        self._turn_calls.append(Call(self._generation, self.base_url, self.stream_id, kind,
+                                     v1_call.SerializeToString()))
         return True
+
+    def _hand_over(self) -> None:
+        if self._turn_calls:
+            calls, self._turn_calls = self._turn_calls, []
+            self._sender.put(calls)
 
     def reconnect(self) -> None:
         self._drop("reconnect requested")
@@ -142,9 +139,8 @@ class HttpLink:
         if self._reconnect_timer is not None:
             self._reconnect_timer.cancel()
         # Queued calls (a TEARDOWN) go out first; then the stream ends.
-        self._calls.put(None)
-        if threading.current_thread() is not self._sender:
-            self._sender.join(FLUSH_SECONDS)
+        self._hand_over()
+        self._sender.close(FLUSH_SECONDS)
         if self._stream is not None:
             self._stream.abort()
             self._stream = None
@@ -210,8 +206,10 @@ class HttpLink:
         self.base_url = url  # where a redirect led
         self.backoff.reset()
 
-    def _event(self, generation: int, event: pb.Event) -> None:
-        if generation == self._generation and not self._closed:
+    def _events(self, generation: int, events: list[pb.Event]) -> None:
+        for event in events:
+            if generation != self._generation or self._closed:
+                return  # the stream was dropped while handling an earlier one
             self.on_message(event)
 
     def _stream_ended(self, generation: int, reason: str) -> None:
@@ -251,62 +249,7 @@ class HttpLink:
         if was_connected:
             self.actor._guard(self.on_disconnected)
 
-    # -- calls (sender thread) ------------------------------------------------
-
-    def _send_loop(self) -> None:
-        while True:
-            item = self._calls.get()
-            if item is None:
-                self._close_call_conn()
-                return
-            generation, url, stream_id, kind, body = item
-            try:
-                self._post(url, stream_id, body)
-            except HttpError as exc:
-                self.actor.call_soon(self._call_refused, generation, kind, exc)
-            except (OSError, http.client.HTTPException) as exc:
-                self._close_call_conn()
-                self.actor.call_soon(self._call_failed, generation, kind, str(exc) or type(exc).__name__)
-
-    def _post(self, url: str, stream_id: str, body: bytes) -> None:
-        headers = {"Content-Type": PROTOBUF, "Accept": PROTOBUF, STREAM_ID_HEADER: stream_id}
-        if self.credential is not None:
-            headers["Authorization"] = _basic(self.credential)
-        for _ in range(MAX_REDIRECTS + 1):
-            conn = self._connection_to(url)
-            try:
-                conn.request("POST", PATH, body=body, headers=headers)
-                response = conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # The master closed the idle keep-alive connection: one fresh try.
-                self._close_call_conn()
-                conn = self._connection_to(url)
-                conn.request("POST", PATH, body=body, headers=headers)
-                response = conn.getresponse()
-            text = response.read().decode("utf-8", "replace").strip() or response.reason
-            if response.will_close:
-                self._close_call_conn()
-            if response.status == 202:
-                return
-            location = response.getheader("Location")
-            if response.status in (301, 302, 303, 307, 308) and location:
-                url = _base(urllib.parse.urljoin(url + PATH, location))
-                continue
-            raise HttpError(response.status, text)
-        raise HttpError(508, f"more than {MAX_REDIRECTS} redirects from {url}")
-
-    def _connection_to(self, url: str) -> http.client.HTTPConnection:
-        if self._call_conn is not None and self._call_conn[0] == url:
-            return self._call_conn[1]
-        self._close_call_conn()
-        conn = _connection(url, 30.0, self.ssl_context)
-        self._call_conn = (url, conn)
-        return conn
-
-    def _close_call_conn(self) -> None:
-        if self._call_conn is not None:
-            self._call_conn[1].close()
-            self._call_conn = None
+    # -- what the sender reports (actor thread) ---------------------------------
 
     def _call_refused(self, generation: int, kind: str, error: HttpError) -> None:
         if generation != self._generation or self._closed:
@@ -382,12 +325,12 @@ class _Stream:
     def _subscribe(self):
         url = self.url
         for _ in range(MAX_REDIRECTS + 1):
-            self._conn = _connection(url, self.link.subscribe_timeout, self.link.ssl_context)
+            self._conn = connection(url, self.link.subscribe_timeout, self.link.ssl_context)
             if self._aborted.is_set():
                 raise OSError("aborted")
             headers = {"Content-Type": PROTOBUF, "Accept": PROTOBUF}
             if self.link.credential is not None:
-                headers["Authorization"] = _basic(self.link.credential)
+                headers["Authorization"] = basic_auth(self.link.credential)
             self._conn.request("POST", PATH, body=self.body, headers=headers)
             response = self._conn.getresponse()
             if response.status == 200:
@@ -395,7 +338,7 @@ class _Stream:
             text = response.read().decode("utf-8", "replace").strip() or response.reason
             self._close()
             if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
-                url = _base(urllib.parse.urljoin(url + PATH, response.getheader("Location")))
+                url = base_of(urllib.parse.urljoin(url + PATH, response.getheader("Location")))
                 log.info("%s: %s redirects SUBSCRIBE to the leader at %s", self.link.name, self.url, url)
                 continue
             raise HttpError(response.status, text)
@@ -408,45 +351,31 @@ class _Stream:
             if not chunk:
                 decoder.finish()
                 return "the master ended the event stream"
-            for record in decoder.feed(chunk):
-                v1_event = v1_scheduler.Event.FromString(record)
-                event, unsupported = mesos_v1.to_offerd(v1_event, pb.Event)
-                if unsupported:
-                    log.warning("%s: %s event carries what offerd has no field for: %s",
-                                self.link.name, v1_scheduler.Event.Type.Name(v1_event.type),
-                                ", ".join(unsupported))
-                if event.type == pb.Event.SUBSCRIBED and event.subscribed.heartbeat_interval_seconds > 0:
-                    # Silence past a few heartbeats is a dead master or a broken path.
-                    self._conn.sock.settimeout(event.subscribed.heartbeat_interval_seconds * self.link.max_missed)
-                self._report(self.link._event, event)
+            events: list[pb.Event] = []
+            try:
+                for record in decoder.feed(chunk):
+                    events.append(self._decode(record))
+            finally:
+                if events:
+                    # One hop to the actor for what one read brought, in order.
+                    self._report(self.link._events, events)
         return "aborted"
+
+    def _decode(self, record: bytes) -> pb.Event:
+        v1_event = v1_scheduler.Event.FromString(record)
+        event, unsupported = mesos_v1.to_offerd(v1_event, pb.Event)
+        if unsupported:
+            log.warning("%s: %s event carries what offerd has no field for: %s",
+                        self.link.name, v1_scheduler.Event.Type.Name(v1_event.type), ", ".join(unsupported))
+        if event.type == pb.Event.SUBSCRIBED and event.subscribed.heartbeat_interval_seconds > 0:
+            # Silence past a few heartbeats is a dead master or a broken path.
+            self._conn.sock.settimeout(event.subscribed.heartbeat_interval_seconds * self.link.max_missed)
+        return event
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-
-
-def _connection(url: str, timeout: float, ssl_context):
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https":
-        context = ssl_context or ssl.create_default_context()
-        return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=context)
-    return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
-
-
-def _base(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _basic(credential: creds.Credential) -> str:
-    token = f"{credential.principal}:{_text(credential.secret)}".encode()
-    return "Basic " + base64.b64encode(token).decode("ascii")
-
-
-def _text(secret) -> str:
-    return secret.decode("utf-8", "replace") if isinstance(secret, bytes) else str(secret)
 
 
 def _bracket(host: str) -> str:

@@ -112,7 +112,6 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
         self._client: Client | None = None
         self._subscribed = False
         self._ever_subscribed = False
-        self._quiet_resubscribe = False
         self._subscribe_timer = None
         # (task id, uuid) -> acknowledged?; bounded, oldest forgotten first.
         self._delivered: collections.OrderedDict[tuple[str, bytes], bool] = collections.OrderedDict()
@@ -310,23 +309,17 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
     def _update_framework(self, info: pb.FrameworkInfo, suppressed_roles: list[str]) -> None:
         if self._framework.id.value:
             info.id.CopyFrom(self._framework.id)
+        if self._link.credential is not None and not info.principal:
+            info.principal = self._link.credential.principal
         self._framework = info
         self._suppressed_roles = suppressed_roles
+        # Not subscribed: the next SUBSCRIBE carries the new info. Subscribed: the
+        # master takes it in place (a refusal comes back as an error).
         if self._subscribed:
-            # The protocol changes a FrameworkInfo by resubscribing with the same
-            # id; a fresh connection makes that an ordinary failover for the master.
-            # The scheduler is not told about this disconnection of our own making.
-            self._quiet_resubscribe = True
-            self._client.reconnect()
-            self._actor.call_later(self.subscribe_timeout, self._quiet_resubscribe_expired)
-
-    def _quiet_resubscribe_expired(self) -> None:
-        # The resubscription is taking long: the master is really gone, and the
-        # scheduler must hear about it after all.
-        if self._quiet_resubscribe and not self._subscribed:
-            self._quiet_resubscribe = False
-            log.info("disconnected from the master")
-            self._invoke(self._scheduler, "disconnected")
+            call = Call(type=Call.UPDATE_FRAMEWORK)
+            call.update_framework.framework_info.CopyFrom(info)
+            call.update_framework.suppressed_roles.extend(suppressed_roles)
+            self._send_call(call, "updateFramework")
 
     def _shutdown(self, failover: bool) -> None:
         if self._subscribed and not failover:
@@ -375,7 +368,7 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
     def _on_disconnected(self) -> None:
         self._cancel_subscribe_timer()
         was_subscribed, self._subscribed = self._subscribed, False
-        if was_subscribed and not self._quiet_resubscribe:
+        if was_subscribed:
             log.info("disconnected from the master")
             self._invoke(self._scheduler, "disconnected")
 
@@ -404,10 +397,6 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
             return  # a repeated answer on a live subscription
         self._subscribed = True
         first, self._ever_subscribed = not self._ever_subscribed, True
-        if self._quiet_resubscribe:
-            self._quiet_resubscribe = False
-            log.info("framework %s updated", self._framework.id.value)
-            return
         log.info("framework %s %s", self._framework.id.value, "registered" if first else "reregistered")
         if first:
             self._invoke(self._scheduler, "registered", event.subscribed.framework_id,

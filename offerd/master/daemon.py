@@ -129,6 +129,7 @@ class Master:
             C.RECONCILE: self._on_reconcile,
             C.MESSAGE: self.updates.on_message,
             C.REQUEST: self._on_request,
+            C.UPDATE_FRAMEWORK: self.frameworks.on_update_framework,
         }
         self._slave_handlers: dict[int, Callable[[Slave, pb.SlaveCall], None]] = {
             S.UPDATE: self.updates.on_update,

@@ -104,6 +104,81 @@ class Frameworks:
             return "master/unauthorized_framework_subscriptions", error
         return None
 
+    def on_update_framework(self, framework: Framework, call: pb.Call) -> None:
+        """UPDATE_FRAMEWORK from a ZeroMQ scheduler: a refusal comes back as an ERROR
+        event, as Mesos' v0 schedulers hear it (FrameworkErrorMessage)."""
+        refusal = self.update_framework(framework, call)
+        if refusal is not None:
+            self.master.send_event(framework, events.error(refusal[1]))
+
+    def update_framework(self, framework: Framework, call: pb.Call) -> tuple[int, str] | None:
+        """Mesos' UPDATE_FRAMEWORK: a new FrameworkInfo and suppressed roles for a
+        subscribed framework, without resubscribing. Returns (HTTP status, reason)
+        when refused, having changed nothing.
+
+        As Mesos: the principal, user and checkpoint flag cannot change; the roles
+        may, and offers made to a role the framework leaves are rescinded."""
+        master = self.master
+        update = call.update_framework
+        info = update.framework_info
+        refusal = self._update_refusal(framework, info, set(update.suppressed_roles))
+        if refusal is not None:
+            master.metrics.inc("master/invalid_calls")
+            log.info("refused UPDATE_FRAMEWORK of framework %s: %s", framework.framework_id, refusal[1])
+            return refusal
+        roles = framework_roles(info)
+        suppressed = set(update.suppressed_roles)
+        before = framework.info.SerializeToString(deterministic=True)
+        framework.update_info(info, roles)
+        framework.suppressed_roles = suppressed
+        master.allocator.update_framework(framework.framework_id, roles, suppressed)
+        for offer in list(framework.offers.values()):
+            if offer.role not in roles:
+                master.offers.rescind(offer)
+        if framework.info.SerializeToString(deterministic=True) != before:
+            master.leadership.framework_added(framework.framework_id, framework.info)
+            master.operator_events.framework_updated(framework)
+        log.info("framework %s (%s) updated: roles %s, suppressed %s", framework.framework_id,
+                 framework.info.name, list(roles), sorted(suppressed))
+        master.request_allocation()
+        return None
+
+    def _update_refusal(self, framework: Framework, info: pb.FrameworkInfo,
+                        suppressed: set[str]) -> tuple[int, str] | None:
+        master = self.master
+        error = validate_framework_info(info)
+        if error is not None:
+            return 400, f"Supplied FrameworkInfo is not valid: {error}"
+        if info.id.value != framework.framework_id:
+            return 400, (f"'UpdateFramework' call is not valid: 'framework_info.id' "
+                         f"({info.id.value or 'absent'}) differs from 'framework_id' ({framework.framework_id})")
+        old = framework.info
+        proven = master.server.principal(framework.peer) if framework.peer is not None else None
+        # A principal the scheduler left out of its FrameworkInfo is the one it proved.
+        if (info.principal or proven or None) != (old.principal or None):
+            return 400, "FrameworkInfo update is not valid: Changing framework's principal is not allowed."
+        if info.user != old.user:
+            return 400, (f"FrameworkInfo update is not valid: Updating 'FrameworkInfo.user' is unsupported; "
+                         f"attempted to update from '{old.user}' to '{info.user}'")
+        if info.checkpoint != old.checkpoint:
+            return 400, (f"FrameworkInfo update is not valid: Updating 'FrameworkInfo.checkpoint' is "
+                         f"unsupported; attempted to update from '{str(old.checkpoint).lower()}' "
+                         f"to '{str(info.checkpoint).lower()}'")
+        roles = framework_roles(info)
+        if not suppressed <= set(roles):
+            return 400, (f"'UpdateFramework' call is not valid: suppressed roles "
+                         f"{sorted(suppressed - set(roles))} are not among the framework's roles")
+        if master.allowed_roles is not None:
+            refused = sorted(set(roles) - master.allowed_roles)
+            if refused:
+                return 400, (f"Supplied FrameworkInfo is not valid: role(s) {', '.join(refused)} not allowed: "
+                             f"--roles is {master.flags.roles}")
+        for role in roles:
+            error = master.authorizer.check(proven, "register_frameworks", role or "*")
+            if error is not None:
+                return 403, f"Not authorized to register a framework in role '{role or '*'}': {error}"
+        return None
+
     def on_teardown(self, framework: Framework, call: pb.Call) -> None:
         log.info("framework %s asked to be torn down", framework.framework_id)
         self.remove(framework)

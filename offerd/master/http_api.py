@@ -114,7 +114,9 @@ def slaves():
 @reads.get("/tasks")
 def tasks():
     try:
-        limit = _int_arg("limit", 100)
+        # Mesos parses `limit` as an int and uses it as a size_t, so a negative one
+        # means every task: the Mesos CLI's `task list` asks for limit=-1.
+        limit = int(request.args.get("limit", 100))
         offset = _int_arg("offset", 0)
     except ValueError as exc:
         return text_response(f"Failed to parse query parameters: {exc}", 400)
@@ -128,7 +130,7 @@ def tasks():
         wanted_state = wanted_state if wanted_state.startswith("TASK_") else "TASK_" + wanted_state
         found = [t for t in found if t["state"] == wanted_state]
     found.sort(key=lambda t: t["statuses"][0]["timestamp"] if t["statuses"] else 0.0, reverse=order == "desc")
-    return json_response({"tasks": found[offset:offset + limit]})
+    return json_response({"tasks": found[offset:offset + limit] if limit >= 0 else found[offset:]})
 
 
 @reads.get("/master/roles")

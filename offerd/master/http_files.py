@@ -111,14 +111,16 @@ def _caller_authorization(context) -> dict[str, str]:
     return {"Authorization": header} if header and context is not None else {}
 
 
-def _fetch(slave: dict, path: str, params: dict | None = None, raw: bool = False):
+def _fetch(slave: dict, path: str, params: dict | None = None, raw: bool = False,
+           post: tuple[bytes, dict[str, str]] | None = None):
     context = _slave_tls()
     url = f"{'https' if context is not None else 'http'}://{slave_address(slave)}{path}"
     if params:
         url += "?" + urllib.parse.urlencode(params)
     try:
-        answer = fetch(url, ssl_context=context, headers=_caller_authorization(context),
-                       timeout=SLAVE_TIMEOUT)
+        body, headers = post if post is not None else (None, {})
+        answer = fetch(url, ssl_context=context, headers={**_caller_authorization(context), **headers},
+                       timeout=SLAVE_TIMEOUT, data=body)
     except OSError as exc:
         hint = " (is it serving https with a certificate --ssl_ca_file trusts?)" if context is not None else ""
         raise ProxyError(f"cannot reach slave {slave['id']} at {slave_address(slave)}: {exc}{hint}", 502) from None
@@ -142,6 +144,11 @@ def _fetch(slave: dict, path: str, params: dict | None = None, raw: bool = False
 def fetch_from_slave(slave: dict, path: str, params: dict | None = None):
     """A slave's JSON answer to `path` (the v1 operator API's file calls); ProxyError else."""
     return _fetch(slave, path, params)
+
+
+def post_to_slave(slave: dict, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """The body of a slave's answer to a POST (its v1 operator API); ProxyError else."""
+    return _fetch(slave, path, raw=True, post=(body, headers))[1]
 
 
 class _SandboxCache:

@@ -64,7 +64,8 @@ OPERATIONS: list[tuple[tuple[str, ...], str, dict]] = [
     (("/master/frameworks", "/frameworks"), "get", _op("Frameworks", (FRAMEWORK_ID, JSONP))),
     (("/master/slaves", "/slaves"), "get", _op("Slaves", (SLAVE_ID, JSONP))),
     (("/master/tasks", "/tasks"), "get", _op("Tasks, paged", (
-        FRAMEWORK_ID, _param("task_id"), _param("state"), _param("limit", kind="integer", minimum=0),
+        FRAMEWORK_ID, _param("task_id"), _param("state"),
+        _param("limit", kind="integer", description="at most this many (100); negative: all, as Mesos"),
         _param("offset", kind="integer", minimum=0), _param("order", enum=["asc", "desc"]), JSONP))),
     (("/master/roles", "/roles"), "get", _op("Roles", (JSONP,))),
     (("/health", "/master/health"), "get", _op("Liveness (public)")),
@@ -99,9 +100,10 @@ OPERATIONS: list[tuple[tuple[str, ...], str, dict]] = [
                   "type": "object", "required": ["type"], "properties": {
                       "type": {"type": "string", "enum": [
                           "SUBSCRIBE", "TEARDOWN", "ACCEPT", "DECLINE", "REVIVE", "KILL", "SHUTDOWN",
-                          "ACKNOWLEDGE", "RECONCILE", "MESSAGE", "REQUEST", "SUPPRESS"]},
+                          "ACKNOWLEDGE", "RECONCILE", "MESSAGE", "REQUEST", "SUPPRESS",
+                          "UPDATE_FRAMEWORK"]},
                       "framework_id": {"type": "object", "properties": {"value": {"type": "string"}}}}}),
-        "responses": {"200": {"description": "subscribed: the event stream"},
+        "responses": {"200": {"description": "subscribed: the event stream; UPDATE_FRAMEWORK: done"},
                       "202": {"description": "accepted; the outcome comes on the event stream"},
                       **{code: _TEXT_ERROR for code in ("307", "400", "401", "403", "406", "413", "415",
                                                         "501", "503")}}}),

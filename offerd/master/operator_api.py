@@ -26,6 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import orjson
 from flask import Response, current_app, request
+from google.protobuf.message import DecodeError
 
 from offerd import __version__
 from offerd.common.http_hygiene import JSON, PROTOBUF, accepts
@@ -36,6 +37,7 @@ from offerd.common.resources import Resources, ResourceError
 from offerd.master import http_authz, http_files, operator_api_state, operator_events
 from offerd.master.http_common import master, principal, snapshot, text_response
 from offerd.master.metrics import system_metrics
+from offerd.proto import mesos_v1_agent_pb2 as v1_agent
 from offerd.proto import mesos_v1_master_pb2 as v1_master
 from offerd.proto import mesos_v1_pb2 as v1
 from offerd.proto import mesos_v1_quota_pb2 as v1_quota
@@ -117,6 +119,10 @@ def _answer(handler, call: Call, name: str, media: MediaTypes) -> tuple[bytes, s
         # operator_api_state.TaskEntry): a big state is not walked again per change.
         payload = _JSON_FROM_KEPT_TASKS[call.type](operator_api_state.visible())
         return orjson.dumps({"type": name, **payload}), JSON, 200
+    if media.accept == PROTOBUF and call.type in _WIRE_FROM_KEPT_TASKS:
+        # The same bytes as serializing the message, from each task's kept encoding.
+        body = _WIRE_FROM_KEPT_TASKS[call.type](operator_api_state.visible())
+        return operator_api_state.response_wire(name, body), PROTOBUF, 200
     answer = handler(call)
     if isinstance(answer, Response):
         return answer.get_data(), answer.mimetype, answer.status_code
@@ -292,16 +298,23 @@ def list_files(call):
 
 
 def read_file(call):
+    """Proxied to the slave's own v1 READ_FILE, in protobuf: the bytes arrive as the
+    file holds them (the REST /files/read carries text, which binary data does not survive)."""
     body = call.read_file
     slave, path, _ = _sandbox(body.path)
-    size = http_files.fetch_from_slave(slave, "/files/read", {"path": path, "offset": -1}).get("offset", 0)
-    params = {"path": path, "offset": body.offset}
+    agent_call = v1_agent.Call(type=v1_agent.Call.READ_FILE)
+    agent_call.read_file.path = path
+    agent_call.read_file.offset = body.offset
     if body.HasField("length"):
-        params["length"] = body.length
-    read = http_files.fetch_from_slave(slave, "/files/read", params)
-    # Slaves send the bytes as text (UTF-8); v1 carries bytes (base64 in JSON).
-    data = str(read.get("data", "")).encode("utf-8")
-    return V1Response(read_file=V1Response.ReadFile(size=int(size), data=data))
+        agent_call.read_file.length = body.length
+    answer = http_files.post_to_slave(slave, "/api/v1", agent_call.SerializeToString(),
+                                      {"Content-Type": PROTOBUF, "Accept": PROTOBUF})
+    try:
+        read = v1_agent.Response.FromString(answer).read_file
+    except DecodeError as exc:
+        raise CallError(f"slave {slave['id']} answered READ_FILE with something that is not a "
+                        f"Response: {exc}", 502) from None
+    return V1Response(read_file=V1Response.ReadFile(size=read.size, data=read.data))
 
 
 def get_state(call):
@@ -510,6 +523,11 @@ def teardown(call):
 _JSON_FROM_KEPT_TASKS = {
     Call.GET_STATE: lambda visible: {"get_state": visible.get_state_json()},
     Call.GET_TASKS: lambda visible: {"get_tasks": visible.get_tasks_json()},
+}
+
+_WIRE_FROM_KEPT_TASKS = {
+    Call.GET_STATE: lambda visible: visible.get_state_wire(),
+    Call.GET_TASKS: lambda visible: visible.get_tasks_wire(),
 }
 
 # Calls without parameters whose answer depends only on the snapshot and the caller.

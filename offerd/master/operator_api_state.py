@@ -5,7 +5,10 @@ GET_FRAMEWORKS, GET_EXECUTORS, GET_TASKS, GET_ROLES).
 ``/master/state`` snapshot (offerd/master/snapshot.py), but keeps what the v1
 messages carry and the REST JSON flattens: every Resource with its role and
 allocation, FrameworkInfo, AgentInfo and ExecutorInfo as the master holds them.
-It is built at most once per snapshot and shared by every caller.
+It is built at most once per snapshot and shared by every caller. The actor
+only copies what changed (tasks, slave infos); messages, JSON and protobuf
+encodings are made on HTTP threads on first use and kept while their record is
+unchanged (offerd/master/operator_state_cache.py).
 
 ACLs are not decided here a second time: with ``--acls`` the caller's view is
 cut down to the frameworks, tasks and executors present in the REST view of the
@@ -21,9 +24,11 @@ from offerd.common.mesos_json import to_json
 from offerd.common.mesos_v1 import to_v1
 from offerd.common.resources import Resources
 from offerd.master import http_authz
+from offerd.master import operator_state_cache as fast
 from offerd.master.http_common import master, principal, snapshot
 from offerd.proto import mesos_v1_master_pb2 as v1_master
 from offerd.proto import mesos_v1_pb2 as v1
+from offerd.proto import offerd_pb2 as offerd_pb
 
 if TYPE_CHECKING:
     from offerd.master.daemon import Master
@@ -36,8 +41,8 @@ Response = v1_master.Response
 class V1State:
     """Every entry of the v1 answers, before any ACL cut; lists of v1 messages."""
 
-    agents: list = field(default_factory=list)
-    recovered_agents: list = field(default_factory=list)
+    agents: list = field(default_factory=list)  # AgentEntry
+    recovered_agents: list = field(default_factory=list)  # AgentEntry
     # (framework_id, message) so an ACL cut can keep the visible ones.
     frameworks: list = field(default_factory=list)
     completed_frameworks: list = field(default_factory=list)
@@ -54,34 +59,143 @@ def time_info(seconds: float | None) -> v1.TimeInfo | None:
 def v1_resources(resources: Resources, allocated_to: str | None = None) -> list[v1.Resource]:
     """offerd Resources as v1 Resource messages; allocated ones name their role
     in ``allocation_info`` as Mesos does for what frameworks hold or are offered."""
-    out = []
-    for proto in resources.to_protos():
-        message, _ = to_v1(proto, v1.Resource)
-        if allocated_to is not None:
-            message.allocation_info.role = allocated_to
-        out.append(message)
-    return out
+    # Converted once per distinct value and role; the constructors that take them copy them.
+    return list(fast.resource_messages(resources, allocated_to))
 
 
 def _sum(many) -> Resources:
     return Resources.sum_of(many)
 
 
+class AgentInfoEntry:
+    """A slave's info as a v1 AgentInfo message and its JSON, shared by every build
+    while the info is the same. The actor only copies the info's encoding; both are
+    made on first use (on an HTTP thread), each at most once, and never changed."""
+
+    __slots__ = ("slave_id", "raw", "_message", "_json")
+
+    def __init__(self, slave_id: str, raw: bytes):
+        self.slave_id = slave_id
+        self.raw = raw
+        self._message = self._json = None
+
+    def _parts(self):
+        # The info without its resources, converted; its resources converted once per
+        # distinct list (all slaves of a cluster often offer the same).
+        info = offerd_pb.SlaveInfo.FromString(self.raw)
+        key = tuple(r.SerializeToString() for r in info.resources)
+        del info.resources[:]
+        message, _ = to_v1(info, v1.AgentInfo)
+        message.id.value = self.slave_id
+        resources = _info_resources.get(key)
+        if resources is None:
+            messages = [to_v1(offerd_pb.Resource.FromString(r), v1.Resource)[0] for r in key]
+            resources = (messages, [to_json(m) for m in messages])
+            if len(_info_resources) >= 10000:
+                _info_resources.clear()
+            _info_resources[key] = resources
+        return message, resources
+
+    @property
+    def message(self) -> v1.AgentInfo:
+        if self._message is None:
+            message, (resources, _) = self._parts()
+            message.resources.extend(resources)
+            self._message = message
+        return self._message
+
+    def json(self) -> dict:
+        """``to_json(self.message)``: the info's JSON with the kept resources' JSON put in
+        its place (fields in number order; unset defaults come last either way)."""
+        if self._json is None:
+            message, (_, resources) = self._parts()
+            out = to_json(message)
+            if resources:
+                number = v1.AgentInfo.DESCRIPTOR.fields_by_name["resources"].number
+                fields = v1.AgentInfo.DESCRIPTOR.fields_by_name
+                items, placed = [], False
+                for key, value in out.items():
+                    if not placed and fields[key].number > number:
+                        items.append(("resources", resources))
+                        placed = True
+                    items.append((key, value))
+                if not placed:
+                    items.append(("resources", resources))
+                out = dict(items)
+            self._json = out
+        return self._json
+
+
+_agent_infos: dict = {}
+_info_resources: dict = {}
+
+
+def _agent_info(slave: Slave) -> AgentInfoEntry:
+    # Keyed by content: the master updates a slave's info in place when it reregisters.
+    key = (slave.slave_id, slave.info.SerializeToString(deterministic=True))
+    entry = _agent_infos.get(key)
+    if entry is None:
+        if len(_agent_infos) >= 100000:
+            _agent_infos.clear()
+        entry = _agent_infos[key] = AgentInfoEntry(*key)
+    return entry
+
+
+class AgentEntry:
+    """An agent as the v1 answers show it, from values the actor read (the Resources
+    sums are new, immutable objects); its message and JSON are made on first use."""
+
+    __slots__ = ("info", "active", "version", "pid", "registered_time", "reregistered_time",
+                 "total", "allocated", "offered", "_message", "_json")
+
+    def __init__(self, slave: Slave):
+        self.info = _agent_info(slave)
+        self.active = slave.active
+        self.version = slave.version or ""
+        self.pid = slave.pid
+        self.registered_time = slave.registered_time
+        self.reregistered_time = slave.reregistered_time
+        used = [t.resources for t in slave.tasks.values() if not t.recovered]
+        used.extend(ex.resources for exs in slave.executors.values() for ex in exs.values())
+        self.total = slave.total
+        self.allocated = _sum(used)
+        self.offered = _sum(o.resources for o in slave.offers.values())
+        self._message = self._json = None
+
+    @property
+    def message(self) -> Response.GetAgents.Agent:
+        if self._message is None:
+            agent = Response.GetAgents.Agent(
+                agent_info=self.info.message, active=self.active, deactivated=not self.active,
+                version=self.version, pid=self.pid,
+                total_resources=v1_resources(self.total),
+                allocated_resources=v1_resources(self.allocated),
+                offered_resources=v1_resources(self.offered))
+            agent.registered_time.CopyFrom(time_info(self.registered_time))
+            if self.reregistered_time is not None:
+                agent.reregistered_time.CopyFrom(time_info(self.reregistered_time))
+            self._message = agent
+        return self._message
+
+    def json(self) -> dict:
+        """``to_json(self.message)``, from the kept JSON of its parts (fields in number order)."""
+        if self._json is None:
+            out = {"agent_info": self.info.json(), "active": self.active, "version": self.version,
+                   "pid": self.pid, "registered_time": {"nanoseconds": int(self.registered_time * 1e9)}}
+            if self.reregistered_time is not None:
+                out["reregistered_time"] = {"nanoseconds": int(self.reregistered_time * 1e9)}
+            for name, resources in (("total_resources", self.total), ("allocated_resources", self.allocated),
+                                    ("offered_resources", self.offered)):
+                encoded = fast.resources_json(resources)
+                if encoded:
+                    out[name] = encoded
+            out["deactivated"] = not self.active
+            self._json = out
+        return self._json
+
+
 def _agent(slave: Slave) -> Response.GetAgents.Agent:
-    info, _ = to_v1(slave.info, v1.AgentInfo)
-    info.id.value = slave.slave_id
-    used = [t.resources for t in slave.tasks.values() if not t.recovered]
-    used.extend(ex.resources for exs in slave.executors.values() for ex in exs.values())
-    agent = Response.GetAgents.Agent(
-        agent_info=info, active=slave.active, deactivated=not slave.active,
-        version=slave.version or "", pid=slave.pid,
-        total_resources=v1_resources(slave.total),
-        allocated_resources=v1_resources(_sum(used)),
-        offered_resources=v1_resources(_sum(o.resources for o in slave.offers.values())))
-    agent.registered_time.CopyFrom(time_info(slave.registered_time))
-    if slave.reregistered_time is not None:
-        agent.reregistered_time.CopyFrom(time_info(slave.reregistered_time))
-    return agent
+    return AgentEntry(slave).message
 
 
 def _offer(offer: Offer, hostname: str) -> v1.Offer:
@@ -139,19 +253,34 @@ def _task(task: Task, role: str) -> v1.Task:
 
 
 class TaskEntry:
-    """A task's v1 message, kept from one build to the next while the task is
-    unchanged; its JSON is made on first use, on an HTTP thread, never on the actor."""
+    """A task as the v1 answers show it, kept from one build to the next while the
+    task is unchanged. The actor only copies the task's fields (a TaskView); its
+    JSON, protobuf encoding and message are made on first use, on an HTTP thread,
+    each at most once (two threads may both make one: the same value)."""
 
-    __slots__ = ("message", "_json")
+    __slots__ = ("view", "role", "_json", "_wire", "_message")
 
-    def __init__(self, message: v1.Task):
-        self.message = message
-        self._json = None
+    def __init__(self, view: fast.TaskView, role: str):
+        self.view = view
+        self.role = role
+        self._json = self._wire = self._message = None
+
+    @property
+    def message(self) -> v1.Task:
+        if self._message is None:
+            self._message = _task(self.view, self.role)
+        return self._message
 
     def json(self) -> dict:
         if self._json is None:
-            self._json = to_json(self.message)   # two threads may both make it: same value
+            self._json = fast.task_json(self.view, self.role)
         return self._json
+
+    def wire(self) -> bytes:
+        """The v1 Task message's encoding."""
+        if self._wire is None:
+            self._wire = fast.task_wire(self.view, self.role)
+        return self._wire
 
 
 def _task_entry(task: Task, role: str, cache: dict, kept: dict) -> TaskEntry:
@@ -161,7 +290,7 @@ def _task_entry(task: Task, role: str, cache: dict, kept: dict) -> TaskEntry:
     if hit is not None and hit[0] is task and hit[1] == marker:
         kept[key] = hit
         return hit[2]
-    entry = TaskEntry(_task(task, role))
+    entry = TaskEntry(fast.TaskView(task), role)
     kept[key] = (task, marker, entry)
     return entry
 
@@ -175,7 +304,7 @@ def build(serving: Master) -> V1State:
     hostnames = {s.slave_id: s.hostname for s in state.slaves.values()}
     executor_resources: dict[str, list] = {}
     for slave in state.slaves.values():
-        out.agents.append(_agent(slave))
+        out.agents.append(AgentEntry(slave))
         for framework_id, executors in slave.executors.items():
             for executor_id, record in executors.items():
                 info, _ = to_v1(record.info, v1.ExecutorInfo)
@@ -219,7 +348,8 @@ class Visible:
         return [message for key, message in entries if allowed is None or key in allowed]
 
     def get_agents(self) -> Response.GetAgents:
-        return Response.GetAgents(agents=self.all.agents, recovered_agents=self.all.recovered_agents)
+        return Response.GetAgents(agents=[a.message for a in self.all.agents],
+                                  recovered_agents=[a.message for a in self.all.recovered_agents])
 
     def get_frameworks(self) -> Response.GetFrameworks:
         return Response.GetFrameworks(
@@ -252,7 +382,38 @@ class Visible:
 
     def get_state_json(self) -> dict:
         return {"get_tasks": self.get_tasks_json(), "get_executors": to_json(self.get_executors()),
-                "get_frameworks": to_json(self.get_frameworks()), "get_agents": to_json(self.get_agents())}
+                "get_frameworks": to_json(self.get_frameworks()), "get_agents": self.get_agents_json()}
+
+    def get_agents_json(self) -> dict:
+        out = {}
+        for name in ("agents", "recovered_agents"):
+            messages = getattr(self.all, name)
+            if messages:
+                out[name] = [entry.json() for entry in messages]
+        return out
+
+    # The same answers in protobuf, from each task's kept encoding: a repeated field's
+    # elements concatenated are its encoding, so the big list is not built as messages.
+
+    # (list, field number) in number order, the order protobuf writes them in.
+    _TASK_FIELDS = tuple(sorted(((name, Response.GetTasks.DESCRIPTOR.fields_by_name[name].number)
+                                 for name in _TASK_LISTS), key=lambda pair: pair[1]))
+
+    def get_tasks_wire(self) -> bytes:
+        return b"".join(fast.field(number, entry.wire())
+                        for name, number in self._TASK_FIELDS
+                        for entry in self._keep(getattr(self.all, name), self._tasks))
+
+    def get_state_wire(self) -> bytes:
+        parts = (self.get_tasks_wire(), self.get_executors().SerializeToString(),
+                 self.get_frameworks().SerializeToString(), self.get_agents().SerializeToString())
+        return b"".join(fast.field(number, part) for number, part in enumerate(parts, 1))
+
+
+def response_wire(name: str, body: bytes) -> bytes:
+    """A master Response of type `name` whose `name.lower()` field is encoded `body`."""
+    number = Response.DESCRIPTOR.fields_by_name[name.lower()].number
+    return fast.varint_field(1, Response.Type.Value(name)) + fast.field(number, body)
 
 
 def visible() -> Visible:

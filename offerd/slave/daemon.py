@@ -26,6 +26,7 @@ from offerd.slave.http_api import create_app, http_security
 from offerd.slave.owners import owners
 from offerd.slave.operator_api import kill_container
 from offerd.slave.operator_api_containers import ContainerWaits
+from offerd.slave import container_sessions
 from offerd.slave.machine import default_hostname, load_attributes, load_resources
 from offerd.slave.registration import build_slave_info
 from offerd.slave.sandbox import base_environment
@@ -58,6 +59,8 @@ class Slave:
         self._http: HttpServer | None = None
         self._containerizer = None
         self.container_waits = ContainerWaits()
+        self.container_sessions = container_sessions.ContainerSessions()   # v1 LAUNCH_NESTED_CONTAINER_SESSION
+        self.container_waits.listeners.append(self.container_sessions.parent_ended)
         self._executor_server: Server | None = None
         self._stop_lock = threading.Lock()
         self._stopping = False
@@ -118,7 +121,8 @@ class Slave:
         flags = self.flags
         # Each HTTP executor's event stream holds a worker thread (offerd.slave.executor_http).
         self._http = HttpServer(create_app(_View(self), *http_security(flags)), flags.ip, flags.port,
-                                threads=8 + executor_http.MAX_STREAMS, name="slave-http", ssl_cert_file=flags.ssl_cert_file,
+                                threads=8 + executor_http.MAX_STREAMS + container_sessions.MAX_STREAMS,
+                                name="slave-http", ssl_cert_file=flags.ssl_cert_file,
                                 ssl_key_file=flags.ssl_key_file)
         self.http_port = self._http.port
         if self._containerizer.simulated:
@@ -175,6 +179,7 @@ class Slave:
             elif self._executor_server is not None:
                 self._executor_server.close()
             self.container_waits.close()  # a blocked WAIT_CONTAINER must not hold the HTTP server up
+            self.container_sessions.close()
             if self._http is not None:
                 self._http.close()
             if self._containerizer is not None:
@@ -249,6 +254,10 @@ class _View:
     @property
     def waits(self) -> ContainerWaits:
         return self._slave.container_waits
+
+    @property
+    def sessions(self) -> container_sessions.ContainerSessions:
+        return self._slave.container_sessions
 
     def usage(self, container_id: str, pid: int | None) -> dict:
         containerizer = self._slave._containerizer

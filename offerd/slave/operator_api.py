@@ -10,9 +10,13 @@ file calls read the sandboxes through the same link-refusing code as ``/files``.
 Refusals are the slave's HTTP error shape (``{"message": reason}``) with
 Mesos' plain-text reason and status: 400 for a bad call, 415/406 for content
 types, 403 for an ACL, 404 for an unknown path or container, and 501 naming
-every agent call offerd does not serve (streaming container sessions and I/O,
-nested and standalone container launches, resource providers, operations,
-image pruning).
+every agent call offerd does not serve (standalone containers and nested ones
+other than sessions, resource providers, operations, image pruning).
+
+Container sessions (LAUNCH_NESTED_CONTAINER_SESSION), the streamed
+ATTACH_CONTAINER_INPUT/OUTPUT calls and WAIT/KILL of a nested container id are
+offerd.slave.operator_api_sessions; a streamed (RecordIO) request body is read
+record by record there instead of whole.
 
 Authentication: ``/api/v1`` is a read-write endpoint, as Mesos' agent routes
 it: with ``--authenticate_http_readwrite`` every call needs HTTP Basic
@@ -25,8 +29,10 @@ Authorization (with ``--acls``), as Mesos' agent: GET_FLAGS needs
 ``view_frameworks`` / ``view_executors`` / ``view_tasks``, GET_CONTAINERS shows
 the containers the caller may ``view_containers``, and WAIT_CONTAINER and
 KILL_CONTAINER need ``wait_standalone_containers`` / ``kill_standalone_containers``
-(every object: the user the executor runs as). offerd has no nested containers,
-so the nested variants of these ACLs never apply.
+(every object: the user the executor runs as); for a session's nested id
+``wait_nested_containers`` / ``kill_nested_containers``, and the session calls
+``launch_nested_container_sessions``, ``attach_containers_input`` and
+``attach_containers_output`` (object: the user the session runs as).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from offerd.proto import mesos_v1_pb2 as v1
 from offerd.proto import offerd_pb2 as pb
 from offerd.slave import operator_api_state as v1_state
 from offerd.slave.operator_api_containers import TooManyWaiters
+from offerd.slave.operator_api_sessions import SessionCalls
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +73,11 @@ _STREAMING_OUT = {Call.ATTACH_CONTAINER_OUTPUT, Call.LAUNCH_NESTED_CONTAINER_SES
 
 # Calls that read the books of one real slave (a simulated fleet's view has none).
 _NEEDS_A_SLAVE = {Call.GET_STATE, Call.GET_FRAMEWORKS, Call.GET_EXECUTORS, Call.GET_TASKS, Call.GET_AGENT,
-                  Call.GET_CONTAINERS, Call.WAIT_CONTAINER, Call.KILL_CONTAINER}
+                  Call.GET_CONTAINERS, Call.WAIT_CONTAINER, Call.KILL_CONTAINER, Call.WAIT_NESTED_CONTAINER,
+                  Call.KILL_NESTED_CONTAINER, *_STREAMING_IN, *_STREAMING_OUT}
 
 _NOT_IMPLEMENTED_WHY = {
-    Call.LAUNCH_NESTED_CONTAINER_SESSION: "offerd has no nested containers or container sessions",
-    Call.ATTACH_CONTAINER_INPUT: "offerd does not stream container input",
-    Call.ATTACH_CONTAINER_OUTPUT: "offerd does not stream container output (read the sandbox's stdout/stderr "
-                                  "with READ_FILE)",
+    Call.LAUNCH_NESTED_CONTAINER: "offerd nests only container sessions (LAUNCH_NESTED_CONTAINER_SESSION)",
     Call.GET_OPERATIONS: "offerd's slaves run no offer operations of their own",
     Call.GET_RESOURCE_PROVIDERS: "offerd has no resource providers",
 }
@@ -84,13 +89,19 @@ LOGGING_LEVEL = LoggingLevel()
 def install(app: Flask, view, acls: Authorizer | None, open_sandbox: Callable) -> None:
     """Route ``POST /api/v1`` of the slave's app to the agent calls. `view` is
     the slave's HTTP view (offerd.slave.http_api.SlaveView plus `on_actor`,
-    `usage`, `waits` and `kill_container`); `open_sandbox(view, acls, principal,
+    `usage`, `waits`, `sessions` and `kill_container`); `open_sandbox(view, acls, principal,
     path)` is the /files views' safe open."""
 
     @accepts(JSON, PROTOBUF, RECORDIO)
     def api_v1():
         try:
             media = negotiate(request.headers)
+            if media.streaming_request:
+                # Read record by record, as they come (ATTACH_CONTAINER_INPUT).
+                if not hasattr(view, "sessions"):
+                    raise V1HttpError(501, "ATTACH_CONTAINER_INPUT is not implemented by a simulated fleet's "
+                                           "HTTP server")
+                return sessions.attach_input(media)
             call = decode_call(request.get_data(cache=False), media, Call)
             return _dispatch(call, media)
         except V1HttpError as error:
@@ -244,10 +255,25 @@ def install(app: Flask, view, acls: Authorizer | None, open_sandbox: Callable) -
         return ok(out, media)
 
     def get_containers(call, media):
-        # show_nested / show_standalone: offerd runs only executors' containers, so
-        # there is nothing more for them to show.
+        # show_standalone: offerd runs no standalone containers. show_nested adds the
+        # container sessions (nested in an executor's container, which they are listed with).
         out = AgentResponse(type=AgentResponse.GET_CONTAINERS)
-        for entry in view.on_actor(v1_state.containers, viewer()):
+        entries = view.on_actor(v1_state.containers, viewer())
+        if call.get_containers.show_nested and hasattr(view, "sessions"):
+            parents = {entry["container_id"]: entry for entry in entries}
+            for session in view.sessions.live():
+                parent = parents.get(session.parent)
+                if parent is None or not viewer()("view_containers", session.user):
+                    continue
+                nested = out.get_containers.containers.add(executor_name=parent["executor_name"])
+                nested.framework_id.value = parent["framework_id"]
+                nested.executor_id.value = parent["executor_id"]
+                nested.container_id.value = session.container_id
+                nested.container_id.parent.value = session.parent
+                nested.container_status.container_id.CopyFrom(nested.container_id)
+                if session.pid:
+                    nested.container_status.executor_pid = session.pid
+        for entry in entries:
             container = out.get_containers.containers.add(executor_name=entry["executor_name"])
             container.framework_id.value = entry["framework_id"]
             container.executor_id.value = entry["executor_id"]
@@ -273,8 +299,7 @@ def install(app: Flask, view, acls: Authorizer | None, open_sandbox: Callable) -
     def wait_container(call, media):
         container_id = call.wait_container.container_id
         if container_id.HasField("parent"):
-            raise V1HttpError(404, f"Container {container_id.parent.value}.{container_id.value} cannot be "
-                                   "found: offerd has no nested containers")
+            return sessions.wait_nested(container_id, media, AgentResponse.WAIT_CONTAINER)
         container(container_id.value, "wait_standalone_containers")
         try:
             termination = view.waits.wait(container_id.value)
@@ -289,12 +314,11 @@ def install(app: Flask, view, acls: Authorizer | None, open_sandbox: Callable) -
 
     def kill_container(call, media):
         container_id = call.kill_container.container_id
-        if container_id.HasField("parent"):
-            raise V1HttpError(404, f"Container '{container_id.parent.value}.{container_id.value}' cannot be "
-                                   "found (or is already killed): offerd has no nested containers")
         signal = call.kill_container.signal if call.kill_container.HasField("signal") else int(signals.SIGKILL)
         if not 0 < signal < signals.NSIG:
             raise V1HttpError(400, f"Invalid signal {signal}")
+        if container_id.HasField("parent"):
+            return sessions.kill_nested(container_id, signal)
         found = container(container_id.value, "kill_standalone_containers")
         if found["terminated"]:
             raise V1HttpError(404, f"Container '{container_id.value}' cannot be found (or is already killed)")
@@ -322,6 +346,9 @@ def install(app: Flask, view, acls: Authorizer | None, open_sandbox: Callable) -
         Call.WAIT_CONTAINER: wait_container,
         Call.KILL_CONTAINER: kill_container,
     }
+    # Container sessions and streamed container I/O (offerd.slave.operator_api_sessions).
+    sessions = SessionCalls(view, acls, refuse_unless, container, ok)
+    HANDLERS.update(sessions.handlers())
     # The sub-message each call must carry (Mesos' agent call validation).
     PAYLOADS = {
         Call.GET_METRICS: None,   # Mesos asks for it; its only field is optional, so none is fine
@@ -330,6 +357,10 @@ def install(app: Flask, view, acls: Authorizer | None, open_sandbox: Callable) -
         Call.READ_FILE: "read_file",
         Call.WAIT_CONTAINER: "wait_container",
         Call.KILL_CONTAINER: "kill_container",
+        Call.WAIT_NESTED_CONTAINER: "wait_nested_container",
+        Call.KILL_NESTED_CONTAINER: "kill_nested_container",
+        Call.LAUNCH_NESTED_CONTAINER_SESSION: "launch_nested_container_session",
+        Call.ATTACH_CONTAINER_OUTPUT: "attach_container_output",
     }
 
 

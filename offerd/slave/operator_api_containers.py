@@ -34,6 +34,9 @@ class ContainerWaits:
         self._changed = threading.Condition()
         self._waiting = 0
         self.closed = False
+        # Called with (container_id, termination) on the actor thread as each container
+        # ends (container sessions end with their parent container).
+        self.listeners: list = []
 
     def ended(self, container_id: str, termination: Termination) -> None:
         with self._changed:
@@ -42,6 +45,8 @@ class ContainerWaits:
             while len(self._ended) > MAX_REMEMBERED:
                 self._ended.popitem(last=False)
             self._changed.notify_all()
+        for listener in self.listeners:
+            listener(container_id, termination)
 
     def termination(self, container_id: str) -> Termination | None:
         with self._changed:

@@ -62,7 +62,7 @@ def running(cluster_factory):
     """A one-slave cluster with a framework, a running task (it printed a line) and a finished one."""
     cluster = cluster_factory(slaves=1)
     with RunningFramework(cluster.master, info=framework_info(name="v1-fw", role="dev")) as fw:
-        running_id = fw.scheduler.submit("echo hello-v1; sleep 600")
+        running_id = fw.scheduler.submit("echo hello-v1; printf '\\377\\376\\000' > binary; sleep 600")
         done_id = fw.scheduler.submit("true")
         fw.scheduler.wait_state(running_id, pb.TASK_RUNNING)
         fw.scheduler.wait_state(done_id, pb.TASK_FINISHED)
@@ -161,6 +161,9 @@ def test_read_calls_answer_in_mesos_shapes(running):
     assert stdout["mode"] & 0o100000 and stdout["nlink"] >= 1 and stdout["mtime"]["nanoseconds"] > 10**18
     part = op.call("READ_FILE", read_file={"path": sandbox + "/stdout", "offset": 1, "length": 4})
     assert base64.b64decode(part["data"]) == b"ello" and part["size"] == stdout["size"]
+    # Bytes that are not UTF-8 arrive as the file holds them.
+    binary = op.call("READ_FILE", read_file={"path": sandbox + "/binary", "offset": 0})
+    assert base64.b64decode(binary["data"]) == b"\xff\xfe\x00" and binary["size"] == 3
     outside = op.post({"type": "READ_FILE", "read_file": {"path": f"/slaves/{slave_id}/etc/passwd", "offset": 0}})
     assert outside.status_code == 403
 

@@ -291,6 +291,30 @@ def test_failover_keeps_tasks_and_ends_the_old_stream(cluster_factory):
             scheduler.close()
 
 
+def refused(response, status: int, text: str) -> None:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert text in response.text, response.text
+
+
+def refuses_the_callers_mistakes(http: V1Scheduler, other: V1Scheduler) -> None:
+    """Calls of `http`'s stream that are wrong about the call or the caller
+    (`other` is another framework) are refused, each with its reason."""
+    with_stream = {"Mesos-Stream-Id": http.stream_id}
+    refused(http.call({"type": "FLY"}), 400, "FLY")
+    refused(http.call({"type": "REVIVE"}, stream_id=None), 400, "Mesos-Stream-Id")
+    refused(http.call({"type": "REVIVE"}, stream_id="not-a-stream"), 400, "didn't match")
+    # Another framework's id on this stream: not this stream's framework.
+    refused(http.call({"type": "REVIVE", "framework_id": {"value": other.framework_id}}), 400, "didn't match")
+    refused(http.call({"type": "REVIVE", "framework_id": {"value": "no-such-framework"}}), 400, "cannot be found")
+    refused(http.call({"type": "ACCEPT"}), 400, "Expecting 'accept' to be present")
+    refused(http.call({"type": "REVIVE"}, **{"Content-Type": "text/plain"}), 415, "application/json")
+    refused(requests.post(http.url, data=b"\xff\xff\xff", headers={"Content-Type": PROTOBUF, **with_stream}),
+            400, "protobuf")
+    refused(requests.post(http.url, data=b"x" * (17 * 1024 * 1024), headers={"Content-Type": JSON, **with_stream}),
+            413, "")
+    refused(http.call({"type": "REVIVE"}, Origin="http://elsewhere.example"), 403, "cross-site")
+
+
 def test_bad_input_is_refused_and_changes_nothing(cluster_factory):
     cluster = cluster_factory(slaves=1)
     http = V1Scheduler(cluster.master_url)
@@ -300,28 +324,14 @@ def test_bad_input_is_refused_and_changes_nothing(cluster_factory):
         other.subscribe(_info("other"))
         offer = http.wait("OFFERS")["offers"]["offers"][0]
         before = _framework(cluster, http.framework_id)
-
-        def refused(response, status, text):
-            assert response.status_code == status, (response.status_code, response.text)
-            assert text in response.text, response.text
-
         url = http.url
         with_stream = {"Mesos-Stream-Id": http.stream_id}
-        refused(http.call({"type": "FLY"}), 400, "FLY")
-        refused(http.call({"type": "REVIVE"}, stream_id=None), 400, "Mesos-Stream-Id")
-        refused(http.call({"type": "REVIVE"}, stream_id="not-a-stream"), 400, "didn't match")
-        # Another framework's id on this stream: not this stream's framework.
-        refused(http.call({"type": "REVIVE", "framework_id": {"value": other.framework_id}}), 400, "didn't match")
-        refused(http.call({"type": "REVIVE", "framework_id": {"value": "no-such-framework"}}), 400,
-                "cannot be found")
-        refused(http.call({"type": "ACCEPT"}), 400, "Expecting 'accept' to be present")
+        refuses_the_callers_mistakes(http, other)
         refused(http.call({"type": "REVIVE", "framework_id": {}}), 400, "framework_id")
         refused(http.call({"type": "DECLINE", "decline": {"offer_ids": [offer["id"]]}, "flavour": 1}), 400,
                 "flavour")
         refused(requests.post(url, data=b'{"type": "REVIVE", ', headers={"Content-Type": JSON, **with_stream}),
                 400, "invalid JSON")
-        refused(requests.post(url, data=b"\xff\xff\xff", headers={"Content-Type": PROTOBUF, **with_stream}),
-                400, "protobuf")
         refused(requests.post(url, data=b'{"type": "REVIVE"}', headers={"Content-Type": "text/plain"}),
                 415, "application/json")
         # Calls are whole bodies; a RecordIO-framed (streamed) call is not a type this API reads.
@@ -338,7 +348,8 @@ def test_bad_input_is_refused_and_changes_nothing(cluster_factory):
         refused(http.call({"type": "ACCEPT_INVERSE_OFFERS", "accept_inverse_offers": {
             "inverse_offer_ids": [{"value": "i"}]}}), 501, "ACCEPT_INVERSE_OFFERS")
         refused(http.call({"type": "UPDATE_FRAMEWORK", "update_framework": {"framework_info": _info("y")}}),
-                501, "UPDATE_FRAMEWORK")
+                400, "differs from 'framework_id'")
+        refused(http.call({"type": "UPDATE_FRAMEWORK"}), 400, "Expecting 'update_framework' to be present")
         refused(http.call({"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [
             {"type": "GROW_VOLUME", "grow_volume": {"volume": {"name": "disk", "type": "SCALAR",
                                                                "scalar": {"value": 1}},

@@ -313,8 +313,7 @@ def test_get_is_405(agent):
     assert requests.get(agent["url"], timeout=10).status_code == 405
 
 
-@pytest.mark.parametrize("kind", ["LAUNCH_NESTED_CONTAINER_SESSION", "ATTACH_CONTAINER_OUTPUT",
-                                  "LAUNCH_CONTAINER", "REMOVE_CONTAINER", "GET_OPERATIONS", "PRUNE_IMAGES",
+@pytest.mark.parametrize("kind", ["LAUNCH_CONTAINER", "REMOVE_CONTAINER", "GET_OPERATIONS", "PRUNE_IMAGES",
                                   "GET_RESOURCE_PROVIDERS", "LAUNCH_NESTED_CONTAINER"])
 def test_calls_not_served_are_501_naming_the_call(agent, kind):
     answer = call(agent, {"type": kind})
@@ -322,14 +321,15 @@ def test_calls_not_served_are_501_naming_the_call(agent, kind):
     assert kind in answer.json()["message"]
 
 
-def test_attach_container_input_streamed_is_501(agent):
+def test_attach_container_input_without_a_container_id_is_400(agent):
+    # The calls themselves: tests/integration/test_task_exec.py.
     from offerd.common import recordio
 
     record = json.dumps({"type": "ATTACH_CONTAINER_INPUT", "attach_container_input": {"type": "CONTAINER_ID"}})
     answer = requests.post(agent["url"], data=recordio.encode(record.encode()), timeout=10, headers={
         "Content-Type": "application/recordio", "Message-Content-Type": JSON, "Accept": JSON})
-    assert answer.status_code == 501
-    assert "ATTACH_CONTAINER_INPUT" in answer.json()["message"]
+    assert answer.status_code == 400
+    assert "CONTAINER_ID" in answer.json()["message"]
 
 
 # -- containers: wait and kill (last: they end a task) --------------------------

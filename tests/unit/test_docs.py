@@ -43,8 +43,14 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 def _documented_flags(parser: argparse.ArgumentParser) -> set[str]:
     """The long options a user sees in --help (argparse.SUPPRESS hides the --no-FLAG
     twins of booleans, described once for all in operators.md, and internal options)."""
-    return {option for action in parser._actions if action.help != argparse.SUPPRESS
-            for option in action.option_strings if option.startswith("--") and option != "--help"}
+    own = {option for action in parser._actions if action.help != argparse.SUPPRESS
+           for option in action.option_strings if option.startswith("--") and option != "--help"}
+    # A command's own subcommands (offerd task exec|attach) count as the command's.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                own |= _documented_flags(child)
+    return own
 
 
 @pytest.mark.parametrize("command", sorted(_commands()))

@@ -380,15 +380,17 @@ def test_suppression_survives_a_resubscription(make_driver, master):
     assert sorted(master.wait(Call.SUBSCRIBE, 2).subscribe.suppressed_roles) == ["a", "b"]
 
 
-def test_update_framework_resubscribes_quietly(make_driver, master):
+def test_update_framework_is_one_call_not_a_resubscription(make_driver, master):
     driver, scheduler = started(make_driver, master)
     new_info = mesos_pb2.FrameworkInfo(name="test framework", roles=["x"], webui_url="http://ui")
     assert driver.updateFramework(new_info, ["x"]) == mesos_pb2.DRIVER_RUNNING
-    subscribe = master.wait(Call.SUBSCRIBE, 2)
-    assert subscribe.subscribe.framework_info.id.value == "fake-master-0000"
-    assert subscribe.subscribe.framework_info.webui_url == "http://ui"
-    assert list(subscribe.subscribe.suppressed_roles) == ["x"]
-    # Offers flow again once the new subscription is answered.
+    update = master.wait(Call.UPDATE_FRAMEWORK)
+    assert update.framework_id.value == "fake-master-0000"
+    assert update.update_framework.framework_info.id.value == "fake-master-0000"
+    assert update.update_framework.framework_info.webui_url == "http://ui"
+    assert list(update.update_framework.suppressed_roles) == ["x"]
+    assert len(master.of_type(Call.SUBSCRIBE)) == 1
+    # The subscription carries on: offers keep flowing, and no callback says otherwise.
     master.send(Event(type=Event.OFFERS, offers=Event.Offers(offers=[offer()])))
     scheduler.wait("resourceOffers")
     assert scheduler.names() == ["registered", "resourceOffers"]
