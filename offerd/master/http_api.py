@@ -17,6 +17,7 @@ import time
 from flask import Blueprint, Flask, Response, current_app, redirect, request, send_from_directory
 
 from offerd import __version__
+from offerd.common import lenient_paths
 from offerd.common.http_hygiene import FORM, accepts
 from offerd.master import http_allocator, http_authz, http_files, openapi, prometheus, scheduler_http
 from offerd.master.http_common import MasterView, json_response, master, snapshot, text_response
@@ -270,4 +271,4 @@ def create_app(master: MasterView, webui_dir: str | None = None) -> Flask:
     def busy(exc):
         return text_response(f"Master is busy: {exc}", 503)
 
-    return app
+    return lenient_paths.install(app)

@@ -30,14 +30,16 @@ signs, this master leading), a WSGI step before Flask answers it, with the same
 parsing and checks; everything else goes through Flask to the view.
 
 Refusals are plain text saying why: 400 for a malformed or invalid call, a
-missing or mismatched ``Mesos-Stream-Id``, or an unknown framework; 403 when
-the framework is not subscribed over HTTP, the principal does not match it, or
-an ACL refuses the SUBSCRIBE; 401 (the HTTP guard) without credentials that
-``--authenticate_http_readwrite`` asks for; 406 for an Accept this API cannot
-answer in; 413 for a body above ``--max_message_bytes``; 415 for a body that is
-neither JSON nor protobuf; 501 for what Mesos has and offerd does not (inverse
-offers, operation feedback, RESERVE and the other operations), naming the unsupported part; 503 while this master does not lead
-or holds as many HTTP schedulers as it can serve. A standby answers 307 to the
+missing or mismatched ``Mesos-Stream-Id``, an unknown framework, or a caller
+whose principal is not the framework's; 403 when the framework is not
+subscribed over HTTP, or an ACL refuses the SUBSCRIBE; 401 (the HTTP guard)
+without credentials that ``--authenticate_http_readwrite`` asks for; 406 for
+an Accept this API cannot answer in; 413 for a body above
+``--max_message_bytes``; 415 for a body that is neither JSON nor protobuf; 501
+for what Mesos has and offerd does not (inverse offers, operation feedback,
+RESERVE and the other operations), naming the unsupported part; 503 while this
+master does not lead or holds as many HTTP schedulers as it can serve. A
+standby answers 307 to the
 leader's ``/api/v1/scheduler`` (offerd.master.http_leader).
 """
 
@@ -400,8 +402,9 @@ def _dispatch(daemon: Master, verified: _Streams, stream_id: str | None, call: p
         return 400, f"Framework {framework_id} cannot be found"
     stored = framework.info.principal or None
     if who is not None and stored is not None and who != stored:
-        return 403, (f"Authenticated principal '{who}' does not match principal '{stored}' "
-                     f"of framework {framework_id}")
+        # 400, not 403: Mesos' answer to this check (it is not an ACL).
+        return 400, (f"Authenticated principal '{who}' does not match principal '{stored}' "
+                     f"set in `FrameworkInfo` of framework {framework_id}")
     if not framework.connected:
         return 403, f"Framework {framework_id} is not subscribed"
     if not is_stream_peer(framework.peer):

@@ -27,6 +27,7 @@ from typing import Protocol
 from flask import Flask, g, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound
 
+from offerd.common import lenient_paths
 from offerd.common.acls import Authorizer
 from offerd.common.credentials import load_credentials
 from offerd.common.http_auth import HttpAuth, install
@@ -177,7 +178,7 @@ def create_app(view: SlaveView, auth: HttpAuth | None = None, authorizer: Author
         response.content_length = size
         return response
 
-    return app
+    return lenient_paths.install(app)
 
 
 def open_sandbox(view: SlaveView, acls: Authorizer | None, principal: str | None, raw: str) -> tuple[int, str]:

@@ -394,7 +394,7 @@ def test_secure_master_checks_who_calls(cluster_factory):
         # The stream id alone does not make another principal this framework's scheduler.
         other = http.call({"type": "REVIVE"}, session={"auth": ("marathon", security.secret("marathon")),
                                                         "verify": verify})
-        assert other.status_code == 403 and "does not match" in other.text
+        assert other.status_code == 400 and "does not match" in other.text
         http.accepted({"type": "TEARDOWN"})
         assert http.ended.wait(10)
     finally:

@@ -176,6 +176,17 @@ def test_teardown(master):
 def test_unknown_path_is_plain_text_404(master):
     response = get(master, "/master/nope")
     assert response.status_code == 404 and "No endpoint" in response.text
+    assert get(master, "/master/nope/").status_code == 404
+
+
+def test_empty_path_segments_are_ignored_as_mesos_does(master):
+    # The Mesos CLI asks for /master/frameworks/; Mesos splits paths on "/".
+    for path in ("/master/frameworks/", "/master//frameworks", "/master/frameworks//"):
+        response = get(master, path)
+        assert response.status_code == 200 and "frameworks" in response.json(), path
+    assert get(master, "/health/").status_code == 200
+    # A route with a trailing slash of its own is left as it is.
+    assert get(master, "/").status_code == 200
 
 
 def test_flag_defaults_are_typed():
