@@ -110,6 +110,7 @@ proto-check: venv
 bench: venv
 	$(PY) bench/launch_bench.py
 	$(PY) bench/allocator_bench.py
+	$(PY) bench/mesos_allocator_bench.py
 	$(PY) bench/http_bench.py
 	$(PY) bench/failover_bench.py
 

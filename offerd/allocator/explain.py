@@ -82,7 +82,7 @@ def explain(alloc: HierarchicalAllocator, framework_id: str | None = None) -> di
                     f"expires in {last - now:.1f}s (REVIVE clears them)", role, slaves=len(filtered),
                     expires_in=round(last - now, 3)))
             if role in alloc._held_back:
-                reasons.append(_reason("QUOTA_HEADROOM", f"unreserved resources are held back for the unmet "
+                reasons.append(_reason("QUOTA_HEADROOM", "unreserved resources are held back for the unmet "
                                        "quota guarantees of other roles", role))
             room = alloc._room(role)
             if room is not None and not any(v > 0 for v in room.values()):

@@ -54,7 +54,7 @@ class _Filter:
 class _Slave:
     __slots__ = ("id", "total", "available", "active", "reserved", "allocations", "filters",
                  "hostname", "attributes", "_offerable", "_seen", "_seen_ok", "_seen_q",
-                 "_seen_a")
+                 "_seen_a", "filters_epoch", "blocked")
 
     def __init__(self, slave_id: str, total: Resources, hostname, attributes):
         self.id = slave_id
@@ -77,6 +77,10 @@ class _Slave:
         self._seen_ok = False
         self._seen_q: dict[str, float] | None = None
         self._seen_a: Allocation | None = None  # and the last offer made of it
+        # Bumped whenever `filters` changes; with `blocked` (see one_role.py) a slave
+        # every active framework of a role has filtered is skipped in O(1).
+        self.filters_epoch = 0
+        self.blocked: tuple | None = None
 
 
 class _Framework:
@@ -118,8 +122,12 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
         self._role_frameworks: dict[str, Sorter] = {}
         self._weights: dict[str, float] = dict(weights or {})
         self._quotas: dict[str, Quota] = {}
+        # quota.py's caches: role subtrees, and the quota roles covering a role.
+        self._quota_caches: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})
         self._frameworks: dict[str, _Framework] = {}
         self._slaves: dict[str, _Slave] = {}
+        # Frameworks not (yet) known whose usage a slave reported: id -> slave ids.
+        self._unknown_usage: dict[str, set[str]] = {}
         # Active slaves with something free: the only candidates of a run.
         self._free: dict[str, None] = {}
         self._runs = 0
@@ -141,6 +149,7 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
             sorter = create_sorter(self._framework_sorter_name, self._total, self.rng)
             self._role_frameworks[role] = sorter
             self._roles.add(role, self._weights.get(role, 1.0), active=False)
+            self._quota_caches[0].clear()  # role subtrees
         return sorter
 
     def _refresh_role(self, role: str) -> None:
@@ -172,8 +181,9 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
         self._frameworks[framework_id] = f
         self._replace(f)
         # A reregistering slave may have reported this framework's usage first.
-        for slave in self._slaves.values():
-            held = slave.allocations.pop((framework_id, None), None)
+        for slave_id in self._unknown_usage.pop(framework_id, ()):
+            slave = self._slaves.get(slave_id)
+            held = slave.allocations.pop((framework_id, None), None) if slave is not None else None
             if held is not None:
                 self._charge(framework_id, f.roles[0], slave, held)
 
@@ -237,6 +247,7 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
             f = self._frameworks.get(framework_id)
             if f is None:
                 slave.allocations[(framework_id, None)] = resources
+                self._unknown_usage.setdefault(framework_id, set()).add(slave_id)
             else:
                 self._charge(framework_id, f.roles[0], slave, resources)
         self._set_available(slave, available)
@@ -357,6 +368,7 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
             flt = _Filter(resources, expires)
             slave.filters.setdefault(r, {})[framework_id] = flt
             f.filters[(r, slave_id)] = flt
+        slave.filters_epoch += 1
 
     def _drop_filters(self, f: _Framework, roles: set[str] | None) -> None:
         for key in [k for k in f.filters if roles is None or k[0] in roles]:
@@ -364,6 +376,7 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
             role, slave_id = key
             slave = self._slaves.get(slave_id)
             if slave is not None:
+                slave.filters_epoch += 1
                 by_framework = slave.filters.get(role)
                 if by_framework is not None:
                     by_framework.pop(f.id, None)
@@ -399,11 +412,13 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
     def update_quota(self, role, guarantee, limit=None):
         if guarantee is None and limit is None:
             self._quotas.pop(role, None)
+            self._quota_caches[1].clear()
             return
         for what in (guarantee, limit):
             if what is not None and what.roles() - {"*"}:
                 raise ResourceError("quota is for unreserved scalar resources only")
         self._quotas[role] = Quota(guarantee, limit)
+        self._quota_caches[1].clear()
 
     def weights(self) -> dict[str, float]:
         return dict(self._weights)
@@ -451,8 +466,13 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
         granted_slaves = self._granted
         offerable_for = self._offerable
         quotas = self._quotas
+        # Roles at their quota limit in every resource of the cluster: nothing
+        # unreserved for them for the rest of the run (grants only lower the room).
+        capped: set[str] = set()
         for slave_id in ids:
             slave = slaves[slave_id]
+            if capped and not slave.reserved and capped.issuperset(role_sorter.active):
+                continue
             served: set[str] | None = None
             while slave.available:
                 granted = None
@@ -463,8 +483,12 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
                     if offerable is None:
                         continue
                     if quotas:
+                        if role in capped and not slave.reserved:
+                            continue
                         offerable = self._within_quota(slave, role, offerable, headroom)
                         if offerable is None:
+                            if not slave.reserved and self._at_limit(role):
+                                capped.add(role)
                             continue
                     filters = slave.filters.get(role)
                     # One offer per framework and slave in a run (its role is the offer's):
@@ -500,7 +524,12 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
         memo = slave._offerable
         if role in memo:
             return memo[role]
-        offerable = slave.available.for_role(role)
+        offerable = slave.available
+        # Only when some reservation is not this role's (or an ancestor's) is a
+        # copy needed; otherwise the free resources themselves, so that a declined
+        # offer comes back as the very same object (see `_holds`).
+        if any(r != "*" and r != role and not role.startswith(r + "/") for r in offerable.roles()):
+            offerable = offerable.for_role(role)
         if not offerable or not offerable.meets_minimum(self.min_allocatable):
             offerable = None
         memo[role] = offerable
@@ -510,6 +539,7 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
                framework_id: str) -> bool:
         if now >= flt.expires:
             del slave.filters[role][framework_id]
+            slave.filters_epoch += 1
             f = self._frameworks.get(framework_id)
             if f is not None:
                 f.filters.pop((role, slave.id), None)
@@ -517,7 +547,8 @@ class HierarchicalAllocator(OneRoleStage, QuotaStages, Allocator):
         if flt.checked is not offerable:
             flt.checked = offerable
             # Mesos: a filter holds only while nothing new is on offer.
-            flt.holds = flt.resources.contains(offerable)
+            # (A declined offer comes back as the very same object: no comparison.)
+            flt.holds = flt.resources is offerable or flt.resources.contains(offerable)
         return flt.holds
 
     def _grant(self, result, framework_id, role, slave, offerable, headroom) -> None:

@@ -36,6 +36,7 @@ class OneRoleStage:
         offerable_for, holds = self._offerable, self._holds
         new_allocation = _new_allocation
         granted: list[dict[str, float]] = []  # the quantities of each grant, for the role
+        epoch = sorter.epoch  # no framework joins or leaves the order during a run
         for slave_id in ids:
             slave = slaves[slave_id]
             offerable = slave.available
@@ -47,13 +48,31 @@ class OneRoleStage:
                     continue
             filters = slave.filters.get(role)
             if filters:
+                # A slave every active framework has filtered stays so while its
+                # offerable resources, the active frameworks and its filters are
+                # unchanged and none of the filters expired: skipped without the
+                # walk (with declines that never expire, most slaves end up here).
+                blocked = slave.blocked
+                if (blocked is not None and blocked[0] is offerable and blocked[1] == epoch
+                        and blocked[2] == slave.filters_epoch and now < blocked[3] and blocked[4] == role):
+                    continue
                 for i, key in enumerate(order):
                     framework_id = key[2]
                     flt = filters.get(framework_id)
-                    if flt is None or not holds(flt, offerable, now, slave, role, framework_id):
+                    if flt is None:
+                        break
+                    if flt.checked is offerable and now < flt.expires:
+                        if flt.holds:
+                            continue  # `_holds`' memo hit, inlined
+                        break
+                    if not holds(flt, offerable, now, slave, role, framework_id):
                         break
                 else:
-                    continue  # every framework of the role filtered this slave
+                    # Every framework of the role filtered this slave. Expiry over
+                    # all its filters (inactive frameworks' too): never too late.
+                    slave.blocked = (offerable, epoch, slave.filters_epoch,
+                                     min(flt.expires for flt in filters.values()), role)
+                    continue
             elif order:
                 i, framework_id = 0, order[0][2]
             else:

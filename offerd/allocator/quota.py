@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from offerd.common.resources import Resources
+
+if TYPE_CHECKING:
+    from offerd.allocator.hierarchical import _Slave
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +68,43 @@ class QuotaStages:
             return False
         return True
 
-    def _subtree_held(self, top: str) -> dict[str, float]:
+    def _subtree(self, top: str) -> list[str]:
+        """The known roles in `top`'s subtree (itself included), cached until a
+        role or a quota is added (`_quota_caches` is emptied then)."""
+        cache = self._quota_caches[0]
+        roles = cache.get(top)
+        if roles is None:
+            nested = cache.get("/")  # the known roles below some other role
+            if nested is None:
+                nested = cache["/"] = [r for r in self._roles.allocations if "/" in r]
+            prefix = top + "/"
+            roles = [top] if top in self._roles.allocations else []
+            roles += [r for r in nested if r.startswith(prefix)]
+            cache[top] = roles
+        return roles
+
+    def _subtree_held(self, top: str) -> Mapping[str, float]:
+        """What `top`'s subtree holds (read only: may be the role's own dict)."""
         allocations = self._roles.allocations
+        roles = self._subtree(top)
+        if len(roles) == 1:
+            return allocations[roles[0]]
         held: dict[str, float] = {}
-        for role, quantities in allocations.items():
-            if role == top or role.startswith(top + "/"):
-                for name, amount in quantities.items():
-                    held[name] = held.get(name, 0.0) + amount
+        for role in roles:
+            for name, amount in allocations[role].items():
+                held[name] = held.get(name, 0.0) + amount
         return held
 
     def _quota_roles_of(self, role: str) -> list[str]:
-        """The roles with quota that cover `role`: itself and its ancestors."""
-        return [q for q in self._quotas if in_subtree(role, q)]
+        """The roles with quota that cover `role`: itself and its ancestors (cached)."""
+        cache = self._quota_caches[1]
+        roles = cache.get(role)
+        if roles is None:
+            # `role` and its ancestors: "a/b/c" is covered by "a/b/c", "a/b" and "a".
+            parts = role.split("/")
+            ancestors = ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+            roles = cache[role] = [q for q in ancestors if q in self._quotas]
+        return roles
 
     def _need(self, role: str) -> dict[str, float]:
         """What the role's own guarantee still lacks (scalars > 0)."""
@@ -106,6 +134,11 @@ class QuotaStages:
                 room[n] = min(room.get(n, left), left)
         return room
 
+    def _at_limit(self, role: str) -> bool:
+        """No room left under the limits for any resource the cluster has."""
+        room = self._room(role)
+        return room is not None and all(room.get(n, 1.0) <= 0 for n in self._total)
+
     def _chop(self, offerable: Resources, caps: Mapping[str, float], only_capped: bool) -> Resources:
         """The role's reservations plus unreserved scalars at most `caps`
         (names not in `caps` kept unless `only_capped`); unreserved non-scalars
@@ -127,18 +160,35 @@ class QuotaStages:
 
     def _quota_stage(self, ids, now, result) -> None:
         # Each quota role's guarantee may go to it or to any active role below
-        # it, in role-sorter order; deeper quotas are visited first.
-        quota_roles = sorted(self._quotas, key=lambda q: -q.count("/"))
+        # it, in role-sorter order; deeper quotas are visited first. Grants only
+        # raise what roles hold, so a guarantee met stays met for the stage: it
+        # leaves `pending`, and the stage costs slaves + quota roles, not their product.
+        need_of = self._need
+        pending = dict.fromkeys(q for q in sorted(self._quotas, key=lambda q: -q.count("/")) if need_of(q))
+        active = self._roles.active
         for slave_id in ids:
+            if not pending:
+                break
             slave = self._slaves[slave_id]
-            for top in quota_roles:
+            met = []
+            for top in pending:
                 if not slave.available:
                     break
-                for role in [r for r in self._roles.sort() if in_subtree(r, top)]:
-                    need = self._need(top)
+                subtree = self._subtree(top)
+                if len(subtree) > 1:
+                    members = set(subtree)
+                    subtree = [r for r in self._roles.sort() if r in members]
+                elif not subtree or subtree[0] not in active:
+                    continue
+                for role in subtree:
+                    need = need_of(top)
                     if not need or not slave.available:
                         break
                     self._quota_grant(slave, slave_id, role, need, now, result)
+                if not need_of(top):
+                    met.append(top)
+            for top in met:
+                del pending[top]
 
     def _quota_grant(self, slave, slave_id, role, need, now, result) -> None:
         offerable = self._offerable(slave, role)

@@ -46,6 +46,8 @@ class Sorter(ABC):
         self.weights: dict[str, float] = {}
         self.allocations: dict[str, dict[str, float]] = {}
         self.active: set[str] = set()
+        # Bumped whenever the set of active clients changes (see `blocked` in one_role.py).
+        self.epoch = 0
 
     # -- clients --------------------------------------------------------------
 
@@ -69,11 +71,14 @@ class Sorter(ABC):
         return len(self.weights)
 
     def activate(self, client: str) -> None:
-        if client in self.weights:
+        if client in self.weights and client not in self.active:
             self.active.add(client)
+            self.epoch += 1
 
     def deactivate(self, client: str) -> None:
-        self.active.discard(client)
+        if client in self.active:
+            self.active.discard(client)
+            self.epoch += 1
 
     def update_weight(self, client: str, weight: float) -> None:
         if client in self.weights:
@@ -147,6 +152,7 @@ class DRFSorter(Sorter):
         if client in self.weights and client not in self._keys:
             self._flush()
             self.active.add(client)
+            self.epoch += 1
             key = self._key(client)
             self._keys[client] = key
             if not self._stale:
@@ -156,7 +162,9 @@ class DRFSorter(Sorter):
                     self._names.insert(i, client)
 
     def deactivate(self, client):
-        self.active.discard(client)
+        if client in self.active:
+            self.active.discard(client)
+            self.epoch += 1
         self._flush()
         key = self._keys.pop(client, None)
         if key is not None and not self._stale:
