@@ -14,15 +14,22 @@ How the server treats connections, and why:
   Whatever fails the handshake (plain HTTP sent to the TLS port, a client that
   does not trust the certificate) is closed without any HTTP answer.
 * Idle keep-alive connections wait in the selector, not in workers.
+* Requests a client pipelined are served in turn by the worker that read them.
+  A view may ask (``environ["offerd.hold_answer"]()``) that its short, complete
+  answer wait for the answers of the requests already read behind it: they
+  then leave in one write when none is left, not one write (and one wake-up of
+  the client) each.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import socket
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cheroot import wsgi
+from cheroot.makefile import StreamWriter
 from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from cheroot.workers.threadpool import ThreadPool, WorkerThread
@@ -69,10 +77,41 @@ class _TlsAdapter(BuiltinSSLAdapter):
         return wrapped, {}
 
 
+_date = (0, "")
+
+
+def http_date() -> str:
+    """The Date header's value, formatted once a second, not once an answer."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True))
+    return _date[1]
+
+
+class _HoldingWriter(StreamWriter):
+    """The connection's writer; an answer marked `hold` stays in the buffer until
+    the next answer not held, or the connection's flush."""
+
+    hold = False
+
+    def write(self, val, *args, **kwargs):
+        if not self.hold:
+            return super().write(val, *args, **kwargs)
+        with self._write_lock:
+            self._write_buf.extend(val)
+        self.bytes_written += len(val)
+        return len(val)
+
+
 class _Connection(HTTPConnection):
     """A connection whose TLS handshake (if any) happens on its first read."""
 
     _handshaken = False
+
+    def __init__(self, server, sock, *args, **kwargs):
+        super().__init__(server, sock, *args, **kwargs)
+        self.wfile = _HoldingWriter(sock, "wb", self.wbufsize)
 
     def communicate(self):
         if not self._handshaken and isinstance(self.socket, ssl.SSLSocket):
@@ -87,11 +126,24 @@ class _Connection(HTTPConnection):
             self.ssl_env = self.server.ssl_adapter.get_environ(self.socket)
         # Requests a client pipelined, already read into the buffer, are served
         # here in turn rather than each handed back through the selector to
-        # another worker thread.
-        while True:
-            keep_open = super().communicate()
-            if not keep_open or not self.rfile.has_data():
-                return keep_open
+        # another worker thread; answers held meanwhile leave together.
+        keep_open = False
+        try:
+            while True:
+                self.wfile.hold = False
+                keep_open = super().communicate()
+                if not keep_open or not self.rfile.has_data():
+                    break
+        finally:
+            self.wfile.hold = False
+            try:
+                self.wfile.flush()
+            except (OSError, ValueError):  # the client went away: close
+                keep_open = False
+        return keep_open
+
+    def hold_answer(self) -> None:
+        self.wfile.hold = True
 
 
 class _DaemonThreadPool(ThreadPool):
@@ -106,13 +158,14 @@ class _DaemonThreadPool(ThreadPool):
 
 
 class _Gateway(wsgi.Gateway_10):
-    """WSGI 1.0 plus the connection's socket as ``environ["offerd.socket"]``: a
+    """WSGI 1.0 plus the connection's socket as ``environ["offerd.socket"]`` (a
     long streaming response looks at it to notice a client that went away
-    while nothing was being written."""
+    while nothing was being written) and ``environ["offerd.hold_answer"]``."""
 
     def get_environ(self):
         environ = super().get_environ()
         environ["offerd.socket"] = self.req.conn.socket
+        environ["offerd.hold_answer"] = self.req.conn.hold_answer
         return environ
 
 

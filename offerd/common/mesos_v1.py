@@ -93,7 +93,7 @@ def to_offerd(v1_message, offerd_type) -> Tuple[object, List[str]]:
     """Convert a mesos.v1 message to ``offerd_type``: ``(message, unsupported_paths)``."""
     target = offerd_type()
     unsupported: List[str] = []
-    _copy(v1_message, target, "", unsupported, _WORDS)
+    _copy(v1_message, target, "", unsupported, _WORDS, _has_unknown_fields(v1_message))
     return target, unsupported
 
 
@@ -101,7 +101,7 @@ def to_v1(offerd_message, v1_type) -> Tuple[object, List[str]]:
     """Convert an offerd message to ``v1_type``: ``(message, unsupported_paths)``."""
     target = v1_type()
     unsupported: List[str] = []
-    _copy(offerd_message, target, "", unsupported, _WORDS_BACK)
+    _copy(offerd_message, target, "", unsupported, _WORDS_BACK, _has_unknown_fields(offerd_message))
     return target, unsupported
 
 
@@ -130,77 +130,87 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _copy(source, target, path: str, unsupported: List[str], words: dict) -> None:
-    plan = _PLANS.get((source.DESCRIPTOR, target.DESCRIPTOR, words is _WORDS))
+def _copy(source, target, path: str, unsupported: List[str], words: dict, unknown: bool) -> None:
+    # `unknown`: the source holds unknown fields somewhere; only then is each
+    # message looked at for them, and nothing is copied as bytes.
+    plan = _PLANS.get((source.__class__, target.__class__, words is _WORDS))
     if plan is None:
-        plan = _plan(source.DESCRIPTOR, target.DESCRIPTOR, words)
+        plan = _plan(source, target, words)
     if plan.__class__ is tuple:  # a wrapped or unwrapped pair
         how, name = plan
         if how == "unwrap":
             for field, _ in source.ListFields():
                 if field.name != name:
                     unsupported.append(_join(path, field.name))
-            _unknown_fields(source, path, unsupported)
-            _copy(getattr(source, name), target, _join(path, name), unsupported, words)
+            if unknown:
+                _unknown_fields(source, path, unsupported)
+            _copy(getattr(source, name), target, _join(path, name), unsupported, words, unknown)
         else:
             wrapper = getattr(target, name)
             wrapper.SetInParent()
-            _copy(source, wrapper, path, unsupported, words)
+            _copy(source, wrapper, path, unsupported, words, unknown)
         return
     for field, value in source.ListFields():
-        entry = plan.get(field.name, _SKIP)
+        entry = plan.get(field, _SKIP)
         if entry is _SKIP:  # an extension
             entry = _entry(field, target.DESCRIPTOR, words)
         if entry is None:
             unsupported.append(_join(path, field.name))
             continue
-        tfield, kind = entry
+        tfield, kind, tname = entry
         if kind is _PLAIN:
-            setattr(target, tfield.name, value)
-        elif kind is _MESSAGE:
-            sub = getattr(target, tfield.name)
+            setattr(target, tname, value)
+        elif kind is _SAME_WIRE and not unknown:
+            sub = getattr(target, tname)
             sub.SetInParent()
-            _copy(value, sub, _join(path, field.name), unsupported, words)
+            sub.MergeFromString(value.SerializeToString())
+        elif kind is _MESSAGE or kind is _SAME_WIRE:
+            sub = getattr(target, tname)
+            sub.SetInParent()
+            _copy(value, sub, _join(path, field.name), unsupported, words, unknown)
         elif kind is _VALUE:
-            converted = _scalar(field, tfield, value, _join(path, field.name), unsupported, words)
+            converted = _scalar(field, tfield, value, path, unsupported, words)
             if converted is not _SKIP:
-                setattr(target, tfield.name, converted)
+                setattr(target, tname, converted)
         elif kind is _MAP:
             _copy_map(value, getattr(target, tfield.name), field, tfield, _join(path, field.name), unsupported,
-                      words)
+                      words, unknown)
         else:
             fpath = _join(path, field.name)
             out = getattr(target, tfield.name)
             for i, item in enumerate(value):
                 ipath = f"{fpath}[{i}]"
                 if kind is _MESSAGES:
-                    _copy(item, out.add(), ipath, unsupported, words)
+                    _copy(item, out.add(), ipath, unsupported, words, unknown)
                 else:
-                    converted = _scalar(field, tfield, item, ipath, unsupported, words)
+                    converted = _scalar(field, tfield, item, ipath, unsupported, words, indexed=True)
                     if converted is not _SKIP:
                         out.append(converted)
-    _unknown_fields(source, path, unsupported)
+    if unknown:
+        _unknown_fields(source, path, unsupported)
 
 
 _SKIP = object()
 # How a field is copied: a value as is, a value converted (enums, integer ranges),
-# a message, a map, repeated messages, repeated values.
-_PLAIN, _VALUE, _MESSAGE, _MAP, _MESSAGES, _VALUES = (object() for _ in range(6))
-# (source type, target type, direction) -> {source field name: (target field, how) or None
-# when the target cannot hold it}, or ("wrap" | "unwrap", field name): the descriptor
+# a message, a message whose type has the same encoding on both sides, a map,
+# repeated messages, repeated values.
+_PLAIN, _VALUE, _MESSAGE, _SAME_WIRE, _MAP, _MESSAGES, _VALUES = (object() for _ in range(7))
+# (source class, target class, direction) -> {source field: (target field, how, its name)
+# or None when the target cannot hold it}, or ("wrap" | "unwrap", field name): the descriptor
 # walk done once per pair of types, not once per message.
 _PLANS: dict = {}
 
 
-def _plan(source_type, target_type, words: dict):
+def _plan(source, target, words: dict):
+    source_type, target_type = source.DESCRIPTOR, target.DESCRIPTOR
     pair = (source_type.full_name, target_type.full_name)
     if pair in _UNWRAP:
         plan = ("unwrap", _UNWRAP[pair])
     elif pair in _WRAP:
         plan = ("wrap", _WRAP[pair])
     else:
-        plan = {field.name: _entry(field, target_type, words) for field in source_type.fields}
-    _PLANS[(source_type, target_type, words is _WORDS)] = plan
+        plan = {field: _entry(field, target_type, words) for field in source_type.fields}
+    _PLANS[(source.__class__, target.__class__, words is _WORDS)] = plan
     return plan
 
 
@@ -209,14 +219,53 @@ def _entry(field, target_type, words: dict):
     if tfield is None or not _compatible(field, tfield):
         return None
     if _is_map(field):
-        return tfield, _MAP
+        return tfield, _MAP, tfield.name
     if field.is_repeated:
-        return tfield, _MESSAGES if field.type == FD.TYPE_MESSAGE else _VALUES
+        return tfield, _MESSAGES if field.type == FD.TYPE_MESSAGE else _VALUES, tfield.name
     if field.type == FD.TYPE_MESSAGE:
-        return tfield, _MESSAGE
+        if _same_wire(field.message_type, tfield.message_type, words, set()):
+            # Copied as bytes: an ID, or Acknowledge, costs two calls into protobuf, not a walk.
+            return tfield, _SAME_WIRE, tfield.name
+        return tfield, _MESSAGE, tfield.name
     if field.type != FD.TYPE_ENUM and field.cpp_type == tfield.cpp_type:
-        return tfield, _PLAIN
-    return tfield, _VALUE
+        return tfield, _PLAIN, tfield.name
+    return tfield, _VALUE, tfield.name
+
+
+def _same_wire(source_type, target_type, words: dict, seen: set) -> bool:
+    """True when every message `source_type` can hold parses as the same message
+    of `target_type`: each field, nested ones included, has its counterpart under
+    the same number and type, and each enum value keeps its number."""
+    pair = (source_type.full_name, target_type.full_name)
+    if pair in seen:
+        return True
+    seen.add(pair)
+    if pair in _UNWRAP or pair in _WRAP:
+        return False
+    for field in source_type.fields:
+        tfield = _counterpart(target_type.fields_by_name, field.name, words)
+        if tfield is None or tfield.number != field.number or tfield.type != field.type \
+                or tfield.is_repeated != field.is_repeated:
+            return False
+        if field.type == FD.TYPE_MESSAGE and not _same_wire(field.message_type, tfield.message_type, words, seen):
+            return False
+        if field.type == FD.TYPE_ENUM:
+            for value in field.enum_type.values:
+                tvalue = _counterpart(tfield.enum_type.values_by_name, value.name, words)
+                if tvalue is None or tvalue.number != value.number:
+                    return False
+    return True
+
+
+def _has_unknown_fields(message) -> bool:
+    """Whether `message` or any message in it holds fields its type does not declare
+    (a newer client's): one pass in protobuf's C code, not one per message."""
+    if _unknown_field_sets is None:
+        return False
+    known = message.__class__()
+    known.MergeFrom(message)
+    known.DiscardUnknownFields()
+    return known.ByteSize() != message.ByteSize()
 
 
 def _is_map(field) -> bool:
@@ -233,31 +282,51 @@ def _compatible(field, tfield) -> bool:
     return field.cpp_type in _INTS and tfield.cpp_type in _INTS or field.cpp_type == tfield.cpp_type
 
 
-def _scalar(field, tfield, value, path: str, unsupported: List[str], words: dict):
+def _scalar(field, tfield, value, path: str, unsupported: List[str], words: dict, indexed: bool = False):
+    """`value` as `tfield` holds it, or _SKIP (and why in `unsupported`). `path` is
+    the message's, or the element's when `indexed`."""
     if field.type == FD.TYPE_ENUM:
-        name = field.enum_type.values_by_number[value].name if value in field.enum_type.values_by_number else str(value)
-        tvalue = _counterpart(tfield.enum_type.values_by_name, name, words)
-        if tvalue is None:
-            unsupported.append(f"{path}={name}")
+        numbers = _ENUM_NUMBERS.get((field, tfield))
+        if numbers is None:
+            numbers = _ENUM_NUMBERS[(field, tfield)] = _enum_numbers(field, tfield, words)
+        number = numbers.get(value)
+        if number is None:
+            name = field.enum_type.values_by_number[value].name if value in field.enum_type.values_by_number \
+                else str(value)
+            unsupported.append(f"{path if indexed else _join(path, field.name)}={name}")
             return _SKIP
-        return tvalue.number
+        return number
     if tfield.cpp_type in _INTS:
         low, high = _INTS[tfield.cpp_type]
         if not low <= value <= high:
-            unsupported.append(f"{path}={value}")
+            unsupported.append(f"{path if indexed else _join(path, field.name)}={value}")
             return _SKIP
     return value
 
 
-def _copy_map(source, target, field, tfield, path, unsupported, words) -> None:
+# (source field, target field) -> {source enum number: target enum number}, the
+# values without a counterpart left out.
+_ENUM_NUMBERS: dict = {}
+
+
+def _enum_numbers(field, tfield, words: dict) -> dict:
+    out = {}
+    for value in field.enum_type.values:
+        tvalue = _counterpart(tfield.enum_type.values_by_name, value.name, words)
+        if tvalue is not None:
+            out[value.number] = tvalue.number
+    return out
+
+
+def _copy_map(source, target, field, tfield, path, unsupported, words, unknown: bool) -> None:
     vfield = field.message_type.fields_by_name["value"]
     tvfield = tfield.message_type.fields_by_name["value"]
     for key in source:
         kpath = f"{path}[{key!r}]"
         if vfield.type == FD.TYPE_MESSAGE:
-            _copy(source[key], target[key], kpath, unsupported, words)
+            _copy(source[key], target[key], kpath, unsupported, words, unknown)
         else:
-            converted = _scalar(vfield, tvfield, source[key], kpath, unsupported, words)
+            converted = _scalar(vfield, tvfield, source[key], kpath, unsupported, words, indexed=True)
             if converted is not _SKIP:
                 target[key] = converted
 

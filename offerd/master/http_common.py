@@ -41,6 +41,12 @@ def snapshot():
     return current_app.config["OFFERD_SNAPSHOTS"].get(master())
 
 
+def invalidate_snapshots() -> None:
+    """After an operator's change: the next read sees it, however recent the last build."""
+    for key in ("OFFERD_SNAPSHOTS", "OFFERD_V1_SNAPSHOTS"):
+        current_app.config[key].invalidate()
+
+
 def principal() -> str | None:
     """The principal the HTTP guard proved for this request (None: nobody was proven)."""
     return g.get("principal")

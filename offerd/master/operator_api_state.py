@@ -5,7 +5,7 @@ GET_FRAMEWORKS, GET_EXECUTORS, GET_TASKS, GET_ROLES).
 ``/master/state`` snapshot (offerd/master/snapshot.py), but keeps what the v1
 messages carry and the REST JSON flattens: every Resource with its role and
 allocation, FrameworkInfo, AgentInfo and ExecutorInfo as the master holds them.
-It is built at most once per snapshot and shared by every caller. The actor
+It is built at most once per state of the master and shared by every caller. The actor
 only copies what changed (tasks, slave infos); messages, JSON and protobuf
 encodings are made on HTTP threads on first use and kept while their record is
 unchanged (offerd/master/operator_state_cache.py).
@@ -17,8 +17,11 @@ same snapshot as offerd.master.http_authz filters it for that principal.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from flask import current_app
 
 from offerd.common.mesos_json import to_json
 from offerd.common.mesos_v1 import to_v1
@@ -26,6 +29,7 @@ from offerd.common.resources import Resources
 from offerd.master import http_authz
 from offerd.master import operator_state_cache as fast
 from offerd.master.http_common import master, principal, snapshot
+from offerd.master.snapshot import Derived
 from offerd.proto import mesos_v1_master_pb2 as v1_master
 from offerd.proto import mesos_v1_pb2 as v1
 from offerd.proto import offerd_pb2 as offerd_pb
@@ -416,15 +420,52 @@ def response_wire(name: str, body: bytes) -> bytes:
     return fast.varint_field(1, Response.Type.Value(name)) + fast.field(number, body)
 
 
+class V1Snapshot(Derived):
+    """The v1 state of one master version, and the answers made from it."""
+
+    def __init__(self, everything: V1State, version: int):
+        super().__init__()
+        self.all = everything
+        self.version = version
+        self.visible = Visible(everything, None)
+        self.build_seconds = 0.0
+
+
+def _current(serving: Master) -> V1Snapshot:
+    """Runs on the actor thread: rebuilt only when the master's state changed."""
+    kept = getattr(serving, "_v1_snapshot", None)
+    if kept is None or kept.version != serving.version:
+        started = time.perf_counter()
+        kept = V1Snapshot(build(serving), serving.version)
+        kept.build_seconds = time.perf_counter() - started
+        serving._v1_snapshot = kept
+    return kept
+
+
+def read_current(serving: Master) -> V1Snapshot:
+    return serving.actor.call(_current, serving)
+
+
+def answers() -> Derived:
+    """Where answers are kept for reuse until the state changes. Without ACLs that
+    is the v1 state alone, so a v1 call never waits for the REST /master/state
+    document to be rebuilt; with ACLs, the REST snapshot whose cut decides what
+    each principal sees. Both are bounded alike: once a build costs the actor
+    much, its result is served for a while (offerd.master.http_api)."""
+    if not http_authz.configured():
+        return current_app.config["OFFERD_V1_SNAPSHOTS"].get(master())
+    return snapshot()
+
+
 def visible() -> Visible:
     """The v1 state as this caller may see it, cut once per principal and snapshot."""
-    current = snapshot()
+    kept = answers()
+    if isinstance(kept, V1Snapshot):
+        return kept.visible
     serving = master()
-    everything = current.derived(("v1",), lambda: serving.actor.call(build, serving))
-    if not http_authz.configured():
-        return current.derived(("v1-visible", None), lambda: Visible(everything, None))
-    rest = http_authz.visible(current).state
-    return current.derived(("v1-visible", principal()), lambda: Visible(everything, rest))
+    everything = kept.derived(("v1",), lambda: serving.actor.call(build, serving))
+    rest = http_authz.visible(kept).state
+    return kept.derived(("v1-visible", principal()), lambda: Visible(everything, rest))
 
 
 def get_roles() -> Response.GetRoles:

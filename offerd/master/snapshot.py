@@ -250,22 +250,17 @@ def _add_scalars(into: dict, resources: dict) -> dict:
     return into
 
 
-class Snapshot:
-    """One immutable state document and the views cut from it."""
-
-    def __init__(self, state: dict):
-        self.state = state
-        self._encoded: bytes | None = None
-        self.build_seconds = 0.0  # time the actor spent building it (http_api's reuse)
-        self._summary: dict | None = None
-        self._lock = threading.Lock()
-        # Views cut from this document once per key (what a principal may see).
-        self._derived: dict = {}
+class Derived:
+    """Values made once per key from one immutable state, then shared by every caller."""
 
     MAX_DERIVED = 256
 
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._derived: dict = {}
+
     def derived(self, key, make: Callable[[], Any]) -> Any:
-        """`make()` once per `key` while this snapshot is current: however often a
+        """`make()` once per `key` while this state is current: however often a
         principal polls, its filtered copy is cut (and encoded) once per change."""
         with self._lock:
             hit = self._derived.get(key)
@@ -275,6 +270,17 @@ class Snapshot:
                 if len(self._derived) < self.MAX_DERIVED:
                     hit = self._derived.setdefault(key, hit)
         return hit
+
+
+class Snapshot(Derived):
+    """One immutable state document and the views cut from it."""
+
+    def __init__(self, state: dict):
+        super().__init__()
+        self.state = state
+        self._encoded: bytes | None = None
+        self.build_seconds = 0.0  # time the actor spent building it (http_api's reuse)
+        self._summary: dict | None = None
 
     def state_json(self) -> bytes:
         # Encoded once per snapshot however many clients poll it.

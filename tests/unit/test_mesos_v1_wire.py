@@ -500,8 +500,8 @@ def test_unsupported_fields_and_values_are_reported():
     assert ours.accept.operations[2].type == offerd_pb2.Offer.Operation.RESERVE
 
     _, unsupported = mesos_v1.to_offerd(
-        v1_scheduler.Call(type=v1_scheduler.Call.ACCEPT_INVERSE_OFFERS), offerd_pb2.Call)
-    assert unsupported == ["type=ACCEPT_INVERSE_OFFERS"]
+        v1_scheduler.Call(type=v1_scheduler.Call.RECONCILE_OPERATIONS), offerd_pb2.Call)
+    assert unsupported == ["type=RECONCILE_OPERATIONS"]
 
     # A field number our v1 protos do not know (a newer client's) is reported too.
     call = v1_scheduler.Call.FromString(vint(2, 1) + vint(100, 5))
