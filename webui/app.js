@@ -84,7 +84,7 @@ function setQuery(query) {
 
 const ROUTES = {
   "": dashboardView, frameworks: frameworksView, slaves: slavesView, tasks: tasksView, roles: rolesView,
-  offers: offersView, sandbox: sandboxView, log: logView, task: taskView,
+  offers: offersView, sandbox: sandboxView, log: logView, task: taskView, maintenance: maintenanceView,
 };
 
 function route() {
@@ -446,15 +446,74 @@ function frameworkView(root, id) {
   };
 }
 
+// -- maintenance ------------------------------------------------------------
+
+// A machine as Mesos matches it: the hostname without case, and the ip.
+function machineKey(id) { return `${(id.hostname || "").toLowerCase()}|${id.ip || ""}`; }
+function machineText(id) { return [id.hostname, id.ip].filter(Boolean).join(" / "); }
+// A slave's machine: its hostname and the ip of its pid (slave(1)@IP:PORT).
+function slaveMachineKey(s) {
+  const ip = ((s.pid || "").split("@")[1] || "").replace(/:\d+$/, "");
+  return machineKey({ hostname: s.hostname, ip });
+}
+
+// machine key -> "DRAINING" | "DOWN", from GET /master/maintenance/status.
+async function loadMachineModes() {
+  const status = await getJSON("master/maintenance/status");
+  const modes = {};
+  for (const m of status.draining_machines || []) modes[machineKey(m.id)] = "DRAINING";
+  for (const m of status.down_machines || []) modes[machineKey(m)] = "DOWN";
+  return { status, modes };
+}
+
+function maintenanceView(root) {
+  root.append(h("h2", {}, "Maintenance"),
+    h("h3", {}, "Schedule"), h("div", { id: "maintenance-schedule" }, h("p", { class: "empty" }, "loading…")),
+    h("h3", {}, "Machines"), h("div", { id: "maintenance-machines" }, h("p", { class: "empty" }, "loading…")));
+  async function load(state) {
+    try {
+      const [schedule, { status }] = await Promise.all([getJSON("master/maintenance/schedule"), loadMachineModes()]);
+      const at = (ns) => new Date(Number(ns) / 1e6).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+      document.getElementById("maintenance-schedule")?.replaceChildren(table(["machines", "unavailable from", "for"],
+        (schedule.windows || []).map((w) => [(w.machine_ids || []).map(machineText).join(", "),
+          at(w.unavailability.start.nanoseconds),
+          w.unavailability.duration ? `${fmt(Number(w.unavailability.duration.nanoseconds) / 3.6e12)} h` : "-"]),
+        { class: "maintenance-windows" }));
+      const slaves = {};
+      for (const s of (state && state.slaves) || []) (slaves[slaveMachineKey(s)] ||= []).push(s);
+      const names = Object.fromEntries(allFrameworks(state || {}).map((f) => [f.id, f.name]));
+      const rows = [];
+      for (const m of status.draining_machines || []) {
+        const answers = (m.statuses || []).map((a) => `${names[a.framework_id.value] || a.framework_id.value}: ${a.status}`);
+        rows.push([machineText(m.id), h("td", { class: "mode-DRAINING" }, "DRAINING"),
+          (slaves[machineKey(m.id)] || []).map((s) => s.id).join(", ") || "-", answers.join(", ") || "no answer yet"]);
+      }
+      for (const m of status.down_machines || []) rows.push([machineText(m), h("td", { class: "mode-DOWN" }, "DOWN"), "-", "-"]);
+      document.getElementById("maintenance-machines")?.replaceChildren(table(["machine", "mode", "slaves", "inverse offer answers"],
+        rows, { class: "maintenance-machines" }));
+    } catch (err) {
+      document.getElementById("maintenance-machines")?.replaceChildren(h("p", {}, String(err.message || err)));
+    }
+  }
+  return { update: load };
+}
+
 function slavesView(root, args) {
   if (args.length) return slaveView(root, args[0]);
   root.append(h("h2", {}, "Slaves"), h("div", { id: "list" }));
+  let modes = {};
+  function render(state) {
+    document.getElementById("list")?.replaceChildren(table(["id", "host", "cpus", "mem", "disk", "gpus", "allocated cpus", "allocated mem", "active", "maintenance", "registered"],
+      (state.slaves || []).map((s) => [idLink(`#/slaves/${encodeURIComponent(s.id)}`, s.id), s.hostname,
+        ...SCALARS.map((n) => num((s.resources || {})[n])), num((s.used_resources || {}).cpus), num((s.used_resources || {}).mem),
+        s.active ? "yes" : "no", h("td", { class: `mode-${modes[slaveMachineKey(s)] || "UP"}` }, modes[slaveMachineKey(s)] || ""),
+        when(s.registered_time)]), { class: "slaves" }));
+  }
   return {
     update(state) {
-      document.getElementById("list").replaceChildren(table(["id", "host", "cpus", "mem", "disk", "gpus", "allocated cpus", "allocated mem", "active", "registered"],
-        (state.slaves || []).map((s) => [idLink(`#/slaves/${encodeURIComponent(s.id)}`, s.id), s.hostname,
-          ...SCALARS.map((n) => num((s.resources || {})[n])), num((s.used_resources || {}).cpus), num((s.used_resources || {}).mem),
-          s.active ? "yes" : "no", when(s.registered_time)]), { class: "slaves" }));
+      render(state);
+      // The machines' modes come from the maintenance status; the list is redrawn when they arrive.
+      loadMachineModes().then((loaded) => { modes = loaded.modes; render(state); }).catch(() => {});
     },
   };
 }

@@ -25,6 +25,7 @@ COMMANDS = {
     "top": ("offerd.cli.tools", "A refreshing view of resource use per framework."),
     "teardown": ("offerd.cli.tools", "Tear down a framework: kill its tasks and forget it."),
     "task": ("offerd.cli.task", "Run a command in a running task's container (exec), or follow its output (attach)."),
+    "maintenance": ("offerd.cli.maintenance", "Maintenance: the schedule, machines' status, bring machines down and up."),
 }
 
 

@@ -73,7 +73,12 @@ ACTIONS: dict[str, str] = {
 }
 
 # Older Mesos names that mean the same action.
-ALIASES = {"set_quotas": "update_quotas", "remove_quotas": "update_quotas", "shutdown_frameworks": "teardown_frameworks"}
+ALIASES = {"set_quotas": "update_quotas", "remove_quotas": "update_quotas", "shutdown_frameworks": "teardown_frameworks",
+           # Mesos' authorization action names (UPDATE_MAINTENANCE_SCHEDULE, ...), singular.
+           "update_maintenance_schedule": "update_maintenance_schedules",
+           "get_maintenance_schedule": "get_maintenance_schedules",
+           "start_maintenance": "start_maintenances", "stop_maintenance": "stop_maintenances",
+           "get_maintenance_status": "get_maintenance_statuses"}
 
 ANY = "ANY"
 NONE = "NONE"

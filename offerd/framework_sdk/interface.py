@@ -56,6 +56,19 @@ class Scheduler:
     def offerRescinded(self, driver, offerId):
         """An offer is withdrawn (timeout, slave lost); using it now fails."""
 
+    def inverseOffers(self, driver, inverse_offers):
+        """Maintenance is scheduled where this framework holds resources: a list of
+        InverseOffer (one per slave, with the machine's ``unavailability``).
+
+        Answer with ``acceptInverseOffers`` (it will comply) or ``declineInverseOffers``;
+        the answer shows in the operator's maintenance status. Until answered, no other
+        inverse offer for that slave comes; after an answer, one comes again once its
+        filter (``refuse_seconds``, default 5 s) expires.
+        """
+
+    def inverseOfferRescinded(self, driver, inverseOfferId):
+        """An inverse offer is withdrawn (the schedule changed, the slave is gone)."""
+
     def statusUpdate(self, driver, status):
         """A task changed state: `status` is a TaskStatus.
 
@@ -127,6 +140,14 @@ class SchedulerDriver:
 
     def declineOffer(self, offerId, filters=None):
         """Give an offer back; Filters.refuse_seconds (default 5) keeps it away."""
+        raise NotImplementedError
+
+    def acceptInverseOffers(self, inverseOfferIds, filters=None):
+        """Tell the master this framework will comply with the maintenance."""
+        raise NotImplementedError
+
+    def declineInverseOffers(self, inverseOfferIds, filters=None):
+        """Tell the master this framework cannot comply with the maintenance (yet)."""
         raise NotImplementedError
 
     def reviveOffers(self, roles=None):

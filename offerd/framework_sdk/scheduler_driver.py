@@ -198,6 +198,20 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
     def declineOffer(self, offerId, filters=None):
         return self._post(self._send_call, self._decline_call(offerId, filters), "declineOffer")
 
+    def acceptInverseOffers(self, inverseOfferIds, filters=None):
+        """The framework will comply with the maintenance the inverse offers announce."""
+        call = Call(type=Call.ACCEPT_INVERSE_OFFERS)
+        call.accept_inverse_offers.inverse_offer_ids.extend(_offer_ids(inverseOfferIds))
+        call.accept_inverse_offers.filters.CopyFrom(filters if filters is not None else pb.Filters())
+        return self._post(self._send_call, call, "acceptInverseOffers")
+
+    def declineInverseOffers(self, inverseOfferIds, filters=None):
+        """The framework cannot (yet) comply with the maintenance the inverse offers announce."""
+        call = Call(type=Call.DECLINE_INVERSE_OFFERS)
+        call.decline_inverse_offers.inverse_offer_ids.extend(_offer_ids(inverseOfferIds))
+        call.decline_inverse_offers.filters.CopyFrom(filters if filters is not None else pb.Filters())
+        return self._post(self._send_call, call, "declineInverseOffers")
+
     def reviveOffers(self, roles=None):
         call = Call(type=Call.REVIVE)
         call.revive.roles.extend(_roles(roles))
@@ -412,6 +426,16 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
     def _on_rescind(self, event: Event) -> None:
         self._invoke(self._scheduler, "offerRescinded", event.rescind.offer_id)
 
+    def _on_inverse_offers(self, event: Event) -> None:
+        inverse_offers = list(event.inverse_offers.inverse_offers)
+        # Schedulers written before maintenance (duck-typed, no Scheduler base) lack the callback.
+        if inverse_offers and hasattr(self._scheduler, "inverseOffers"):
+            self._invoke(self._scheduler, "inverseOffers", inverse_offers)
+
+    def _on_rescind_inverse_offer(self, event: Event) -> None:
+        if hasattr(self._scheduler, "inverseOfferRescinded"):
+            self._invoke(self._scheduler, "inverseOfferRescinded", event.rescind_inverse_offer.inverse_offer_id)
+
     def _on_update(self, event: Event) -> None:
         status = event.update.status
         if status.uuid:
@@ -470,6 +494,8 @@ class SchedulerDriver(DriverBase, interface.SchedulerDriver):
         Event.FAILURE: _on_failure,
         Event.ERROR: _on_error,
         Event.HEARTBEAT: _on_heartbeat,
+        Event.INVERSE_OFFERS: _on_inverse_offers,
+        Event.RESCIND_INVERSE_OFFER: _on_rescind_inverse_offer,
     }
 
 

@@ -41,6 +41,7 @@ from offerd.master.http_api import create_app
 from offerd.master.http_common import text_response
 from offerd.master.http_leader import install_http
 from offerd.master.leadership import Leadership
+from offerd.master.maintenance import Maintenance
 from offerd.master.metrics import CALL_COUNTERS, SLAVE_CALL_COUNTERS, Metrics
 from offerd.master.metrics import snapshot as metrics_snapshot
 from offerd.master.offers import Offers
@@ -91,6 +92,7 @@ class Master:
         self.slaves = Slaves(self)
         self.offers = Offers(self)
         self.updates = Updates(self)
+        self.maintenance = Maintenance(self)
         self.leadership = Leadership(self)
         self.operator_events = OperatorEvents(self)
         self.actor: Actor | None = None
@@ -130,6 +132,8 @@ class Master:
             C.MESSAGE: self.updates.on_message,
             C.REQUEST: self._on_request,
             C.UPDATE_FRAMEWORK: self.frameworks.on_update_framework,
+            C.ACCEPT_INVERSE_OFFERS: self.maintenance.on_accept,
+            C.DECLINE_INVERSE_OFFERS: self.maintenance.on_decline,
         }
         self._slave_handlers: dict[int, Callable[[Slave, pb.SlaveCall], None]] = {
             S.UPDATE: self.updates.on_update,

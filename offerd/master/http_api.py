@@ -13,14 +13,17 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, current_app, redirect, request, send_from_directory
 
 from offerd import __version__
 from offerd.common import lenient_paths
 from offerd.common.http_hygiene import FORM, accepts
-from offerd.master import http_allocator, http_authz, http_files, openapi, prometheus, scheduler_http
-from offerd.master.http_common import MasterView, json_response, master, snapshot, text_response
+from offerd.master import (http_allocator, http_authz, http_files, http_maintenance, openapi, operator_api_state,
+                           prometheus, scheduler_http)
+from offerd.master.http_common import (MasterView, invalidate_snapshots, json_response, master, snapshot,
+                                       text_response)
 from offerd.master.metrics import system_metrics
 
 
@@ -38,7 +41,8 @@ class _SnapshotReuse:
     REUSE_FACTOR = 20
     MAX_AGE = 2.0  # the web UI's poll period
 
-    def __init__(self):
+    def __init__(self, read: Callable[["MasterView"], Any]):
+        self._read = read  # the actor's current state, with the seconds it took in `build_seconds`
         self._lock = threading.Lock()
         self._snapshot = None
         self._until = 0.0
@@ -48,7 +52,7 @@ class _SnapshotReuse:
         with self._lock:
             if self._snapshot is not None and now < self._until:
                 return self._snapshot
-        snapshot = master.read_snapshot()
+        snapshot = self._read(master)
         cost = getattr(snapshot, "build_seconds", 0.0)
         with self._lock:
             if snapshot is not self._snapshot:
@@ -225,7 +229,7 @@ def teardown():
     if not framework_id:
         return text_response("Missing 'frameworkId' query parameter in the request body", 400)
     response = http_authz.teardown(framework_id)
-    current_app.config["OFFERD_SNAPSHOTS"].invalidate()
+    invalidate_snapshots()
     return response
 
 
@@ -248,7 +252,8 @@ def static_file(name):
 def create_app(master: MasterView, webui_dir: str | None = None) -> Flask:
     app = Flask("offerd.master", static_folder=None)
     app.config["OFFERD_MASTER"] = master
-    app.config["OFFERD_SNAPSHOTS"] = _SnapshotReuse()
+    app.config["OFFERD_SNAPSHOTS"] = _SnapshotReuse(lambda serving: serving.read_snapshot())
+    app.config["OFFERD_V1_SNAPSHOTS"] = _SnapshotReuse(operator_api_state.read_current)
     app.config["OFFERD_METRICS"] = _MetricsReuse()
     app.config["OFFERD_WEBUI_DIR"] = webui_dir or DEFAULT_WEBUI_DIR
     app.register_blueprint(reads)
@@ -257,6 +262,7 @@ def create_app(master: MasterView, webui_dir: str | None = None) -> Flask:
     app.register_blueprint(webui)
     app.add_url_rule("/openapi.json", "openapi", openapi.serve)  # public: no secrets in it
     http_allocator.register(app)
+    http_maintenance.register(app)
     scheduler_http.register(app)
 
     @app.errorhandler(404)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Collection
 
 from offerd.common.resources import Resources
 from offerd.master import events
@@ -60,7 +60,12 @@ class Offers:
 
     # -- allocations into offers --------------------------------------------------
 
-    def allocate(self, slaves: Iterable[str] | None = None) -> None:
+    def allocate(self, slaves: Collection[str] | None = None) -> None:
+        self._allocate(slaves)
+        # Mesos sends inverse offers (maintenance) after each allocation run, for its slaves.
+        self.master.maintenance.generate(slaves)
+
+    def _allocate(self, slaves: Collection[str] | None) -> None:
         master = self.master
         started = time.perf_counter()
         now = time.monotonic()
@@ -110,6 +115,7 @@ class Offers:
             url.address.ip = slave.info.ip
         url.address.port = slave.info.port
         url.path = "/slave(1)"
+        self.master.maintenance.fill_unavailability(proto, slave)
 
     # -- taking offers away -------------------------------------------------------
 
@@ -139,10 +145,12 @@ class Offers:
     def remove_framework_offers(self, framework: Framework, notify: bool, recover: bool = True) -> None:
         for offer in list(framework.offers.values()):
             self.rescind(offer, notify=notify, recover=recover)
+        self.master.maintenance.framework_offers_gone(framework)
 
     def rescind_slave_offers(self, slave: Slave, recover: bool = True) -> None:
         for offer in list(slave.offers.values()):
             self.rescind(offer, notify=True, recover=recover)
+        self.master.maintenance.slave_offers_gone(slave)
 
     def _expired(self, offer_id: str) -> None:
         offer = self.state.offers.get(offer_id)

@@ -54,6 +54,13 @@ _RESOURCE = {"type": "object", "required": ["name", "type", "scalar"], "addition
     "scalar": {"type": "object", "required": ["value"], "additionalProperties": False,
                "properties": {"value": {"type": "number", "minimum": 0}}}}}
 _FILE_PARAMS = (SLAVE_ID, _param("path", required=True))
+_NANOSECONDS = {"type": "object", "required": ["nanoseconds"], "properties": {"nanoseconds": {"type": "integer"}}}
+_MACHINES = {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
+    "hostname": {"type": "string"}, "ip": {"type": "string"}}}}
+_SCHEDULE = {"type": "object", "properties": {"windows": {"type": "array", "items": {
+    "type": "object", "required": ["machine_ids", "unavailability"], "properties": {
+        "machine_ids": _MACHINES, "unavailability": {"type": "object", "required": ["start"], "properties": {
+            "start": _NANOSECONDS, "duration": _NANOSECONDS}}}}}}}
 
 # (paths that are aliases of one view, method, operation)
 OPERATIONS: list[tuple[tuple[str, ...], str, dict]] = [
@@ -92,6 +99,16 @@ OPERATIONS: list[tuple[tuple[str, ...], str, dict]] = [
     (("/weights", "/master/weights"), "put", _op("Set roles' weights (ACL update_weights)", body={
         "type": "array", "items": {"type": "object", "required": ["role", "weight"], "properties": {
             "role": _ROLE, "weight": {"type": "number", "exclusiveMinimum": True, "minimum": 0}}}})),
+    (("/master/maintenance/schedule", "/maintenance/schedule"), "get",
+     _op("The maintenance schedule (ACL get_maintenance_schedules)")),
+    (("/master/maintenance/schedule", "/maintenance/schedule"), "post",
+     _op("Replace the maintenance schedule (ACL update_maintenance_schedules)", body=_SCHEDULE)),
+    (("/master/maintenance/status", "/maintenance/status"), "get",
+     _op("Draining machines with inverse offer answers, down machines (ACL get_maintenance_statuses)")),
+    (("/master/machine/down", "/machine/down"), "post",
+     _op("Bring DRAINING machines DOWN (ACL start_maintenances)", body=_MACHINES)),
+    (("/master/machine/up", "/machine/up"), "post",
+     _op("Bring DOWN machines UP (ACL stop_maintenances)", body=_MACHINES)),
     (("/api/v1",), "post", _v1_operator()),
     (("/api/v1/scheduler",), "post", {
         **_op("Mesos' v1 scheduler API: SUBSCRIBE answers 200 with a RecordIO stream of events "
@@ -101,7 +118,7 @@ OPERATIONS: list[tuple[tuple[str, ...], str, dict]] = [
                       "type": {"type": "string", "enum": [
                           "SUBSCRIBE", "TEARDOWN", "ACCEPT", "DECLINE", "REVIVE", "KILL", "SHUTDOWN",
                           "ACKNOWLEDGE", "RECONCILE", "MESSAGE", "REQUEST", "SUPPRESS",
-                          "UPDATE_FRAMEWORK"]},
+                          "UPDATE_FRAMEWORK", "ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS"]},
                       "framework_id": {"type": "object", "properties": {"value": {"type": "string"}}}}}),
         "responses": {"200": {"description": "subscribed: the event stream; UPDATE_FRAMEWORK: done"},
                       "202": {"description": "accepted; the outcome comes on the event stream"},

@@ -26,6 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import orjson
 from flask import Response, current_app, request
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from offerd import __version__
@@ -34,10 +35,12 @@ from offerd.common.logs import LoggingLevel
 from offerd.common.v1_http import MediaTypes, V1HttpError, decode_call, encode_response, negotiate
 from offerd.common.mesos_v1 import to_offerd, to_v1
 from offerd.common.resources import Resources, ResourceError
-from offerd.master import http_authz, http_files, operator_api_state, operator_events
-from offerd.master.http_common import master, principal, snapshot, text_response
+from offerd.master import http_authz, http_files, http_maintenance, operator_api_state, operator_events
+from offerd.master import maintenance_schedule
+from offerd.master.http_common import invalidate_snapshots, master, principal, snapshot, text_response
 from offerd.master.metrics import system_metrics
 from offerd.proto import mesos_v1_agent_pb2 as v1_agent
+from offerd.proto import mesos_v1_maintenance_pb2 as v1_maintenance
 from offerd.proto import mesos_v1_master_pb2 as v1_master
 from offerd.proto import mesos_v1_pb2 as v1
 from offerd.proto import mesos_v1_quota_pb2 as v1_quota
@@ -163,10 +166,10 @@ def serve():
         if body_field in Call.DESCRIPTOR.fields_by_name and _usage(name) and not call.HasField(body_field):
             raise CallError(f"Failed to validate master::Call: Expecting '{body_field}' to be present{_usage(name)}")
         if call.type in _ONE_PER_SNAPSHOT:
-            # Built and encoded once per snapshot, caller and encoding: a dashboard polling
+            # Built and encoded once per state, caller and encoding: a dashboard polling
             # GET_STATE costs a lookup until the cluster changes.
-            body, mimetype, status = snapshot().derived(("v1-answer", call.type, principal(), media.accept),
-                                                        lambda: _answer(handler, call, name, media))
+            body, mimetype, status = operator_api_state.answers().derived(
+                ("v1-answer", call.type, principal(), media.accept), lambda: _answer(handler, call, name, media))
         else:
             body, mimetype, status = _answer(handler, call, name, media)
         return Response(body, status=status, mimetype=mimetype)
@@ -352,7 +355,7 @@ def get_weights(call):
 
 
 def _changed(error: str | None) -> Response:
-    current_app.config["OFFERD_SNAPSHOTS"].invalidate()
+    invalidate_snapshots()
     if error:
         raise CallError(error)
     return _done()
@@ -514,9 +517,41 @@ def _mark_gone(serving, slave_id: str) -> str | None:
     return serving.leadership.mark_gone(slave_id)
 
 
+def get_maintenance_status(call):
+    status = json_format.ParseDict(http_maintenance.status_document(), v1_maintenance.ClusterStatus())
+    return V1Response(get_maintenance_status=V1Response.GetMaintenanceStatus(status=status))
+
+
+def get_maintenance_schedule(call):
+    schedule = json_format.ParseDict(http_maintenance.schedule_document(), v1_maintenance.Schedule())
+    return V1Response(get_maintenance_schedule=V1Response.GetMaintenanceSchedule(schedule=schedule))
+
+
+def _maintenance_input(parse, *args):
+    try:
+        return parse(*args)
+    except maintenance_schedule.ScheduleError as exc:
+        raise CallError(str(exc)) from None
+
+
+def update_maintenance_schedule(call):
+    windows = _maintenance_input(maintenance_schedule.schedule_from_proto, call.update_maintenance_schedule.schedule)
+    return http_maintenance.update_schedule(windows)
+
+
+def start_maintenance(call):
+    machines = _maintenance_input(maintenance_schedule.machines_from_protos, call.start_maintenance.machines)
+    return http_maintenance.machines_down(machines)
+
+
+def stop_maintenance(call):
+    machines = _maintenance_input(maintenance_schedule.machines_from_protos, call.stop_maintenance.machines)
+    return http_maintenance.machines_up(machines)
+
+
 def teardown(call):
     response = http_authz.teardown(call.teardown.framework_id.value)
-    current_app.config["OFFERD_SNAPSHOTS"].invalidate()
+    invalidate_snapshots()
     return response
 
 
@@ -558,4 +593,9 @@ HANDLERS = {
     Call.REMOVE_QUOTA: remove_quota,
     Call.MARK_AGENT_GONE: mark_agent_gone,
     Call.TEARDOWN: teardown,
+    Call.GET_MAINTENANCE_STATUS: get_maintenance_status,
+    Call.GET_MAINTENANCE_SCHEDULE: get_maintenance_schedule,
+    Call.UPDATE_MAINTENANCE_SCHEDULE: update_maintenance_schedule,
+    Call.START_MAINTENANCE: start_maintenance,
+    Call.STOP_MAINTENANCE: stop_maintenance,
 }

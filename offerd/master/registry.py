@@ -45,15 +45,24 @@ class RegistryState:
     # role -> {"guarantee": "cpus:2;mem:1024", "limit": "..." or None}
     quotas: Mapping[str, Mapping[str, str | None]] = dataclasses.field(
         default_factory=lambda: MappingProxyType({}))
+    # The maintenance schedule and the machines brought down, as Mesos' JSON
+    # ({"windows": [...], "down_machines": [{"hostname", "ip"}]}; see
+    # offerd.master.maintenance_schedule, whose operations are the only writers).
+    maintenance: Mapping | None = None
 
     def to_json(self) -> dict:
-        return {"version": self.version, "weights": dict(self.weights),
+        data = {"version": self.version, "weights": dict(self.weights),
                 "quotas": {role: dict(q) for role, q in self.quotas.items()}}
+        if self.maintenance:  # written only once used: older registries load unchanged
+            data["maintenance"] = json.loads(json.dumps(dict(self.maintenance)))
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> RegistryState:
+        maintenance = data.get("maintenance")
         return cls(int(data.get("version", 0)), MappingProxyType(dict(data.get("weights", {}))),
-                   MappingProxyType({r: MappingProxyType(dict(q)) for r, q in data.get("quotas", {}).items()}))
+                   MappingProxyType({r: MappingProxyType(dict(q)) for r, q in data.get("quotas", {}).items()}),
+                   MappingProxyType(dict(maintenance)) if isinstance(maintenance, dict) else None)
 
 
 # -- operations ------------------------------------------------------------------

@@ -56,6 +56,7 @@ from google.protobuf.message import DecodeError
 
 from offerd.common import mesos_json, mesos_v1
 from offerd.common.http_auth import cross_site_reason
+from offerd.common.http import http_date
 from offerd.common.http_hygiene import accepts
 from offerd.master.http_common import master, principal, text_response
 from offerd.master.scheduler_stream import JSON, PROTOBUF, EventStream, is_stream_peer, peer_id
@@ -80,6 +81,7 @@ _NEEDS_MESSAGE = {
     V1Call.KILL: "kill", V1Call.SHUTDOWN: "shutdown", V1Call.ACKNOWLEDGE: "acknowledge",
     V1Call.RECONCILE: "reconcile", V1Call.MESSAGE: "message", V1Call.REQUEST: "request",
     V1Call.UPDATE_FRAMEWORK: "update_framework",
+    V1Call.ACCEPT_INVERSE_OFFERS: "accept_inverse_offers", V1Call.DECLINE_INVERSE_OFFERS: "decline_inverse_offers",
 }
 # Counters by which the master tells a refused SUBSCRIBE's reason: who the caller is.
 _FORBIDDEN_COUNTERS = ("master/unauthenticated_framework_subscriptions",
@@ -222,7 +224,11 @@ class _VerifiedCalls:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST" \
                 and environ.get(_STREAM_ID_ENVIRON) and self._taken(environ):
-            start_response("202 ACCEPTED", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "0")])
+            start_response("202 ACCEPTED", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "0"),
+                                            ("Date", http_date())])
+            hold = environ.get("offerd.hold_answer")
+            if hold is not None:  # sent with the answers of the calls pipelined behind it
+                hold()
             return [b""]
         return self.wsgi_app(environ, start_response)
 

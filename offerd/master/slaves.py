@@ -59,6 +59,8 @@ class Slaves:
             master.metrics.inc("master/invalid_slave_registrations")
             master.send_to_peer(peer, events.slave_error(f"Registration refused: {error}"))
             return
+        if self._machine_down(peer, info, "Registration"):
+            return
         slave_id = master.ids.slave()
         if not master.leadership.slave_admitted(slave_id, info, principal):
             master.send_to_peer(peer, events.slave_error("Registration refused: the registry did not admit the slave"))
@@ -89,6 +91,8 @@ class Slaves:
             return
         if slave_id in self.removed:
             master.send_to_peer(peer, pb.SlaveEvent(type=pb.SlaveEvent.SHUTDOWN))
+            return
+        if self._machine_down(peer, info, "Reregistration"):
             return
         # Past _refused, a proven principal is the bound one, or the first this
         # slave id proves (registered before authentication was on): bound from now.
@@ -136,6 +140,23 @@ class Slaves:
         """An operator marked the slave gone (MARK_AGENT_GONE): TASK_GONE_BY_OPERATOR."""
         self._remove(slave, unreachable=False, why=f"Slave {slave.slave_id} marked gone by the operator",
                      gone=True)
+
+    def remove_for_maintenance(self, slave: Slave, why: str) -> None:
+        """Its machine went DOWN (/master/machine/down): removed as when it unregisters."""
+        self.removed.add(slave.slave_id)
+        self.master.leadership.slave_removed(slave.slave_id)
+        self._remove(slave, unreachable=False, why=f"Slave {slave.slave_id}: {why}")
+
+    def _machine_down(self, peer: bytes, info: pb.SlaveInfo, what: str) -> bool:
+        """Refuse a slave on a machine DOWN for maintenance (True if refused); it keeps
+        trying and is admitted once the machine is UP. Mesos answers a shutdown instead."""
+        refusal = self.master.maintenance.registration_refusal(info)
+        if refusal is None:
+            return False
+        self.master.metrics.inc("master/slave_registrations_refused_machine_down")
+        log.warning("refused %s of a slave at %s:%d: %s", what.lower(), info.hostname, info.port, refusal)
+        self.master.send_to_peer(peer, events.slave_error(f"{what} refused: {refusal}"))
+        return True
 
     # -- identity -----------------------------------------------------------------
 

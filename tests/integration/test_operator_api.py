@@ -236,7 +236,7 @@ def test_bad_calls_are_refused_and_change_nothing(cluster_factory):
         assert answer.status_code == status, (body, answer.status_code, answer.text)
         assert reason in answer.text, (body, answer.text)
         assert answer.headers["Content-Type"].startswith("text/plain")
-    for kind in ("RESERVE_RESOURCES", "CREATE_VOLUMES", "GET_MAINTENANCE_STATUS", "DRAIN_AGENT",
+    for kind in ("RESERVE_RESOURCES", "CREATE_VOLUMES", "DEACTIVATE_AGENT", "DRAIN_AGENT",
                  "GET_OPERATIONS"):
         answer = op.post({"type": kind})
         assert answer.status_code == 501 and kind in answer.text, (kind, answer.text)

@@ -345,8 +345,8 @@ def test_bad_input_is_refused_and_changes_nothing(cluster_factory):
         refused(requests.post(url, json={"type": "SUBSCRIBE", "subscribe": {"framework_info": {"name": "x"}}}),
                 400, "user")
         # What Mesos has and this master does not: refused by name.
-        refused(http.call({"type": "ACCEPT_INVERSE_OFFERS", "accept_inverse_offers": {
-            "inverse_offer_ids": [{"value": "i"}]}}), 501, "ACCEPT_INVERSE_OFFERS")
+        refused(http.call({"type": "RECONCILE_OPERATIONS", "reconcile_operations": {}}), 501,
+                "RECONCILE_OPERATIONS")
         refused(http.call({"type": "UPDATE_FRAMEWORK", "update_framework": {"framework_info": _info("y")}}),
                 400, "differs from 'framework_id'")
         refused(http.call({"type": "UPDATE_FRAMEWORK"}), 400, "Expecting 'update_framework' to be present")
