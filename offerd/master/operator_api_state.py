@@ -197,9 +197,30 @@ class AgentEntry:
             self._json = out
         return self._json
 
+    def hidden_roles(self, can) -> list[str]:
+        """The roles of this agent's reservations the caller may not ``view_roles``."""
+        return [role for role in self.total.roles() if role != "*" and not can("view_roles", role)]
 
-def _agent(slave: Slave) -> Response.GetAgents.Agent:
-    return AgentEntry(slave).message
+    def seen_by(self, can) -> Response.GetAgents.Agent:
+        """The agent without the resources reserved for roles the caller may not
+        view, as Mesos' approvers cut GET_AGENTS (None: everything is visible)."""
+        hidden = self.hidden_roles(can) if can is not None else ()
+        if not hidden:
+            return self.message
+        agent = Response.GetAgents.Agent()
+        agent.CopyFrom(self.message)
+        for name, resources in (("total_resources", self.total), ("allocated_resources", self.allocated),
+                                ("offered_resources", self.offered)):
+            for role in hidden:
+                resources = resources - resources.reserved(role)
+            del getattr(agent, name)[:]
+            getattr(agent, name).extend(v1_resources(resources))
+        return agent
+
+    def json_seen_by(self, can) -> dict:
+        if can is None or not self.hidden_roles(can):
+            return self.json()
+        return to_json(self.seen_by(can))
 
 
 def _offer(offer: Offer, hostname: str) -> v1.Offer:
@@ -337,8 +358,9 @@ def build(serving: Master) -> V1State:
 class Visible:
     """What the caller may see of a V1State (everything without ACLs)."""
 
-    def __init__(self, everything: V1State, rest_state: dict | None):
+    def __init__(self, everything: V1State, rest_state: dict | None, can=None):
         self.all = everything
+        self._can = can  # the caller's ACL answers, for the agents' reserved resources
         self._frameworks = self._tasks = self._executors = None
         if rest_state is not None:  # the REST view of the same snapshot, cut by http_authz
             groups = [f for g in ("frameworks", "completed_frameworks") for f in rest_state[g]]
@@ -352,7 +374,7 @@ class Visible:
         return [message for key, message in entries if allowed is None or key in allowed]
 
     def get_agents(self) -> Response.GetAgents:
-        return Response.GetAgents(agents=[a.message for a in self.all.agents],
+        return Response.GetAgents(agents=[a.seen_by(self._can) for a in self.all.agents],
                                   recovered_agents=[a.message for a in self.all.recovered_agents])
 
     def get_frameworks(self) -> Response.GetFrameworks:
@@ -390,10 +412,10 @@ class Visible:
 
     def get_agents_json(self) -> dict:
         out = {}
-        for name in ("agents", "recovered_agents"):
-            messages = getattr(self.all, name)
-            if messages:
-                out[name] = [entry.json() for entry in messages]
+        if self.all.agents:
+            out["agents"] = [entry.json_seen_by(self._can) for entry in self.all.agents]
+        if self.all.recovered_agents:
+            out["recovered_agents"] = [entry.json() for entry in self.all.recovered_agents]
         return out
 
     # The same answers in protobuf, from each task's kept encoding: a repeated field's
@@ -465,7 +487,7 @@ def visible() -> Visible:
     serving = master()
     everything = kept.derived(("v1",), lambda: serving.actor.call(build, serving))
     rest = http_authz.visible(kept).state
-    return kept.derived(("v1-visible", principal()), lambda: Visible(everything, rest))
+    return kept.derived(("v1-visible", principal()), lambda: Visible(everything, rest, http_authz.decisions()))
 
 
 def get_roles() -> Response.GetRoles:

@@ -119,10 +119,13 @@ class OperatorEvents:
         """Queue `event` on every subscriber; `visible(can)` says whether a
         subscriber with these ACL answers may see it (None: everyone may)."""
         payload = event.SerializeToString()
+        self._push_each(lambda can: payload if visible is None or can is None or visible(can) else None)
+
+    def _push_each(self, payload_for: Callable[[Callable | None], bytes | None]) -> None:
+        """Queue on every subscriber what `payload_for(its ACL answers)` gives it (None: nothing)."""
         for stream_id, stream in list(self._subscribers.items()):
-            if visible is not None and stream.can is not None and not visible(stream.can):
-                continue
-            if not stream.push(payload):
+            payload = payload_for(stream.can)
+            if payload is not None and not stream.push(payload):
                 self._subscribers.pop(stream_id, None)
 
     def heartbeat(self, stall_timeout: float) -> None:
@@ -176,9 +179,11 @@ class OperatorEvents:
     def agent_added(self, slave: Slave) -> None:
         if not self._subscribers:
             return
-        event = Event(type=Event.AGENT_ADDED)
-        event.agent_added.agent.CopyFrom(operator_api_state._agent(slave))
-        self.publish(event)
+        entry = operator_api_state.AgentEntry(slave)
+        shared = _agent_added(entry.message)
+        # As GET_AGENTS: resources reserved for a role the subscriber may not view are cut.
+        self._push_each(lambda can: shared if can is None or not entry.hidden_roles(can)
+                        else _agent_added(entry.seen_by(can)))
 
     def agent_removed(self, slave_id: str) -> None:
         if not self._subscribers:
@@ -219,6 +224,12 @@ class OperatorEvents:
 
 
 _HEARTBEAT = Event(type=Event.HEARTBEAT).SerializeToString()
+
+
+def _agent_added(agent) -> bytes:
+    event = Event(type=Event.AGENT_ADDED)
+    event.agent_added.agent.CopyFrom(agent)
+    return event.SerializeToString()
 
 
 def _role(framework: Framework | None) -> str:

@@ -14,6 +14,7 @@ import json
 import pytest
 import requests
 
+from offerd.common import recordio
 from offerd.master.daemon import Master
 from offerd.master.flags import master_flags
 from offerd.proto import offerd_pb2 as pb
@@ -439,3 +440,54 @@ def test_sandbox_owners_from_the_master_state():
                                  "tasks": ["root-task"]}) == {"alice", "root"}
     assert owners.sandbox_users({"framework_id": "f1", "executor_id": "gone", "tasks": ["forgotten"]}) is None
     assert owners.sandbox_users({"framework_id": "f9", "executor_id": "custom", "tasks": []}) is None
+
+
+def _agent_resources(agent: dict) -> dict[str, set[str]]:
+    """{field: {"name(role)"}} of a v1 agent's resource lists."""
+    return {field: {f"{r['name']}({r.get('role') or (r.get('reservations') or [{}])[-1].get('role', '*')})"
+                    for r in agent.get(field, [])}
+            for field in ("total_resources", "allocated_resources", "offered_resources")}
+
+
+def test_v1_agents_hide_reservations_of_roles_the_caller_may_not_view(secured):
+    master = secured[0]
+    alice, admin = Client(master, "alice"), Client(master, "admin")
+    # alice may view_roles "dev" only; she subscribes to the operator stream before the slave comes.
+    stream = alice.request("POST", "/api/v1", json={"type": "SUBSCRIBE"}, stream=True,
+                           headers={"Accept": "application/json"})
+    assert stream.status_code == 200, stream.text
+    decoder, events = recordio.Decoder(), []
+    chunks = stream.iter_content(chunk_size=None)
+    slave = FakeSlave(master)
+    try:
+        slave_id = slave.register(resources="cpus:2;mem:256;cpus(dev):1;cpus(prod):3;mem(prod):512", hostname="h3")
+
+        def agent_of(answer: dict) -> dict:
+            (agent,) = [a for a in answer["get_agents"]["agents"] if a["agent_info"]["id"]["value"] == slave_id]
+            return agent
+
+        call = {"type": "GET_AGENTS"}
+        seen = _agent_resources(agent_of(alice.request("POST", "/api/v1", json=call).json()))
+        assert "cpus(dev)" in seen["total_resources"] and "cpus(*)" in seen["total_resources"]
+        assert not any("(prod)" in r for resources in seen.values() for r in resources), seen
+        everything = _agent_resources(agent_of(admin.request("POST", "/api/v1", json=call).json()))
+        assert {"cpus(prod)", "mem(prod)", "cpus(dev)"} <= everything["total_resources"]
+        # GET_STATE carries the same cut.
+        state = alice.request("POST", "/api/v1", json={"type": "GET_STATE"}).json()["get_state"]
+        assert not any("(prod)" in r for r in _agent_resources(agent_of(state))["total_resources"])
+
+        # The operator stream's AGENT_ADDED is cut alike.
+        added = None
+        for chunk in chunks:
+            for record in decoder.feed(chunk):
+                events.append(json.loads(record))
+                if events[-1]["type"] == "AGENT_ADDED" \
+                        and events[-1]["agent_added"]["agent"]["agent_info"]["id"]["value"] == slave_id:
+                    added = events[-1]["agent_added"]["agent"]
+            if added is not None:
+                break
+        total = _agent_resources(added)["total_resources"]
+        assert "cpus(dev)" in total and not any("(prod)" in r for r in total), total
+    finally:
+        stream.close()
+        slave.close()
