@@ -146,19 +146,19 @@ class _Builder:
 class Resources:
     """An immutable bag of resources keyed by (name, role); role "*" = unreserved."""
 
-    __slots__ = ("_items", "_kinds", "_totals", "_flat")
+    __slots__ = ("_items", "_kinds", "_totals", "_flat", "_hash")
     EMPTY: Resources  # set below the class
 
     def __init__(self, text: str = "", default_role: str = "*") -> None:
         self._items = Resources.parse(text, default_role)._items if text else {}
-        self._kinds = self._totals = self._flat = None
+        self._kinds = self._totals = self._flat = self._hash = None
 
     @classmethod
     def _make(cls, items: dict) -> Resources:
         # Trusted constructor: `items` must already be canonical.
         self = object.__new__(cls)
         self._items = items
-        self._kinds = self._totals = self._flat = None  # lazy caches
+        self._kinds = self._totals = self._flat = self._hash = None  # lazy caches
         return self
 
     # -- the outside world ----------------------------------------------------
@@ -320,11 +320,16 @@ class Resources:
                 items[key] = _norm_ranges(v)
         return Resources._make(items)
 
+    def entries(self) -> list[tuple[str, str, int | tuple | frozenset]]:
+        """(name, role, value) in output order, for encoders that write Mesos'
+        shapes directly: a scalar in thousandths, ranges as merged (begin, end)
+        pairs, a set as a frozenset. `to_protos` makes one Resource of each."""
+        return [(name, role, self._items[(name, role)]) for name, role in sorted(self._items, key=_sort_key)]
+
     def to_protos(self) -> list[pb.Resource]:
         """One Resource per (name, role); reserved ones carry a STATIC reservation."""
         out = []
-        for key in sorted(self._items, key=_sort_key):
-            (name, role), v = key, self._items[key]
+        for name, role, v in self.entries():
             r = pb.Resource(name=name, role=role)
             if type(v) is int:
                 r.type, r.scalar.value = _SCALAR, v / 1000
@@ -407,7 +412,10 @@ class Resources:
         return self._items == other._items if isinstance(other, Resources) else NotImplemented
 
     def __hash__(self) -> int:
-        return hash(frozenset(self._items.items()))
+        # Kept: values are immutable, and memo tables keyed by Resources hash them often.
+        if self._hash is None:
+            self._hash = hash(frozenset(self._items.items()))
+        return self._hash
 
     def __bool__(self) -> bool:
         return bool(self._items)

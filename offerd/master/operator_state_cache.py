@@ -84,21 +84,62 @@ def resource_messages(resources: Resources, allocated_to: str | None = None) -> 
 
 
 def resources_json(resources: Resources, allocated_to: str | None = None) -> list:
+    """``to_json`` of each of `resource_messages`, written from the values: tasks
+    that each hold their own ports make thousands of distinct values."""
     key = (resources, allocated_to)
     hit = _resource_json.get(key)
     if hit is None:
-        hit = _remember(_resource_json, key, [to_json(m) for m in resource_messages(resources, allocated_to)])
+        hit = _remember(_resource_json, key, [_resource_json_of(name, role, value, allocated_to)
+                                              for name, role, value in resources.entries()])
     return hit
+
+
+def _resource_json_of(name: str, role: str, value, allocated_to: str | None) -> dict:
+    if value.__class__ is int:
+        out = {"name": name, "type": "SCALAR", "scalar": {"value": value / 1000}}
+    elif value.__class__ is tuple:
+        out = {"name": name, "type": "RANGES", "ranges": {"range": [{"begin": b, "end": e} for b, e in value]}}
+    else:
+        out = {"name": name, "type": "SET", "set": {"item": sorted(value)}}
+    out["role"] = role
+    if allocated_to is not None:
+        out["allocation_info"] = {"role": allocated_to}
+    if role != "*":
+        out["reservations"] = [{"role": role, "type": "STATIC"}]
+    return out
 
 
 def resources_wire(resources: Resources, allocated_to: str | None = None) -> list:
-    """Each Resource's encoding (without the field's tag and length)."""
+    """Each Resource's encoding (without the field's tag and length), written
+    from the values as `resources_json` is."""
     key = (resources, allocated_to)
     hit = _resource_wire.get(key)
     if hit is None:
-        hit = _remember(_resource_wire, key,
-                        [m.SerializeToString() for m in resource_messages(resources, allocated_to)])
+        hit = _remember(_resource_wire, key, [_resource_wire_of(name, role, value, allocated_to)
+                                              for name, role, value in resources.entries()])
     return hit
+
+
+_SCALAR_HEAD = b"\x10\x00\x1a\x09\x09"  # type SCALAR, then scalar {value: <8 bytes>}
+_STATIC = b"\x20\x01"  # ReservationInfo.type STATIC
+
+
+def _resource_wire_of(name: str, role: str, value, allocated_to: str | None) -> bytes:
+    parts = [field(1, name.encode())]
+    if value.__class__ is int:
+        parts.append(_SCALAR_HEAD + _DOUBLE(value / 1000))
+    elif value.__class__ is tuple:
+        parts.append(b"\x10\x01" + field(4, b"".join(field(1, b"\x08" + _varint(b) + b"\x10" + _varint(e))
+                                                    for b, e in value)))
+    else:
+        parts.append(b"\x10\x02" + field(5, b"".join(field(1, item.encode()) for item in sorted(value))))
+    raw_role = role.encode()
+    parts.append(field(6, raw_role))
+    if allocated_to is not None:
+        parts.append(field(11, field(1, allocated_to.encode())))
+    if role != "*":
+        parts.append(field(13, field(3, raw_role) + _STATIC))
+    return b"".join(parts)
 
 
 # -- a task's JSON ---------------------------------------------------------------------------

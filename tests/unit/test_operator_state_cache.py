@@ -65,8 +65,32 @@ def test_task_json_and_encoding_equal_the_generic_road(task, role):
     assert oas.TaskEntry(view, role).message == message
 
 
-@settings(max_examples=50, deadline=None)
-@given(RESOURCES, st.one_of(st.none(), st.just("web")))
+ROLES = st.sampled_from(["*", "web", "eng/backend", "a.b-c_d"])
+
+
+@st.composite
+def any_resources(draw):
+    """Random values of every kind: scalars down to 0.001, ranges from 0 to past 2**63, sets."""
+    text = []
+    for name in draw(st.lists(st.sampled_from(["cpus", "mem", "disk", "gpus", "ports", "zz", "bandwidth"]),
+                              max_size=5, unique=True)):
+        role = draw(ROLES)
+        kind = {"ports": "ranges", "zz": "set"}.get(name, "scalar")
+        if kind == "scalar":
+            value = str(draw(st.integers(1, 10**6))) if name == "gpus" else str(draw(st.integers(1, 10**9)) / 1000)
+        elif kind == "ranges":
+            bounds = sorted(draw(st.lists(st.integers(0, 2**64 - 1), min_size=2, max_size=6, unique=True)))
+            value = "[" + ",".join(f"{b}-{e}" for b, e in zip(bounds[::2], bounds[1::2])) + "]" \
+                if len(bounds) >= 2 else "[0-0]"
+        else:
+            value = "{" + ",".join(draw(st.lists(st.from_regex(r"[a-z0-9]{1,6}", fullmatch=True), min_size=1,
+                                                 max_size=4, unique=True))) + "}"
+        text.append(f"{name}({role}):{value}" if role != "*" else f"{name}:{value}")
+    return Resources.parse(";".join(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(RESOURCES, any_resources()), st.one_of(st.none(), st.just("web"), st.just("eng/x")))
 def test_resources_equal_the_generic_road(resources, role):
     generic = []
     for proto in resources.to_protos():
@@ -77,6 +101,7 @@ def test_resources_equal_the_generic_road(resources, role):
         generic.append(message)
     assert fast.resource_messages(resources, role) == generic
     assert fast.resources_json(resources, role) == [to_json(m) for m in generic]
+    assert orjson.dumps(fast.resources_json(resources, role)) == orjson.dumps([to_json(m) for m in generic])
     assert fast.resources_wire(resources, role) == [m.SerializeToString() for m in generic]
 
 
