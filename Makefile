@@ -113,6 +113,7 @@ bench: venv
 	$(PY) bench/mesos_allocator_bench.py
 	$(PY) bench/http_bench.py
 	$(PY) bench/failover_bench.py
+	$(PY) bench/scale_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -223,14 +223,21 @@ class LocalCluster:
         self.slave_procs[index] = proc
         return proc
 
-    def start_simulated_fleet(self) -> subprocess.Popen:
-        proc = self._spawn("simulated-slaves", [
-            "slave", f"--master={self.master}", f"--ip={self.ip}", f"--port={self.slave_port(0)}",
-            f"--work_dir={os.path.join(self.work_dir, 'simulated')}", f"--simulate={self.simulate}",
+    def start_simulated_fleet(self, count: int | None = None, index: int = 0) -> subprocess.Popen:
+        """A process hosting `count` (default: all `simulate`) simulated slaves; more
+        than one process (each its own `index`) when one cannot hold them all."""
+        name = "simulated-slaves" if index == 0 else f"simulated-slaves-{index}"
+        proc = self._spawn(name, [
+            "slave", f"--master={self.master}", f"--ip={self.ip}", f"--port={self.slave_port(index)}",
+            f"--work_dir={os.path.join(self.work_dir, 'simulated' if index == 0 else f'simulated-{index}')}",
+            f"--simulate={count or self.simulate}",
             "--containerizer=simulated", f"--resources={self.resources}",
             f"--logging_level={self.logging_level}", *self._security_args("simulated"), *self.slave_args,
         ])
-        self.slave_procs = [proc]
+        if index == 0:
+            self.slave_procs = [proc]
+        else:
+            self.slave_procs.append(proc)
         return proc
 
     @property
